@@ -1,0 +1,3 @@
+"""The control plane's HTTP API (FastAPI)."""
+
+from __future__ import annotations

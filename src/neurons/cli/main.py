@@ -1,0 +1,40 @@
+"""Root of the ``neurons`` CLI. Library errors become one-line messages with exit code 1."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from neurons import __version__
+from neurons.cli.serve_node import serve_node
+from neurons.cli.up import up
+from neurons.errors import NeuronsError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="neurons: run local LLMs across one or many machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(up)
+app.command("serve-node")(serve_node)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the neurons version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app()
+    except NeuronsError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,45 @@
+"""``neurons serve-node``: one embedded neuron serving the Ollama REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from neurons.config import Settings
+
+__all__ = ["serve_node"]
+
+
+def serve_node(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 11435,
+    home: Annotated[
+        Path | None, typer.Option(help="State directory (default $NEURONS_HOME or ~/.neurons).")
+    ] = None,
+    models: Annotated[
+        Path | None, typer.Option(help="Ollama-layout models directory (default HOME/models).")
+    ] = None,
+    max_queue: Annotated[int | None, typer.Option(help="Pending requests before 503.")] = None,
+    no_default_models: Annotated[
+        bool, typer.Option("--no-default-models", help="Do not import the offline defaults.")
+    ] = False,
+) -> None:
+    """Serve the Ollama REST API on llama.cpp from a models directory."""
+    from neurons.neuron.app import create_neuron_app
+
+    overrides: dict[str, object] = {}
+    if home is not None:
+        overrides["home"] = home
+    if models is not None:
+        overrides["models_dir"] = models
+    if max_queue is not None:
+        overrides["max_queue"] = max_queue
+    if no_default_models:
+        overrides["import_default_models"] = False
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    app = create_neuron_app(settings)
+    typer.echo(f"neuron listening on http://{host}:{port} (models: {settings.resolved_models_dir})")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

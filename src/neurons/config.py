@@ -1,0 +1,106 @@
+"""One settings object for every neurons process.
+
+Values come from (highest first): explicit keyword arguments, environment variables
+(``NEURONS_*``; ``OLLAMA_BASE_URL`` as in seed 002; the Ollama server knobs ``OLLAMA_MAX_QUEUE``,
+``OLLAMA_NUM_PARALLEL`` and ``OLLAMA_KEEP_ALIVE`` are honoured by the embedded neuron too), then
+the defaults below. ``NEURONS_HOME`` is the state directory; the database and the models live
+under it unless set apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_HOME", "Settings"]
+
+DEFAULT_HOME = Path("~/.neurons")
+
+
+class Settings(BaseSettings):
+    """Validated configuration. Round-trips through :meth:`to_json` / :meth:`from_json`."""
+
+    model_config = SettingsConfigDict(env_prefix="NEURONS_", extra="forbid", populate_by_name=True)
+
+    home: Path = Field(default=DEFAULT_HOME, description="State directory (NEURONS_HOME).")
+    host: str = Field(default="127.0.0.1", description="Control-plane bind address.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Control-plane port.")
+    node_host: str = Field(default="127.0.0.1", description="Embedded neuron bind address.")
+    node_port: int = Field(default=11435, ge=1, le=65535, description="First embedded neuron port.")
+    default_model: str = Field(default="smollm2:135m", description="Model loaded by `neurons up`.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///$NEURONS_HOME/neurons.db."
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description="Ollama-layout models directory; default $NEURONS_HOME/models.",
+    )
+    ollama_base_url: str | None = Field(
+        default="http://localhost:11434",
+        validation_alias=AliasChoices("OLLAMA_BASE_URL", "NEURONS_OLLAMA_BASE_URL"),
+        description="A real Ollama server that joins the network when reachable; '' disables.",
+    )
+    max_queue: int = Field(
+        default=512,
+        ge=1,
+        validation_alias=AliasChoices("NEURONS_MAX_QUEUE", "OLLAMA_MAX_QUEUE", "max_queue"),
+        description="Pending requests a neuron accepts before answering 503.",
+    )
+    num_parallel: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=AliasChoices("NEURONS_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", "num_parallel"),
+        description="Requests a neuron runs at once.",
+    )
+    keep_alive: str = Field(
+        default="5m",
+        validation_alias=AliasChoices("NEURONS_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE", "keep_alive"),
+        description="How long an idle model stays loaded (Ollama duration syntax).",
+    )
+    max_loaded_models: int = Field(default=3, ge=1, description="Models a neuron keeps loaded.")
+    import_default_models: bool = Field(
+        default=True, description="Import the offline models shipped on PyPI on first start."
+    )
+
+    @field_validator("home", "models_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("ollama_base_url", mode="after")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip().rstrip("/")
+
+    @field_validator("keep_alive", mode="after")
+    @classmethod
+    def _check_keep_alive(cls, value: str) -> str:
+        # Imported here: neuron.durations is pure Python, but config must stay import-light.
+        from neurons.neuron.durations import parse_keep_alive
+
+        parse_keep_alive(value)
+        return value
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir if self.models_dir is not None else self.home / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'neurons.db'}"
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)

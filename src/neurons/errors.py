@@ -1,0 +1,157 @@
+"""The one error hierarchy of neurons.
+
+Every error raised on purpose by the library derives from :class:`NeuronsError`. Each class
+knows its ``error_code`` (stable, machine-readable) and ``http_status``; the edges (Ollama-API
+routes, the management API, the CLI) translate once, in one place each, and never re-derive
+status codes.
+
+    NeuronsError
+    ├── ConfigError                    invalid settings                       500
+    ├── StoreError                     database problems                      500
+    │   └── MigrationError              a migration failed or is unknown       500
+    ├── InvalidRequestError            bad input from a caller                400
+    │   ├── InvalidModelNameError      name not of the form host/ns/model:tag 400
+    │   ├── InvalidDigestError         digest not sha256:<64 hex>             400
+    │   ├── DigestMismatchError        uploaded bytes do not hash to digest   400
+    │   ├── InvalidOptionError         an option has the wrong type/value     400
+    │   ├── InvalidModelFileError      a blob is not a usable GGUF            400
+    │   └── NodeExistsError            a node with that name already exists   409
+    ├── NotFoundError                  something named does not exist         404
+    │   ├── ModelNotFoundError         no manifest for that model             404
+    │   ├── BlobNotFoundError          no blob with that digest               404
+    │   └── NodeNotFoundError          no node with that id or name           404
+    ├── ServerBusyError                the request queue is full              503
+    ├── RequestCancelledError          the client went away                   499
+    ├── RegistryError                  pulling from a registry failed         500
+    ├── EngineError                    llama.cpp failed to load or run        500
+    └── NodeError                      talking to another node failed         502
+        └── NodeUnreachableError       connection refused / timed out         502
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlobNotFoundError",
+    "ConfigError",
+    "DigestMismatchError",
+    "EngineError",
+    "InvalidDigestError",
+    "InvalidModelFileError",
+    "InvalidModelNameError",
+    "InvalidOptionError",
+    "InvalidRequestError",
+    "MigrationError",
+    "ModelNotFoundError",
+    "NeuronsError",
+    "NodeError",
+    "NodeExistsError",
+    "NodeNotFoundError",
+    "NodeUnreachableError",
+    "NotFoundError",
+    "RegistryError",
+    "RequestCancelledError",
+    "ServerBusyError",
+    "StoreError",
+]
+
+
+class NeuronsError(Exception):
+    """Root of every error neurons raises on purpose."""
+
+    error_code: str = "internal_error"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(NeuronsError):
+    error_code = "config_error"
+
+
+class StoreError(NeuronsError):
+    error_code = "store_error"
+
+
+class MigrationError(StoreError):
+    error_code = "migration_error"
+
+
+class InvalidRequestError(NeuronsError):
+    error_code = "invalid_request"
+    http_status = 400
+
+
+class InvalidModelNameError(InvalidRequestError):
+    error_code = "invalid_model_name"
+
+
+class InvalidDigestError(InvalidRequestError):
+    error_code = "invalid_digest"
+
+
+class DigestMismatchError(InvalidRequestError):
+    error_code = "digest_mismatch"
+
+
+class InvalidOptionError(InvalidRequestError):
+    error_code = "invalid_option"
+
+
+class InvalidModelFileError(InvalidRequestError):
+    error_code = "invalid_model_file"
+
+
+class NodeExistsError(InvalidRequestError):
+    """A conflict, not a malformed request: the name is taken, so 409 rather than 400."""
+
+    error_code = "node_exists"
+    http_status = 409
+
+
+class NotFoundError(NeuronsError):
+    error_code = "not_found"
+    http_status = 404
+
+
+class ModelNotFoundError(NotFoundError):
+    error_code = "model_not_found"
+
+
+class BlobNotFoundError(NotFoundError):
+    error_code = "blob_not_found"
+
+
+class NodeNotFoundError(NotFoundError):
+    error_code = "node_not_found"
+
+
+class ServerBusyError(NeuronsError):
+    error_code = "server_busy"
+    http_status = 503
+
+
+class RequestCancelledError(NeuronsError):
+    error_code = "request_cancelled"
+    http_status = 499
+
+
+class RegistryError(NeuronsError):
+    error_code = "registry_error"
+
+
+class EngineError(NeuronsError):
+    error_code = "engine_error"
+
+
+class NodeError(NeuronsError):
+    error_code = "node_error"
+    http_status = 502
+
+
+class NodeUnreachableError(NodeError):
+    error_code = "node_unreachable"

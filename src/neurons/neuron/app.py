@@ -1,0 +1,91 @@
+"""The embedded neuron's ASGI app: Ollama's REST API over the engine and the model store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from neurons import __version__
+from neurons.config import Settings
+from neurons.errors import NeuronsError
+from neurons.neuron import routes_inference, routes_models
+from neurons.neuron.defaults import import_default_models
+from neurons.neuron.durations import parse_keep_alive
+from neurons.neuron.engine import Engine
+from neurons.neuron.modelstore import ModelStore
+from neurons.neuron.scheduler import FairScheduler
+from neurons.neuron.service import Neuron
+from neurons.neuron.wire import error_response
+
+__all__ = ["create_neuron_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_neuron_app(settings: Settings, registry_transport: Any = None) -> FastAPI:
+    store = ModelStore(settings.resolved_models_dir)
+    engine = Engine(
+        store,
+        max_loaded=settings.max_loaded_models,
+        default_keep_alive=parse_keep_alive(settings.keep_alive),
+    )
+    neuron = Neuron(store, engine, FairScheduler(settings.num_parallel, settings.max_queue))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.ensure()
+        if settings.import_default_models:
+            await asyncio.to_thread(import_default_models, store)
+        reaper = asyncio.create_task(_reap_forever(engine))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            engine.close()
+
+    app = FastAPI(title="neurons embedded neuron", version=__version__, lifespan=lifespan)
+    app.state.neuron = neuron
+    app.state.registry_transport = registry_transport
+    app.include_router(routes_models.router)
+    app.include_router(routes_inference.router)
+
+    @app.exception_handler(NeuronsError)
+    async def _neurons_error(_: Request, exc: NeuronsError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse({"error": str(exc.detail).lower()}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.get("/api/neuron/status")
+    async def status() -> dict[str, Any]:
+        """neurons extension: queue and engine counters for monitoring and tests."""
+        return {
+            "running": neuron.scheduler.running,
+            "waiting": neuron.scheduler.waiting,
+            "tokens_generated": engine.tokens_generated,
+            "loaded": [r.model.name.display for r in engine.runners.values()],
+        }
+
+    return app
+
+
+async def _reap_forever(engine: Engine) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(engine.reap)

@@ -1,0 +1,106 @@
+"""Start and stop an embedded neuron as a child process (``neurons serve-node``).
+
+The control plane never runs llama.cpp in its own process: a crash there cannot take it
+down. On Linux the child gets ``PR_SET_PDEATHSIG`` so it dies with its parent even when the
+parent is killed hard, so no orphan keeps a port or gigabytes of RAM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from neurons.errors import NodeUnreachableError
+
+__all__ = ["NeuronProcess"]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class NeuronProcess:
+    def __init__(
+        self,
+        home: Path,
+        host: str = "127.0.0.1",
+        port: int = 11435,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.home = home
+        self.host = host
+        self.port = port
+        self.extra_args = extra_args or []
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 300.0) -> NeuronProcess:
+        command = [
+            sys.executable, "-m", "neurons", "serve-node",
+            "--host", self.host, "--port", str(self.port), "--home", str(self.home),
+            *self.extra_args,
+        ]  # fmt: skip
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - owned by the child
+        env = {**os.environ, **(self.env or {})}
+        self.process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        log.close()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise NodeUnreachableError(
+                    f"neuron exited with code {self.process.returncode} before it was ready"
+                    + (f" (log: {self.log_path})" if self.log_path else "")
+                )
+            try:
+                if httpx.get(self.url + "/api/version", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise NodeUnreachableError(f"neuron at {self.url} not ready after {timeout:.0f}s")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> NeuronProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,307 @@
+"""Ollama inference routes: /api/generate, /api/chat, /api/embed, /api/embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from neurons.errors import InvalidRequestError, ModelNotFoundError
+from neurons.neuron.engine import GenerationResult, TokenEvent
+from neurons.neuron.prompt import ChatMessage
+from neurons.neuron.service import Neuron, Prepared
+from neurons.neuron.wire import ndjson_response, now_rfc3339, read_json, wants_stream
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def _neuron(request: Request) -> Neuron:
+    neuron: Neuron = request.app.state.neuron
+    return neuron
+
+
+def _check_logprobs(body: dict[str, Any]) -> int | None:
+    top = body.get("top_logprobs")
+    if top is not None and (not isinstance(top, int) or not 0 <= top <= 20):
+        raise InvalidRequestError("top_logprobs must be between 0 and 20")
+    if body.get("logprobs") or top:
+        return int(top or 0)
+    return None
+
+
+def _metrics(result: GenerationResult, prepared: Prepared, load_ns: int) -> dict[str, Any]:
+    return {
+        "done_reason": result.done_reason,
+        "total_duration": time.perf_counter_ns() - prepared.started_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": result.prompt_eval_count,
+        "prompt_eval_duration": result.prompt_eval_duration,
+        "eval_count": result.eval_count,
+        "eval_duration": result.eval_duration,
+    }
+
+
+async def _load_response(
+    neuron: Neuron, prepared: Prepared, body: dict[str, Any], chat: bool
+) -> Response:
+    load_ns = await neuron.load_only(prepared)
+    reason = "unload" if prepared.keep_alive == 0 else "load"
+    payload: dict[str, Any] = {"model": body["model"], "created_at": now_rfc3339()}
+    if chat:
+        payload["message"] = {"role": "assistant", "content": ""}
+    else:
+        payload["response"] = ""
+    payload.update({"done": True, "done_reason": reason})
+    if reason == "load":
+        payload["load_duration"] = load_ns
+        payload["total_duration"] = time.perf_counter_ns() - prepared.started_ns
+    return JSONResponse(payload)
+
+
+async def _run(
+    request: Request,
+    events: AsyncIterator[Any],
+    shape: Any,
+    final: Any,
+    stream: bool,
+) -> Response:
+    """Drive a generation: the first event (load duration) is awaited before any byte is
+    sent, so queue-full, load and template errors get their proper HTTP status."""
+    load_ns: int = await events.__anext__()
+
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                yield shape(event)
+            elif isinstance(event, GenerationResult):
+                yield final(event, load_ns)
+
+    if stream:
+        iterator = chunks()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:  # pragma: no cover - a result always comes last
+            first = {}
+        return ndjson_response(iterator, first)
+
+    collected: list[dict[str, Any]] = []
+    consumer = asyncio.ensure_future(_collect(chunks(), collected))
+    while not consumer.done():
+        await asyncio.wait({consumer}, timeout=0.25)
+        if not consumer.done() and await request.is_disconnected():
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            await events.aclose()
+            return Response(status_code=499)
+    consumer.result()
+    return JSONResponse(_merge(collected))
+
+
+async def _collect(chunks: AsyncIterator[dict[str, Any]], into: list[dict[str, Any]]) -> None:
+    async for chunk in chunks:
+        into.append(chunk)
+
+
+def _merge(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold a stream into one response, as Ollama's non-streamed mode does."""
+    final = dict(chunks[-1])
+    if "response" in final:
+        final["response"] = "".join(c.get("response", "") for c in chunks)
+    if "message" in final:
+        final["message"] = dict(final["message"])
+        final["message"]["content"] = "".join(c["message"].get("content", "") for c in chunks)
+    logprobs = [lp for c in chunks for lp in c.get("logprobs") or []]
+    if logprobs:
+        final["logprobs"] = logprobs
+    return final
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    body = await read_json(request)
+    name = body.get("model") or ""
+    if not isinstance(name, str) or not name:
+        raise ModelNotFoundError("model '' not found")
+    top_logprobs = _check_logprobs(body)
+    raw = bool(body.get("raw"))
+    if raw and (body.get("template") or body.get("system") or body.get("context")):
+        raise InvalidRequestError("raw mode does not support template, system, or context")
+    neuron = _neuron(request)
+    prepared = neuron.prepare(body)
+    prompt = body.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise InvalidRequestError("prompt must be a string")
+    if not prompt:
+        return await _load_response(neuron, prepared, body, chat=False)
+    context = body.get("context")
+    if context is not None and not (
+        isinstance(context, list) and all(isinstance(t, int) for t in context)
+    ):
+        raise InvalidRequestError("context must be a list of token ids")
+    system = body.get("system") if isinstance(body.get("system"), str) else prepared.model.system
+    messages = [ChatMessage("system", system)] if system else []
+    messages.append(ChatMessage("user", prompt))
+    events = neuron.generate(
+        prepared,
+        messages=None if raw else messages,
+        raw_prompt=prompt if raw else None,
+        context=context,
+        fmt=body.get("format") or None,
+        top_logprobs=top_logprobs,
+        template=body["template"] if isinstance(body.get("template"), str) else None,
+    )
+    model_name = name
+
+    def shape(event: TokenEvent) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "model": model_name,
+            "created_at": now_rfc3339(),
+            "response": event.text,
+            "done": False,
+        }
+        if event.logprobs:
+            chunk["logprobs"] = event.logprobs
+        return chunk
+
+    def final(result: GenerationResult, load_ns: int) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "model": model_name,
+            "created_at": now_rfc3339(),
+            "response": "",
+            "done": True,
+        }
+        chunk.update(_metrics(result, prepared, load_ns))
+        if not raw:
+            chunk["context"] = result.context
+        return chunk
+
+    return await _run(request, events, shape, final, wants_stream(body))
+
+
+def _chat_messages(body: dict[str, Any], prepared: Prepared) -> list[ChatMessage]:
+    raw_messages = body.get("messages") or []
+    if not isinstance(raw_messages, list):
+        raise InvalidRequestError("messages must be a list")
+    messages = [
+        ChatMessage(str(m.get("role", "user")).lower(), str(m.get("content") or ""))
+        for m in raw_messages
+        if isinstance(m, dict)
+    ]
+    if len(messages) != len(raw_messages):
+        raise InvalidRequestError("every message must be an object with role and content")
+    model = prepared.model
+    history = [ChatMessage(m["role"], m.get("content", "")) for m in model.messages]
+    if model.system and not any(m.role == "system" for m in messages):
+        history.insert(0, ChatMessage("system", model.system))
+    return history + messages
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    body = await read_json(request)
+    name = body.get("model") or ""
+    if not isinstance(name, str) or not name:
+        raise InvalidRequestError("model is required")
+    top_logprobs = _check_logprobs(body)
+    neuron = _neuron(request)
+    prepared = neuron.prepare(body)
+    if not body.get("messages"):
+        return await _load_response(neuron, prepared, body, chat=True)
+    messages = _chat_messages(body, prepared)
+    events = neuron.generate(
+        prepared,
+        messages=messages,
+        raw_prompt=None,
+        context=None,
+        fmt=body.get("format") or None,
+        top_logprobs=top_logprobs,
+    )
+
+    def shape(event: TokenEvent) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "model": name,
+            "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": event.text},
+            "done": False,
+        }
+        if event.logprobs:
+            chunk["logprobs"] = event.logprobs
+        return chunk
+
+    def final(result: GenerationResult, load_ns: int) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "model": name,
+            "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+        }
+        chunk.update(_metrics(result, prepared, load_ns))
+        return chunk
+
+    return await _run(request, events, shape, final, wants_stream(body))
+
+
+def _normalize(vector: list[float], dimensions: int | None) -> list[float]:
+    if dimensions:
+        vector = vector[:dimensions]
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm > 0 else vector
+
+
+@router.post("/api/embed")
+async def embed(request: Request) -> Response:
+    body = await read_json(request)
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidRequestError("model is required")
+    raw_input = body.get("input")
+    if raw_input is None or raw_input == "":
+        texts: list[str] = []
+    elif isinstance(raw_input, str):
+        texts = [raw_input]
+    elif isinstance(raw_input, list) and all(isinstance(t, str) for t in raw_input):
+        texts = list(raw_input)
+    else:
+        raise InvalidRequestError("invalid input type")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 0):
+        raise InvalidRequestError("dimensions must be a positive integer")
+    neuron = _neuron(request)
+    prepared = neuron.prepare(body, embedding=True)
+    if not texts:
+        await neuron.load_only(prepared, embedding=True)
+        return JSONResponse({"model": body["model"], "embeddings": []})
+    truncate = body.get("truncate") is not False
+    vectors, count, load_ns = await neuron.embed(prepared, texts, truncate)
+    return JSONResponse(
+        {
+            "model": body["model"],
+            "embeddings": [_normalize(v, dimensions) for v in vectors],
+            "total_duration": time.perf_counter_ns() - prepared.started_ns,
+            "load_duration": load_ns,
+            "prompt_eval_count": count,
+        }
+    )
+
+
+@router.post("/api/embeddings")
+async def embeddings(request: Request) -> Response:
+    body = await read_json(request)
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidRequestError("model is required")
+    prompt = body.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise InvalidRequestError("prompt must be a string")
+    neuron = _neuron(request)
+    prepared = neuron.prepare(body, embedding=True)
+    if not prompt:
+        await neuron.load_only(prepared, embedding=True)
+        return JSONResponse({"embedding": []})
+    vectors, _, _ = await neuron.embed(prepared, [prompt], truncate=True)
+    return JSONResponse({"embedding": vectors[0]})

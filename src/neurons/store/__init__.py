@@ -1,0 +1,42 @@
+"""Persistent state shared by every neurons process: one SQLite database under NEURONS_HOME.
+
+Open it with :func:`open_store`, which also migrates the schema, so no caller can forget to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from neurons.store.engine import create_engine_for, open_store
+from neurons.store.kv import KeyValueRepository
+from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
+from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
+
+__all__ = [
+    "MIGRATIONS",
+    "NODE_KINDS",
+    "KeyValueRepository",
+    "Migration",
+    "NodeRecord",
+    "NodeRepository",
+    "Store",
+    "create_engine_for",
+    "current_version",
+    "migrate",
+    "open_store",
+]
+
+
+@dataclass
+class Store:
+    """The engine and the repositories built on it, opened together by :func:`open_store`."""
+
+    engine: Engine
+    nodes: NodeRepository
+    kv: KeyValueRepository
+
+    def close(self) -> None:
+        """Release pooled connections (and with them SQLite's file handles)."""
+        self.engine.dispose()

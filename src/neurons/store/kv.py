@@ -1,0 +1,60 @@
+"""A small key/value store for settings and state that do not deserve a table of their own.
+
+Values are stored as JSON so any process (or a person with the sqlite3 shell) can read them
+without knowing which Python type wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Column, MetaData, Table, Text, select
+from sqlalchemy.engine import Engine
+
+from neurons.errors import InvalidRequestError
+from neurons.store.engine import read_connection, to_db_time, utc_now, write_transaction
+
+__all__ = ["KeyValueRepository", "kv_table"]
+
+# The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+kv_table = Table(
+    "kv",
+    MetaData(),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+
+
+class KeyValueRepository:
+    """JSON values by string key, shared by every process using the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with read_connection(self._engine) as conn:
+            raw = conn.scalar(select(kv_table.c.value).where(kv_table.c.key == key))
+        return default if raw is None else json.loads(raw)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        try:
+            encoded = json.dumps(value, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(f"value for {key!r} is not JSON-serialisable: {exc}") from exc
+        now = to_db_time(utc_now())
+        # Update-then-insert under the write lock instead of a dialect-specific upsert, so the
+        # store keeps working on a non-SQLite database URL.
+        with write_transaction(self._engine) as conn:
+            updated = conn.execute(
+                kv_table.update().where(kv_table.c.key == key).values(value=encoded, updated_at=now)
+            )
+            if updated.rowcount == 0:
+                conn.execute(kv_table.insert().values(key=key, value=encoded, updated_at=now))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; deleting a missing key is not an error (the outcome is the same)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(kv_table.delete().where(kv_table.c.key == key))

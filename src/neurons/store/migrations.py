@@ -1,0 +1,238 @@
+"""Numbered schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Each migration is a function named ``mNNN_what`` registered with :func:`migration`; its number
+is its version. A migration spells out its own tables instead of reusing the repositories'
+``Table`` objects, because those describe the schema of today and a migration must keep creating
+the schema of its own day. Never edit or renumber a released migration: add the next one.
+
+Every migration runs in its own transaction together with the row that records it, so a failure
+leaves the database at the previous version. Several processes may start at once; the write lock
+taken by :func:`~neurons.store.engine.write_transaction` makes the second one find the work done.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from neurons.errors import MigrationError, StoreError
+from neurons.store.engine import read_connection, to_db_time, utc_now, write_transaction
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "current_version",
+    "migrate",
+    "migration",
+]
+
+MigrationFn = Callable[[Connection], None]
+
+_NAME = re.compile(r"^m(\d{3})_[a-z0-9_]+$")
+
+_ledger_metadata = MetaData()
+schema_migrations = Table(
+    "schema_migrations",
+    _ledger_metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("applied_at", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: MigrationFn
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: MigrationFn) -> MigrationFn:
+    """Register ``fn`` as the next migration; its name must carry the next number.
+
+    Checking the number at import time turns a mis-numbered or duplicated migration into an
+    immediate error instead of a database that silently skips one.
+    """
+    match = _NAME.match(fn.__name__)
+    if match is None:
+        raise ValueError(f"migration {fn.__name__!r} must be named like m001_what")
+    version = int(match.group(1))
+    expected = len(MIGRATIONS) + 1
+    if version != expected:
+        raise ValueError(f"migration {fn.__name__!r} has number {version}; expected {expected}")
+    MIGRATIONS.append(Migration(version=version, name=fn.__name__, apply=fn))
+    return fn
+
+
+def current_version(engine: Engine) -> int:
+    """The highest version recorded; 0 for a database never migrated."""
+    with read_connection(engine) as conn:
+        if not inspect(conn).has_table(schema_migrations.name):
+            return 0
+        version = conn.scalar(select(func.max(schema_migrations.c.version)))
+    return 0 if version is None else int(version)
+
+
+def migrate(
+    engine: Engine,
+    *,
+    target: int | None = None,
+    migrations: Sequence[Migration] | None = None,
+) -> list[str]:
+    """Apply the pending migrations in order and return the names of those applied.
+
+    ``target`` stops after that version (tests use it to build old databases); ``migrations``
+    replaces the registered list (tests use it to inject a failing one). Raises
+    :class:`MigrationError` when the database records a version this code does not know (it was
+    written by a newer neurons) or when a migration fails.
+    """
+    every = list(MIGRATIONS if migrations is None else migrations)
+    _check_plan(every)
+    known = {m.version for m in every}
+    plan = every
+    if target is not None:
+        if not 0 <= target <= len(every):
+            raise MigrationError(f"target version {target} is not between 0 and {len(every)}")
+        plan = every[:target]
+
+    _ensure_ledger(engine)
+    with read_connection(engine) as conn:
+        applied = _applied_versions(conn)
+    _refuse_unknown(applied, known)
+
+    applied_names: list[str] = []
+    for step in plan:
+        if step.version in applied:
+            continue
+        try:
+            with write_transaction(engine) as conn:
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                now_applied = _applied_versions(conn)
+                _refuse_unknown(now_applied, known)
+                if step.version in now_applied:
+                    continue
+                step.apply(conn)
+                conn.execute(
+                    schema_migrations.insert().values(
+                        version=step.version, name=step.name, applied_at=to_db_time(utc_now())
+                    )
+                )
+        except MigrationError:
+            raise
+        except Exception as exc:
+            raise MigrationError(
+                f"migration {step.name} failed and was rolled back: {exc}"
+            ) from exc
+        applied_names.append(step.name)
+    return applied_names
+
+
+def _check_plan(plan: Sequence[Migration]) -> None:
+    for index, step in enumerate(plan, start=1):
+        if step.version != index:
+            raise MigrationError(
+                f"migration {step.name} has version {step.version}; expected {index}"
+            )
+
+
+def _ensure_ledger(engine: Engine) -> None:
+    with read_connection(engine) as conn:
+        if inspect(conn).has_table(schema_migrations.name):
+            return
+    try:
+        with write_transaction(engine) as conn:
+            schema_migrations.create(conn, checkfirst=True)
+    except StoreError as exc:
+        raise MigrationError(f"cannot create the schema_migrations table: {exc}") from exc
+
+
+def _applied_versions(conn: Connection) -> set[int]:
+    return set(conn.scalars(select(schema_migrations.c.version)))
+
+
+def _refuse_unknown(applied: set[int], known: set[int]) -> None:
+    unknown = sorted(applied - known)
+    if unknown:
+        raise MigrationError(
+            f"the database records schema version(s) {unknown} that this neurons does not know "
+            f"(it knows up to {max(known, default=0)}); it was written by a newer neurons"
+        )
+
+
+@migration
+def m001_nodes(conn: Connection) -> None:
+    """The neurons (embedded and Ollama servers) that make up the network."""
+    metadata = MetaData()
+    nodes = Table(
+        "nodes",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("url", Text, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("labels", Text, nullable=False, server_default=text("'{}'")),
+        Column("priority", Integer, nullable=False, server_default=text("0")),
+        Column("status", Text, nullable=False, server_default=text("'unknown'")),
+        Column("last_seen_at", Text, nullable=True),
+        Column("created_at", Text, nullable=False),
+        Column("updated_at", Text, nullable=False),
+        UniqueConstraint("name", name="uq_nodes_name"),
+        CheckConstraint("kind IN ('embedded', 'ollama')", name="ck_nodes_kind"),
+    )
+    nodes.create(conn)
+
+
+@migration
+def m002_node_events(conn: Connection) -> None:
+    """An append-only history per node (health changes, loads), dropped with the node."""
+    metadata = MetaData()
+    # Only as much of nodes as the foreign key needs; it already exists and is not created here.
+    Table("nodes", metadata, Column("id", Text, primary_key=True))
+    events = Table(
+        "node_events",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("node_id", Text, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("detail", Text, nullable=False, server_default=text("'{}'")),
+        Column("created_at", Text, nullable=False),
+        Index("ix_node_events_node_id", "node_id"),
+        # AUTOINCREMENT: ids never reused, so "newest first" by id stays true after deletes.
+        sqlite_autoincrement=True,
+    )
+    events.create(conn)
+
+
+@migration
+def m003_kv(conn: Connection) -> None:
+    """Small settings and state (JSON values) that do not deserve a table of their own."""
+    metadata = MetaData()
+    kv = Table(
+        "kv",
+        metadata,
+        Column("key", Text, primary_key=True),
+        Column("value", Text, nullable=False),
+        Column("updated_at", Text, nullable=False),
+    )
+    kv.create(conn)

@@ -1,0 +1,69 @@
+"""Component lifecycle for ``neurons up``: store → neuron subprocess → default model →
+control plane. Shutdown runs in reverse whatever stopped us (Ctrl-C, SIGTERM, an error)."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import typer
+import uvicorn
+
+from neurons.api.app import NodeSpec, create_control_plane
+from neurons.config import Settings
+from neurons.errors import NodeError
+from neurons.neuron.process import NeuronProcess
+
+__all__ = ["run_up"]
+
+log = logging.getLogger(__name__)
+
+
+def run_up(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    neuron = NeuronProcess(
+        home=settings.home,
+        host=settings.node_host,
+        port=settings.node_port,
+        log_path=settings.home / "neuron.log",
+    )
+    typer.echo(f"starting embedded neuron on {neuron.url} (log: {neuron.log_path})")
+    neuron.start()
+    try:
+        typer.echo(f"loading {settings.default_model} ...")
+        _preload(neuron.url, settings.default_model)
+        app = create_control_plane(settings, [NodeSpec("neuron-1", neuron.url, "embedded")])
+        base = f"http://{settings.host}:{settings.port}"
+        typer.echo(
+            "\n".join(
+                [
+                    "neurons is up:",
+                    f"  control plane  {base}   (health: {base}/api/health)",
+                    f"  Ollama API     {base}/api/...  (e.g. OLLAMA_HOST={base} ollama-python)",
+                    f"  neuron-1       {neuron.url}   model {settings.default_model}",
+                    f"  state          {settings.home}",
+                    "Press Ctrl-C to stop.",
+                ]
+            )
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+        )
+        server.run()
+    finally:
+        code = neuron.stop()
+        typer.echo(f"embedded neuron stopped (exit {code}); bye")
+
+
+def _preload(url: str, model: str) -> None:
+    """Load the default model and keep it loaded (Ollama's keep_alive -1)."""
+    try:
+        response = httpx.post(
+            url + "/api/generate",
+            json={"model": model, "prompt": "", "keep_alive": -1, "stream": False},
+            timeout=300.0,
+        )
+    except httpx.HTTPError as exc:
+        raise NodeError(f"could not load {model}: {exc}") from exc
+    if response.status_code != 200:
+        raise NodeError(f"could not load {model}: {response.text}")

@@ -1,0 +1,240 @@
+"""Schema migrations against real SQLite files: fresh, upgraded, newer and failing databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import Connection
+
+from neurons.errors import MigrationError
+from neurons.store import (
+    MIGRATIONS,
+    Migration,
+    create_engine_for,
+    current_version,
+    migrate,
+    open_store,
+)
+
+EXPECTED_COLUMNS = {
+    "schema_migrations": {
+        "version": ("INTEGER", False),
+        "name": ("TEXT", False),
+        "applied_at": ("TEXT", False),
+    },
+    "nodes": {
+        "id": ("TEXT", False),
+        "name": ("TEXT", False),
+        "url": ("TEXT", False),
+        "kind": ("TEXT", False),
+        "labels": ("TEXT", False),
+        "priority": ("INTEGER", False),
+        "status": ("TEXT", False),
+        "last_seen_at": ("TEXT", True),
+        "created_at": ("TEXT", False),
+        "updated_at": ("TEXT", False),
+    },
+    "node_events": {
+        "id": ("INTEGER", False),
+        "node_id": ("TEXT", False),
+        "kind": ("TEXT", False),
+        "detail": ("TEXT", False),
+        "created_at": ("TEXT", False),
+    },
+    "kv": {
+        "key": ("TEXT", False),
+        "value": ("TEXT", False),
+        "updated_at": ("TEXT", False),
+    },
+}
+NAMES = ["m001_nodes", "m002_node_events", "m003_kv"]
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    created = create_engine_for(db_url)
+    yield created
+    created.dispose()
+
+
+def _versions(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT version, name FROM schema_migrations ORDER BY version"))
+        return [(row.version, row.name) for row in rows]
+
+
+def test_registry_is_numbered_in_order() -> None:
+    assert [m.version for m in MIGRATIONS] == [1, 2, 3]
+    assert [m.name for m in MIGRATIONS] == NAMES
+
+
+def test_fresh_migrate_creates_every_table_with_exact_columns(engine: Engine, db_url: str) -> None:
+    assert current_version(engine) == 0
+    assert migrate(engine) == NAMES
+
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) >= set(EXPECTED_COLUMNS)
+    for table, expected in EXPECTED_COLUMNS.items():
+        columns = {
+            col["name"]: (str(col["type"]), col["nullable"]) for col in inspector.get_columns(table)
+        }
+        assert columns == expected, table
+
+    assert inspector.get_pk_constraint("nodes")["constrained_columns"] == ["id"]
+    assert inspector.get_pk_constraint("kv")["constrained_columns"] == ["key"]
+    assert [u["column_names"] for u in inspector.get_unique_constraints("nodes")] == [["name"]]
+    (fk,) = inspector.get_foreign_keys("node_events")
+    assert fk["referred_table"] == "nodes"
+    assert fk["constrained_columns"] == ["node_id"]
+    assert fk["options"].get("ondelete") == "CASCADE"
+    assert [i["column_names"] for i in inspector.get_indexes("node_events")] == [["node_id"]]
+    with engine.connect() as conn:
+        ddl = conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'node_events'"))
+    assert "AUTOINCREMENT" in ddl
+
+    assert _versions(engine) == [(1, NAMES[0]), (2, NAMES[1]), (3, NAMES[2])]
+    assert current_version(engine) == 3
+    assert Path(db_url.removeprefix("sqlite:///")).is_file()
+
+
+def test_defaults_and_kind_check_are_in_the_schema(engine: Engine) -> None:
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO nodes (id, name, url, kind, created_at, updated_at)"
+                " VALUES ('n1', 'one', 'http://x', 'ollama', 't', 't')"
+            )
+        )
+        row = conn.execute(text("SELECT labels, priority, status FROM nodes")).one()
+    assert tuple(row) == ("{}", 0, "unknown")
+    with pytest.raises(Exception, match="CHECK constraint failed"), engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO nodes (id, name, url, kind, created_at, updated_at)"
+                " VALUES ('n2', 'two', 'http://x', 'vllm', 't', 't')"
+            )
+        )
+
+
+def test_every_connection_is_configured(engine: Engine) -> None:
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_second_migrate_applies_nothing(engine: Engine, db_url: str) -> None:
+    assert migrate(engine) == NAMES
+    assert migrate(engine) == []
+    # A second engine (another process) sees the finished schema too.
+    assert migrate(create_engine_for(db_url)) == []
+    assert current_version(engine) == 3
+
+
+def test_upgrade_from_version_one_keeps_rows(engine: Engine, db_url: str) -> None:
+    assert migrate(engine, target=1) == ["m001_nodes"]
+    assert current_version(engine) == 1
+    assert set(inspect(engine).get_table_names()) == {"schema_migrations", "nodes"}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO nodes (id, name, url, kind, created_at, updated_at) VALUES"
+                " ('abc', 'old', 'http://old:11434', 'ollama',"
+                " '2024-01-01T00:00:00.000000+00:00', '2024-01-01T00:00:00.000000+00:00')"
+            )
+        )
+    engine.dispose()
+
+    store = open_store(db_url)
+    try:
+        assert current_version(store.engine) == 3
+        assert _versions(store.engine) == [(1, NAMES[0]), (2, NAMES[1]), (3, NAMES[2])]
+        node = store.nodes.get("old")
+        assert node.id == "abc"
+        assert node.url == "http://old:11434"
+        store.nodes.record_event("old", "health", {"ok": True})
+        assert store.nodes.events("abc")[0]["detail"] == {"ok": True}
+    finally:
+        store.close()
+
+
+def test_migrate_with_target_reports_only_what_it_applied(engine: Engine) -> None:
+    assert migrate(engine, target=0) == []
+    assert migrate(engine, target=2) == NAMES[:2]
+    assert migrate(engine, target=2) == []
+    assert migrate(engine) == NAMES[2:]
+    with pytest.raises(MigrationError, match="target"):
+        migrate(engine, target=4)
+
+
+def test_newer_database_is_refused(engine: Engine, db_url: str) -> None:
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO schema_migrations (version, name, applied_at)"
+                " VALUES (99, 'm099_future', '2099-01-01T00:00:00+00:00')"
+            )
+        )
+    with pytest.raises(MigrationError, match=r"\[99\]"):
+        migrate(engine)
+    with pytest.raises(MigrationError, match="newer"):
+        open_store(db_url)
+
+
+def test_failing_migration_rolls_back_and_keeps_version(engine: Engine) -> None:
+    migrate(engine)
+
+    def m004_broken(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO kv (key, value, updated_at) VALUES ('k', '1', 't')")
+        raise RuntimeError("boom")
+
+    broken = [*MIGRATIONS, Migration(version=4, name="m004_broken", apply=m004_broken)]
+    with pytest.raises(MigrationError, match="m004_broken") as excinfo:
+        migrate(engine, migrations=broken)
+    assert isinstance(excinfo.value.__cause__, RuntimeError)
+
+    assert current_version(engine) == 3
+    assert "half_done" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM kv")) == 0
+
+
+def test_failing_sql_in_a_migration_is_a_migration_error(engine: Engine) -> None:
+    def m001_bad_sql(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE early (x INTEGER)")
+        conn.exec_driver_sql("CREATE TABLE nonsense (")
+
+    with pytest.raises(MigrationError, match="m001_bad_sql"):
+        migrate(engine, migrations=[Migration(1, "m001_bad_sql", m001_bad_sql)])
+    assert current_version(engine) == 0
+    assert "early" not in inspect(engine).get_table_names()
+
+
+def test_misnumbered_plan_is_refused(engine: Engine) -> None:
+    skipping = [MIGRATIONS[0], MIGRATIONS[2]]
+    with pytest.raises(MigrationError, match="expected 2"):
+        migrate(engine, migrations=skipping)
+
+
+def test_decorator_refuses_bad_names_and_numbers() -> None:
+    from neurons.store.migrations import migration
+
+    def not_numbered(conn: Connection) -> None:
+        del conn
+
+    def m007_out_of_order(conn: Connection) -> None:
+        del conn
+
+    with pytest.raises(ValueError, match="named like"):
+        migration(not_numbered)
+    with pytest.raises(ValueError, match="expected 4"):
+        migration(m007_out_of_order)
+    assert len(MIGRATIONS) == 3
