@@ -64,6 +64,11 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
     async def _neurons_error(_: Request, exc: NeuronsError) -> Response:
         return error_response(exc)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return JSONResponse({"error": str(exc) or type(exc).__name__}, status_code=500)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
         return JSONResponse({"error": str(exc.detail).lower()}, status_code=exc.status_code)

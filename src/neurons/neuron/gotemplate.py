@@ -1,35 +1,32 @@
 """A renderer for the subset of Go's ``text/template`` that Ollama Modelfile TEMPLATEs use.
 
->>> render("{{ if .System }}[{{ .System }}] {{ end }}{{ .Prompt }}", {"System": "", "Prompt": "hi"})
+>>> render("{{ if .System }}[{{ .System }}] {{ end }}{{ .Prompt }}", {"Prompt": "hi"})
 'hi'
 
-Supported: text and ``{{ actions }}`` with the trim markers ``{{- `` and `` -}}``; comments
-``{{/* ... */}}``; ``.``, ``.Field.Chain``, ``$``, ``$var.Field``, ``$x := ...`` and ``$x = ...``;
-``if``/``else if``/``else``, ``with``/``else with``/``else``, ``range`` (optionally
-``$i, $e :=``) with ``else``, ``break`` and ``continue``; pipelines with ``|`` and parenthesised
-sub-pipelines; string (with Go escapes), raw-string, character, integer, float, ``true``,
-``false`` and ``nil`` literals. Functions: Go's ``and or not len index slice eq ne lt le gt ge
-print printf println``, Ollama's ``json``, and the extras ``add sub contains hasPrefix
-hasSuffix`` (argument order of Go's ``strings`` package: ``contains s substr``).
+Supported: text, ``{{ actions }}`` with the trim markers ``{{- `` and `` -}}``, comments
+``{{/* ... */}}``; ``.``, ``.Field.Chain``, ``$``, ``$var.Field``, ``$x := ...``, ``$x = ...``;
+``if``/``else if``/``else``, ``with``/``else with``/``else``, ``range`` (optionally ``$i, $e :=``)
+with ``else``, ``break`` and ``continue``; pipelines with ``|`` and parenthesised pipelines;
+string (Go escapes), raw-string, character, integer, float, ``true``/``false``/``nil`` literals.
+Functions: Go's ``and or not len index slice eq ne lt le gt ge print printf println``, Ollama's
+``json``, and the extras ``add sub contains hasPrefix hasSuffix`` (argument order of Go's
+``strings`` package: ``contains s substr``). ``define``/``template``/``block``, ``call``,
+``html``/``js``/``urlquery``, methods and complex numbers are not supported (parse errors).
 
-Not supported (a parse error): ``define``, ``template``, ``block``, ``call``, ``html``, ``js``,
-``urlquery``, method calls, complex numbers, custom delimiters.
+Deliberate differences from Go, because Ollama executes templates on structs, where a missing
+field is just a zero value:
 
-Deliberate differences from Go, chosen because Ollama executes templates on structs, where a
-missing field is simply a zero value:
+* a missing map key, and any field of ``None``, is ``None``, which prints as the empty string
+  (Go prints ``<no value>`` or ``<nil>``) and compares equal to ``""``, ``0`` and ``false``
+  (the zero value of the other operand); ints and floats compare numerically;
+* a dict prints as compact JSON, as Ollama's tool types do through their ``String()`` methods;
+  lists print Go-style, ``[a b c]``;
+* ``json`` escapes like ``json.Marshal`` (``<`` becomes ``\\u003c``), but keeps dict keys in
+  insertion order (Ollama's structs have a fixed field order; Go would sort map keys).
 
-* a missing map key is ``None``; a field of ``None`` is ``None``; ``None`` prints as the empty
-  string (Go prints ``<no value>`` or ``<nil>``);
-* ``eq``/``ne``/``lt``/... treat ``None`` as the zero value of the other operand, and compare
-  ints with floats numerically (Go refuses mixed kinds);
-* a dict prints as compact JSON, as Ollama's ``Tool``/``ToolFunction``/arguments types do via
-  their ``String()`` methods; lists print Go-style, ``[a b c]``;
-* ``json`` escapes like Go's ``json.Marshal`` (``<`` becomes ``\\u003c`` ...), but keeps dict
-  keys in insertion order (Ollama's structs have a fixed field order; Go sorts map keys).
-
-As in Go: ``range`` over a dict visits keys in sorted order; ``len``, ``index`` and ``slice`` on
-strings count UTF-8 bytes; ``and``/``or`` short-circuit; variables are scoped to the enclosing
-control structure; errors read ``template: :LINE: ...``.
+As in Go: ``range`` over a dict visits its keys sorted; ``len``/``index``/``slice`` on strings
+count UTF-8 bytes; ``and``/``or`` short-circuit; variables are scoped to the enclosing control
+structure; error messages read ``template: :LINE: ...``.
 """
 
 from __future__ import annotations
@@ -62,13 +59,12 @@ class TemplateError(InvalidRequestError):
 
 _SPACE = " \t\r\n"
 _TERMINATORS = frozenset(_SPACE + ".,|:()")
-_KEYWORDS = frozenset(
-    {"if", "else", "end", "range", "with", "break", "continue", "define", "template", "block"}
-)
+_KEYWORDS = frozenset("if else end range with break continue define template block".split())
+_WORDS = {"true": "bool", "false": "bool", "nil": "nil"}
 _NUMBER_RE = re.compile(r"[+-]?(?:0[xXbBoO][0-9a-fA-F_]*|[0-9_]*\.?[0-9_]*(?:[eE][+-]?[0-9_]+)?)")
+_PUNCT = {"=": "assign", "|": "pipe", "(": "lparen", ")": "rparen"}
 _OPERAND_START = frozenset(
-    {"bool", "charconst", "dot", "field", "ident", "number", "nil", "rawstring", "string", "var",
-     "lparen"}
+    "bool char_const dot field ident number nil raw string var lparen".split()
 )
 
 
@@ -82,34 +78,31 @@ class _Tok:
     spaced: bool = False  # whitespace precedes it inside the action
 
     def __str__(self) -> str:  # Go's item.String(), for "unexpected X in Y"
-        if self.kind == "eof":
-            return "EOF"
-        if self.kind == "error":
-            return self.val
-        if self.kind == "keyword":
-            return f"<{self.val}>"
+        if self.kind in ("eof", "error", "keyword"):
+            return {"eof": "EOF", "error": self.val}.get(self.kind, f"<{self.val}>")
         return _quote(self.val[:10]) + "..." if len(self.val) > 10 else _quote(self.val)
 
 
-def _char(c: str) -> str:
-    return f"U+{ord(c):04X} {c!r}"
+class _LexStop(Exception):
+    pass
 
 
 class _Lexer:
+    """Splits the source into text, delimiter and action tokens; stops at an ``error`` token."""
+
     def __init__(self, src: str) -> None:
-        self.src = src
-        self.toks: list[_Tok] = []
+        self.src, self.toks = src, list[_Tok]()
 
-    def emit(self, kind: str, start: int, end: int, spaced: bool = False) -> None:
+    def emit(self, kind: str, start: int, end: int, spaced: bool = False, val: str = "") -> None:
         line = self.src.count("\n", 0, start) + 1
-        self.toks.append(_Tok(kind, self.src[start:end], start, end, line, spaced))
+        self.toks.append(_Tok(kind, val or self.src[start:end], start, end, line, spaced))
 
-    def fail(self, msg: str, pos: int) -> None:
-        line = self.src.count("\n", 0, pos) + 1
-        self.toks.append(_Tok("error", msg, pos, pos, line))
+    def fail(self, msg: str, pos: int) -> NoReturn:
+        self.emit("error", pos, pos, val=msg)
+        raise _LexStop
 
     def right_delim(self, p: int) -> int | None:
-        """Position after a right delimiter at ``p`` (and after trimmed space), else None."""
+        """The position after a right delimiter at ``p`` (and the space it trims), or None."""
         src = self.src
         if p < len(src) and src[p] in _SPACE and src.startswith("-}}", p + 1):
             p += 4
@@ -119,113 +112,88 @@ class _Lexer:
         return p + 2 if src.startswith("}}", p) else None
 
     def run(self) -> list[_Tok]:
-        src, n, pos = self.src, len(self.src), 0
-        while (i := src.find("{{", pos)) >= 0:
-            trim = src.startswith("-", i + 2) and i + 3 < n and src[i + 3] in _SPACE
-            j = i
-            while trim and j > pos and src[j - 1] in _SPACE:
-                j -= 1
-            if j > pos:
-                self.emit("text", pos, j)
-            inner = i + (4 if trim else 2)
-            if src.startswith("/*", inner):
-                close = src.find("*/", inner + 2)
-                if close < 0:
-                    self.fail("unclosed comment", n)
-                    return self.toks
-                after = self.right_delim(close + 2)
-                if after is None:
-                    self.fail("comment ends before closing delimiter", close)
-                    return self.toks
-                pos = after
-                continue
-            self.emit("left", i, inner)
-            after = self.action(inner)
-            if after is None:
-                return self.toks
-            pos = after
-        if pos < n:
-            self.emit("text", pos, n)
-        self.emit("eof", n, n)
+        src, pos = self.src, 0
+        try:
+            while (i := src.find("{{", pos)) >= 0:
+                trim = src[i + 2 : i + 3] == "-" and src[i + 3 : i + 4] in tuple(_SPACE)
+                j = i
+                while trim and j > pos and src[j - 1] in _SPACE:
+                    j -= 1
+                if j > pos:
+                    self.emit("text", pos, j)
+                inner = i + (4 if trim else 2)
+                if src.startswith("/*", inner):
+                    close = src.find("*/", inner + 2)
+                    if close < 0:
+                        self.fail("unclosed comment", len(src))
+                    after = self.right_delim(close + 2)
+                    if after is None:
+                        self.fail("comment ends before closing delimiter", close)
+                    pos = after
+                else:
+                    self.emit("left", i, inner)
+                    pos = self.action(inner)
+            if pos < len(src):
+                self.emit("text", pos, len(src))
+            self.emit("eof", len(src), len(src))
+        except _LexStop:
+            pass
         return self.toks
 
-    def action(self, p: int) -> int | None:
+    def action(self, p: int) -> int:
         src, n, depth, spaced = self.src, len(self.src), 0, False
-        while True:
-            after = self.right_delim(p)
-            if after is not None:
-                if depth:
-                    self.fail("unclosed left paren", p)
-                    return None
-                self.emit("right", p, p + 2)
-                return after
+        while (after := self.right_delim(p)) is None:
             if p >= n:
                 self.fail("unclosed action", p)
-                return None
-            c, start = src[p], p
+            c, start, p = src[p], p, p + 1
             if c in _SPACE:
-                p, spaced = p + 1, True
+                spaced = True
                 continue
-            kind, p = "char", p + 1
-            if c == "=":
-                kind = "assign"
-            elif c == ":":
-                if not src.startswith("=", p):
+            kind = _PUNCT.get(c, "char")
+            if c == ":":
+                if src[p : p + 1] != "=":
                     self.fail("expected :=", start)
-                    return None
                 kind, p = "declare", p + 1
-            elif c == "|":
-                kind = "pipe"
-            elif c == "(":
-                kind, depth = "lparen", depth + 1
-            elif c == ")":
-                kind, depth = "rparen", depth - 1
+            elif c in "()":
+                depth += 1 if c == "(" else -1
                 if depth < 0:
                     self.fail("unexpected right paren", start)
-                    return None
             elif c in "\"'":
                 while p < n and src[p] not in (c, "\n"):
                     p += 2 if src[p] == "\\" else 1
                 if p >= n or src[p] != c:
                     what = "quoted string" if c == '"' else "character constant"
                     self.fail(f"unterminated {what}", start)
-                    return None
-                kind, p = ("string" if c == '"' else "charconst"), p + 1
+                kind, p = ("string" if c == '"' else "char_const"), p + 1
             elif c == "`":
                 p = src.find("`", p) + 1
-                if p == 0:
+                if not p:
                     self.fail("unterminated raw quoted string", start)
-                    return None
-                kind = "rawstring"
+                kind = "raw"
             elif c in "+-" or c.isdigit() or (c == "." and src[p : p + 1].isdigit()):
-                m = _NUMBER_RE.match(src, start)
-                p = m.end() if m else p
-                if not any(ch.isdigit() for ch in src[start:p]) or (
-                    p < n and (src[p].isalnum() or src[p] == "_")
-                ):
+                match = _NUMBER_RE.match(src, start)
+                p = match.end() if match else p
+                if not any(ch.isdigit() for ch in src[start:p]) or src[p : p + 1].isalnum():
                     self.fail(f"bad number syntax: {_quote(src[start : p + 1])}", start)
-                    return None
                 kind = "number"
             elif c in "$." or c.isalpha() or c == "_":
                 while p < n and (src[p].isalnum() or src[p] == "_"):
                     p += 1
                 word = src[start:p]
-                if c == "$":
-                    kind = "var"
-                elif c == ".":
-                    kind = "field" if p > start + 1 else "dot"
-                elif word in _KEYWORDS:
-                    kind = "keyword"
+                if c in "$.":
+                    kind = "var" if c == "$" else "field" if p > start + 1 else "dot"
                 else:
-                    kind = {"true": "bool", "false": "bool", "nil": "nil"}.get(word, "ident")
+                    kind = "keyword" if word in _KEYWORDS else _WORDS.get(word, "ident")
                 if p < n and src[p] not in _TERMINATORS and not src.startswith("}}", p):
-                    self.fail(f"bad character {_char(src[p])}", p)
-                    return None
+                    self.fail(f"bad character U+{ord(src[p]):04X} {src[p]!r}", p)
             elif not (c.isascii() and c.isprintable()):
-                self.fail(f"unrecognized character in action: {_char(c)}", start)
-                return None
+                self.fail(f"unrecognized character in action: U+{ord(c):04X} {c!r}", start)
             self.emit(kind, start, p, spaced)
             spaced = False
+        if depth:
+            self.fail("unclosed left paren", p)
+        self.emit("right", p, p + 2)
+        return after
 
 
 # ---------------------------------------------------------------------------------- nodes
@@ -237,24 +205,11 @@ class _Const:
 
 
 @dataclass(frozen=True, slots=True)
-class _Dot:
-    pass
+class _Ref:
+    """``.`` (var None, no names), ``.A.B`` (var None), ``$x.A`` (var "$x")."""
 
-
-@dataclass(frozen=True, slots=True)
-class _Nil:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Var:
-    name: str
-    fields: tuple[str, ...] = ()
+    var: str | None
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,13 +219,13 @@ class _Ident:
 
 @dataclass(frozen=True, slots=True)
 class _Paren:
+    """A parenthesised pipeline, optionally followed by a field chain: ``(index .L 0).Name``."""
+
     pipe: _Pipe
+    names: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class _Chain:
-    node: _Arg
-    fields: tuple[str, ...]
+_Arg = _Const | _Ref | _Ident | _Paren
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,11 +240,6 @@ class _Pipe:
     decl: tuple[str, ...]
     is_assign: bool
     cmds: tuple[_Cmd, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Text:
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,68 +260,53 @@ class _Jump:
     is_break: bool
 
 
-_Arg = _Const | _Dot | _Nil | _Field | _Var | _Ident | _Paren | _Chain
-_Node = _Text | _Action | _Branch | _Jump
+_Node = str | _Action | _Branch | _Jump  # a str is literal text
 
 
 # --------------------------------------------------------------------------------- parser
 
 
 class _Parser:
-    def __init__(self, src: str) -> None:
-        self.src = src
-        self.toks = _Lexer(src).run()
-        self.i = 0
-        self.vars = ["$"]
-        self.range_depth = 0
-        self.action_line = 0
+    """Recursive descent over the tokens, following Go's text/template/parse."""
 
-    def peek(self) -> _Tok:
-        return self.toks[min(self.i, len(self.toks) - 1)]
+    def __init__(self, src: str) -> None:
+        self.src, self.toks, self.i = src, _Lexer(src).run(), 0
+        self.vars, self.range_depth, self.action_line = ["$"], 0, 0
+
+    def peek(self, ahead: int = 0) -> _Tok:
+        return self.toks[min(self.i + ahead, len(self.toks) - 1)]
 
     def next(self) -> _Tok:
-        tok = self.peek()
         self.i += 1
-        return tok
+        return self.peek(-1)
 
     def error(self, msg: str, tok: _Tok | None = None) -> NoReturn:
-        line = (tok or self.toks[min(self.i, len(self.toks)) - 1]).line
+        line = (tok or self.peek(-1)).line
         raise TemplateError(f"template: :{line}: {msg}", line)
 
     def unexpected(self, tok: _Tok, context: str) -> NoReturn:
-        if tok.kind == "error":
-            extra = ""
-            if self.action_line and self.action_line != tok.line:
-                extra = f" in action started at :{self.action_line}"
-            self.error(tok.val + extra, tok)
-        self.error(f"unexpected {tok} in {context}", tok)
+        if tok.kind != "error":
+            self.error(f"unexpected {tok} in {context}", tok)
+        extra = ""
+        if self.action_line and self.action_line != tok.line:
+            extra = f" in action started at :{self.action_line}"
+            extra = extra.removeprefix(" in action" if tok.val.endswith(" action") else "")
+        self.error(tok.val + extra, tok)
 
-    def expect(self, kind: str, context: str) -> _Tok:
-        tok = self.next()
-        if tok.kind != kind:
+    def expect(self, kind: str, context: str) -> None:
+        if (tok := self.next()).kind != kind:
             self.unexpected(tok, context)
-        return tok
 
     def item_list(self, opener: _Tok | None) -> tuple[tuple[_Node, ...], str]:
         """Nodes up to ``{{end}}``/``{{else}}`` (consumed) or, at top level, EOF."""
         nodes: list[_Node] = []
-        while True:
-            tok = self.next()
+        while (tok := self.next()).kind != "eof":
             if tok.kind == "text":
-                nodes.append(_Text(tok.val))
+                nodes.append(tok.val)
                 continue
-            if tok.kind == "eof":
-                if opener is None:
-                    return tuple(nodes), "eof"
-                self.error(
-                    f"unexpected EOF (missing {{{{end}}}} for {{{{{opener.val}}}}} "
-                    f"on line {opener.line})",
-                    tok,
-                )
             if tok.kind != "left":
                 self.unexpected(tok, "input")
-            self.action_line = tok.line
-            kw = self.peek()
+            self.action_line, kw = tok.line, self.peek()
             if kw.kind == "keyword" and kw.val in ("end", "else"):
                 self.next()
                 if opener is None:
@@ -380,6 +315,10 @@ class _Parser:
                     self.expect("right", "end")
                 return tuple(nodes), kw.val
             nodes.append(self.action())
+        if opener is not None:
+            where = f"{{{{end}}}} for {{{{{opener.val}}}}} on line {opener.line}"
+            self.error(f"unexpected EOF (missing {where})", tok)
+        return tuple(nodes), "eof"
 
     def action(self) -> _Node:
         tok = self.peek()
@@ -388,12 +327,12 @@ class _Parser:
         self.next()
         if tok.val in ("if", "with", "range"):
             return self.control(tok)
-        if tok.val in ("break", "continue"):
-            self.expect("right", f"{{{{{tok.val}}}}}")
-            if not self.range_depth:
-                self.error(f"{{{{{tok.val}}}}} outside {{{{range}}}}", tok)
-            return _Jump(tok.val == "break")
-        self.error(f"{{{{{tok.val}}}}} is not supported", tok)
+        if tok.val not in ("break", "continue"):
+            self.error(f"{{{{{tok.val}}}}} is not supported", tok)
+        self.expect("right", f"{{{{{tok.val}}}}}")
+        if not self.range_depth:
+            self.error(f"{{{{{tok.val}}}}} outside {{{{range}}}}", tok)
+        return _Jump(tok.val == "break")
 
     def control(self, kw: _Tok) -> _Branch:
         mark, context = len(self.vars), kw.val
@@ -404,8 +343,8 @@ class _Parser:
         else_body: tuple[_Node, ...] | None = None
         if term == "else":
             nxt = self.peek()
-            if context in ("if", "with") and nxt.kind == "keyword" and nxt.val == context:
-                self.next()
+            if context != "range" and nxt.kind == "keyword" and nxt.val == context:
+                self.next()  # {{else if ...}} is {{else}}{{if ...}}...{{end}}{{end}}
                 else_body = (self.control(nxt),)
             else:
                 self.expect("right", "else")
@@ -417,42 +356,35 @@ class _Parser:
 
     def pipeline(self, context: str, end: str) -> _Pipe:
         decl: list[str] = []
-        is_assign = False
-        while (var := self.peek()).kind == "var":
-            after = self.toks[self.i + 1]
-            if after.kind in ("declare", "assign"):
-                self.i += 2
-                is_assign = after.kind == "assign"
-                if is_assign and var.val not in self.vars:
-                    self.error(f"undefined variable {_quote(var.val)}", var)
-                decl.append(var.val)
-                break
-            if not (after.kind == "char" and after.val == ","):
+        while self.peek().kind == "var" and self.peek(1).kind in ("declare", "assign", "char"):
+            var, sep = self.peek(), self.peek(1)
+            if sep.kind == "char" and sep.val != ",":
                 break
             self.i += 2
             decl.append(var.val)
+            if sep.kind != "char":
+                break
             if context != "range" or len(decl) > 1:
-                self.error(f"too many declarations in {context}", after)
-            if self.peek().kind != "var":
+                self.error(f"too many declarations in {context}", sep)
+            if self.peek().kind != "var" or self.peek(1).kind not in ("declare", "assign"):
                 self.error("range can only initialize variables", self.peek())
-        if decl and not is_assign:
-            self.vars.extend(decl)
-        elif decl and len(decl) == 1 and self.toks[self.i - 1].kind not in ("declare", "assign"):
-            self.error(f"missing := in {context}")
+        is_assign = self.peek(-1).kind == "assign" and bool(decl)
+        for name in decl if is_assign else ():
+            if name not in self.vars:
+                self.error(f"undefined variable {_quote(name)}")
+        self.vars.extend(() if is_assign else decl)
         cmds: list[_Cmd] = []
-        while True:
-            tok = self.next()
-            if tok.kind == end:
-                if not cmds:
-                    self.error(f"missing value for {context}", tok)
-                for stage, cmd in enumerate(cmds[1:], 2):
-                    if isinstance(cmd.args[0], _Const | _Dot | _Nil):
-                        self.error(f"non executable command in pipeline stage {stage}", tok)
-                return _Pipe(tuple(decl), is_assign, tuple(cmds))
+        while (tok := self.next()).kind != end:
             if tok.kind not in _OPERAND_START:
                 self.unexpected(tok, context)
             self.i -= 1
             cmds.append(self.command())
+        if not cmds:
+            self.error(f"missing value for {context}", tok)
+        for stage, cmd in enumerate(cmds[1:], 2):
+            if isinstance(cmd.args[0], _Const) or cmd.args[0] == _Ref(None):
+                self.error(f"non executable command in pipeline stage {stage}", tok)
+        return _Pipe(tuple(decl), is_assign, tuple(cmds))
 
     def command(self) -> _Cmd:
         first, args = self.peek(), list[_Arg]()
@@ -462,85 +394,72 @@ class _Parser:
                 args.append(operand)
             tok = self.peek()
             if tok.kind in ("right", "rparen", "pipe"):
-                src = self.src[first.pos : self.toks[self.i - 1].end]
+                src = self.src[first.pos : self.peek(-1).end]
                 self.i += tok.kind == "pipe"
                 return _Cmd(tuple(args), first.line, src)
             if operand is None or not tok.spaced:
-                self.next()
-                self.unexpected(tok, "operand")
+                self.unexpected(self.next(), "operand")
 
     def operand(self) -> _Arg | None:
-        start = self.peek()
-        node = self.term()
-        fields: list[str] = []
+        start, node = self.peek(), self.term()
+        names: list[str] = []
         while node is not None and (tok := self.peek()).kind == "field" and not tok.spaced:
-            self.next()
-            fields.append(tok.val[1:])
-        if node is None or not fields:
+            names.append(self.next().val[1:])
+        if node is None or not names:
             return node
-        if isinstance(node, _Field):
-            return _Field(node.names + tuple(fields))
-        if isinstance(node, _Var):
-            return _Var(node.name, tuple(fields))
-        if isinstance(node, _Const | _Dot | _Nil):
+        if isinstance(node, _Const) or node == _Ref(None):
             self.error(f"unexpected . after term {_quote(start.val)}", start)
-        return _Chain(node, tuple(fields))
+        if isinstance(node, _Ref):
+            return _Ref(node.var, node.names + tuple(names))
+        if isinstance(node, _Paren):
+            return _Paren(node.pipe, tuple(names))
+        # A function name followed by fields: call it without arguments, then walk the fields.
+        return _Paren(_Pipe((), False, (_Cmd((node,), start.line, start.val),)), tuple(names))
 
     def term(self) -> _Arg | None:
         tok = self.next()
-        kind = tok.kind
+        kind, val = tok.kind, tok.val
         if kind == "ident":
-            if tok.val not in _FUNCS:
-                self.error(f"function {_quote(tok.val)} not defined", tok)
-            return _Ident(tok.val)
+            if val not in _FUNCS:
+                self.error(f"function {_quote(val)} not defined", tok)
+            return _Ident(val)
         if kind == "var":
-            if tok.val not in self.vars:
-                self.error(f"undefined variable {_quote(tok.val)}", tok)
-            return _Var(tok.val)
+            if val not in self.vars:
+                self.error(f"undefined variable {_quote(val)}", tok)
+            return _Ref(val)
+        if kind in ("field", "dot"):
+            return _Ref(None, (val[1:],) if kind == "field" else ())
         if kind == "lparen":
             return _Paren(self.pipeline("parenthesized pipeline", "rparen"))
-        if kind == "dot":
-            return _Dot()
-        if kind == "nil":
-            return _Nil()
-        if kind == "field":
-            return _Field((tok.val[1:],))
-        if kind == "bool":
-            return _Const(tok.val == "true")
-        if kind == "rawstring":
-            return _Const(tok.val[1:-1].replace("\r", ""))
-        if kind in ("string", "charconst", "number"):
-            try:
-                if kind == "number":
-                    return _Const(_number(tok.val))
-                text = _unescape(tok.val[1:-1])
-                if kind == "string":
-                    return _Const(text)
-                if len(text) != 1:
-                    raise ValueError
-                return _Const(ord(text))
-            except ValueError:
-                what = "number syntax" if kind == "number" else "syntax"
-                self.error(f"illegal {what}: {tok.val}", tok)
+        if kind in ("bool", "nil", "raw"):
+            raw = val[1:-1].replace("\r", "")
+            return _Const(val == "true" if kind == "bool" else None if kind == "nil" else raw)
+        try:
+            if kind == "number":
+                return _Const(_number(val))
+            if kind == "string":
+                return _Const(_unescape(val[1:-1]))
+            if kind == "char_const" and len(char := _unescape(val[1:-1])) == 1:
+                return _Const(ord(char))
+            if kind == "char_const":
+                raise ValueError(val)
+        except ValueError:
+            self.error(f"illegal {'number ' if kind == 'number' else ''}syntax: {val}", tok)
         self.i -= 1
         return None
 
 
-_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_ESCAPE_RE = re.compile(
-    r"\\(?:([abfnrtv\\'\"])|x([0-9a-fA-F]{2})|([0-7]{3})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.?))",
-    re.S,
-)
+_ESCAPE_RE = re.compile(r"\\(?:([abfnrtv\\'\"])|x(..)|([0-7]{3})|u(.{4})|U(.{8})|(.?))", re.S)
 
 
 def _unescape(body: str) -> str:
     def one(m: re.Match[str]) -> str:
-        simple, x, octal, u, big, bad = m.groups()
+        simple, hex2, octal, hex4, hex8, bad = m.groups()
+        if simple:
+            return dict(zip("abfnrtv", "\a\b\f\n\r\t\v", strict=True)).get(simple, simple)
         if bad is not None:
             raise ValueError(bad)
-        if simple:
-            return _ESCAPES.get(simple, simple)
-        return chr(int(octal, 8) if octal else int(x or u or big, 16))
+        return chr(int(octal, 8) if octal else int(hex2 or hex4 or hex8, 16))
 
     return _ESCAPE_RE.sub(one, body)
 
@@ -561,99 +480,81 @@ def _quote(s: str) -> str:
     """Go's strconv.Quote."""
     out = ['"']
     for ch in s:
+        code = ord(ch)
         if ch in '"\\':
             out.append("\\" + ch)
         elif ch in "\a\b\f\n\r\t\v":
             out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
         elif ch.isprintable():
             out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
         else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x80 else
-                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
     return "".join(out) + '"'
 
 
-def _float_str(f: float, lo: int, hi: int, pad_negative_exp: bool) -> str:
-    """Shortest round-trip digits; exponent form when the decimal exponent is < lo or >= hi."""
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
+def _float_str(f: float, lo: int, hi: int, pad_negative_exp: bool = True) -> str:
+    """Shortest round-trip digits, in exponent form when the decimal exponent is < lo or >= hi."""
+    if not math.isfinite(f):
+        return "NaN" if math.isnan(f) else "+Inf" if f > 0 else "-Inf"
     if f == 0:
         return "-0" if math.copysign(1.0, f) < 0 else "0"
-    sign = "-" if f < 0 else ""
     _, digit_tuple, exp = Decimal(repr(abs(f))).as_tuple()
     assert isinstance(exp, int)
     digits = "".join(map(str, digit_tuple))
-    x = exp + len(digits) - 1
-    digits = digits.rstrip("0") or "0"
+    x, digits, sign = exp + len(digits) - 1, digits.rstrip("0"), "-" if f < 0 else ""
     if x < lo or x >= hi:
         mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         width = 2 if x >= 0 or pad_negative_exp else 1
         return f"{sign}{mantissa}e{'+' if x >= 0 else '-'}{abs(x):0{width}d}"
-    if x >= 0:
-        whole, frac = digits[: x + 1].ljust(x + 1, "0"), digits[x + 1 :]
-    else:
-        whole, frac = "0", "0" * (-x - 1) + digits
+    if x < 0:
+        return f"{sign}0.{'0' * (-x - 1)}{digits}"
+    whole, frac = digits[: x + 1].ljust(x + 1, "0"), digits[x + 1 :]
     return sign + whole + ("." + frac if frac else "")
 
 
 def _json(v: Any) -> str:
-    """Go's json.Marshal; raises ValueError for NaN/Inf (Go's Marshal fails there)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
+    """Go's json.Marshal; raises ValueError for NaN and infinities, as Go's does."""
+    if v is None or isinstance(v, bool):
+        return "null" if v is None else "true" if v else "false"
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
         if not math.isfinite(v):
             raise ValueError("unsupported value")
-        return _float_str(v, -6, 21, False)
+        return _float_str(v, -6, 21, pad_negative_exp=False)
     if isinstance(v, Mapping):
-        return "{" + ",".join(f"{_json_str(str(k))}:{_json(x)}" for k, x in v.items()) + "}"
+        return "{" + ",".join(f"{_json(str(k))}:{_json(x)}" for k, x in v.items()) + "}"
     if isinstance(v, list | tuple):
         return "[" + ",".join(_json(x) for x in v) + "]"
-    return _json_str(str(v))
-
-
-def _json_str(s: str) -> str:
-    out = json.dumps(s, ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        out = out.replace(ch, esc)
+    out = json.dumps(str(v), ensure_ascii=False)
+    for ch in "<>&\u2028\u2029":  # json.Marshal's HTML-safe escaping
+        out = out.replace(ch, f"\\u{ord(ch):04x}")
     return out
 
 
 def _fmt(v: Any) -> str:
     """How a value prints (``{{ . }}``, ``print``, ``%v``); see the module docstring."""
-    if v is None:
-        return ""
-    if isinstance(v, str):
-        return v
+    if v is None or isinstance(v, str):
+        return v or ""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return _float_str(v, -4, 6, True)  # Go's %v: strconv 'g', shortest
+        return _float_str(v, -4, 6)  # fmt's %v: strconv's shortest 'g'
     if isinstance(v, Mapping):
-        try:
-            return _json(v)
-        except ValueError:
-            return ""
+        return _to_json(v)
     if isinstance(v, list | tuple):
         return "[" + " ".join(_fmt(x) for x in v) + "]"
     return str(v)
 
 
 def _gotype(v: Any) -> str:
-    if v is None:
-        return "<nil>"
     if isinstance(v, Mapping):
         return "map[string]interface {}"
     if isinstance(v, list | tuple):
         return "[]interface {}"
-    names = {bool: "bool", int: "int", float: "float64", str: "string"}
+    names = {bool: "bool", int: "int", float: "float64", str: "string", type(None): "<nil>"}
     return names.get(type(v), type(v).__name__)
 
 
@@ -665,27 +566,24 @@ _VERB_RE = re.compile(r"%([-+# 0]*)(\d*)(?:\.(\d*))?(.?)", re.S)
 
 
 def _verb(v: Any, verb: str, flags: str, prec: int | None) -> str:
+    """One printf verb: %v %s %q %d %t %x %X %o %b %c %e %f %g (and upper-case forms)."""
     plus = "+" if "+" in flags else ""
-    if verb == "v" or (verb == "s" and not isinstance(v, bool | int | float)):
+    if verb == "v" or (verb == "s" and not isinstance(v, int | float)):
         s = _fmt(v)
         return s[:prec] if prec is not None and verb == "s" else s
     if verb == "q" and isinstance(v, str):
         return _quote(v if prec is None else v[:prec])
     if verb == "q" and _is_int(v):
-        return "'" + _quote(chr(v))[1:-1].replace("'", "\\'").replace('\\"', '"') + "'"
+        return "'" + _quote(chr(v))[1:-1].replace('\\"', '"').replace("'", "\\'") + "'"
     if verb == "t" and isinstance(v, bool):
         return _fmt(v)
-    if _is_int(v) and verb in "dboxXcU":
-        if verb == "c":
-            return chr(v)
-        if verb == "U":
-            return f"U+{v:04X}"
-        return format(v, plus + verb)
+    if _is_int(v) and verb in "dboxXc":
+        return chr(v) if verb == "c" else format(v, plus + verb)
     if isinstance(v, str) and verb in "xX":
         return v.encode().hex().upper() if verb == "X" else v.encode().hex()
     if isinstance(v, int | float) and not isinstance(v, bool) and verb in "eEfFgG":
         if verb in "gG" and prec is None:
-            s = plus * (v >= 0) + _float_str(float(v), -4, 6, True)
+            s = plus * (v >= 0) + _float_str(float(v), -4, 6)
             return s.upper() if verb == "G" else s
         return format(float(v), f"{plus}.{6 if prec is None else prec}{verb}")
     return f"%!{verb}(<nil>)" if v is None else f"%!{verb}({_gotype(v)}={_fmt(v)})"
@@ -699,26 +597,18 @@ def _sprintf(fmt: Any, *args: Any) -> str:
         out.append(fmt[pos : m.start()])
         pos = m.end()
         flags, width, prec, verb = m.groups()
-        if verb in ("%", ""):
-            out.append("%" if verb else "%!(NOVERB)")
-            continue
-        if k >= len(args):
-            out.append(f"%!{verb}(MISSING)")
+        if verb in ("%", "") or k >= len(args):
+            out.append("%" if verb == "%" else f"%!{verb}(MISSING)" if verb else "%!(NOVERB)")
             continue
         v, k = args[k], k + 1
-        s = _verb(v, verb, flags, None if prec is None else int(prec or 0))
-        w = int(width or 0)
-        if "-" in flags:
-            s = s.ljust(w)
-        elif "0" in flags and isinstance(v, int | float) and s[:1] in "+-":
+        s, w = _verb(v, verb, flags, None if prec is None else int(prec or 0)), int(width or 0)
+        zero = "0" in flags and "-" not in flags and isinstance(v, int | float)
+        if zero and s[:1] in ("+", "-"):
             s = s[0] + s[1:].rjust(w - 1, "0")
-        else:
-            s = s.rjust(w, "0" if "0" in flags and isinstance(v, int | float) else " ")
-        out.append(s)
+        out.append(s.ljust(w) if "-" in flags else s.rjust(w, "0" if zero else " "))
     out.append(fmt[pos:])
     if k < len(args):
-        extra = ", ".join(f"{_gotype(a)}={_fmt(a)}" for a in args[k:])
-        out.append(f"%!(EXTRA {extra})")
+        out.append("%!(EXTRA " + ", ".join(f"{_gotype(a)}={_fmt(a)}" for a in args[k:]) + ")")
     return "".join(out)
 
 
@@ -726,42 +616,46 @@ def _sprintf(fmt: Any, *args: Any) -> str:
 
 
 class _CallError(Exception):
-    """A builtin function failed; reported as ``error calling NAME: ...``."""
+    """A builtin failed; reported as ``error calling NAME: ...``."""
+
+
+def _truth(v: Any) -> bool:
+    """Go's truth: false, 0, nil and empty strings, lists and maps are false."""
+    return (
+        bool(v)
+        if isinstance(v, bool | int | float | str | list | tuple | Mapping)
+        else v is not None
+    )
 
 
 def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int | float):
-        return "number"
-    return "string" if isinstance(v, str) else "other"
+    if isinstance(v, bool | str):
+        return "bool" if isinstance(v, bool) else "string"
+    return "number" if isinstance(v, int | float) else "other"
 
 
-def _zero_for(v: Any, other: Any) -> Any:
+def _zeroed(a: Any, b: Any) -> tuple[Any, Any]:
     """``None`` stands for the zero value of the other operand's type."""
-    if v is not None:
-        return v
-    return {"bool": False, "number": 0, "string": ""}.get(_kind(other))
+    zeros = {"bool": False, "number": 0, "string": ""}
+    return (zeros.get(_kind(b)) if a is None else a), (zeros.get(_kind(a)) if b is None else b)
 
 
 def _equal(a: Any, b: Any) -> bool:
-    a, b = _zero_for(a, b), _zero_for(b, a)
+    a, b = _zeroed(a, b)
     if a is None or b is None:
         return a is b
-    ka, kb = _kind(a), _kind(b)
-    if "other" in (ka, kb):
-        raise _CallError(f"non-comparable type {_gotype(a if ka == 'other' else b)}")
-    if ka != kb:
+    if "other" in (_kind(a), _kind(b)):
+        raise _CallError(f"non-comparable type {_gotype(a if _kind(a) == 'other' else b)}")
+    if _kind(a) != _kind(b):
         raise _CallError("incompatible types for comparison")
     return bool(a == b)
 
 
 def _less(a: Any, b: Any) -> bool:
-    a, b = _zero_for(a, b), _zero_for(b, a)
-    ka, kb = _kind(a), _kind(b)
-    if ka not in ("number", "string") or kb not in ("number", "string"):
+    a, b = _zeroed(a, b)
+    if not {_kind(a), _kind(b)} <= {"number", "string"}:
         raise _CallError("invalid type for comparison")
-    if ka != kb:
+    if _kind(a) != _kind(b):
         raise _CallError("incompatible types for comparison")
     return bool(a < b)
 
@@ -773,13 +667,17 @@ def _eq(a: Any, *others: Any) -> bool:
 
 
 def _len(v: Any) -> int:
-    if v is None:
-        return 0
-    if isinstance(v, str):
-        return len(v.encode())
-    if isinstance(v, list | tuple | Mapping):
-        return len(v)
+    if v is None or isinstance(v, str | list | tuple | Mapping):
+        return len(v.encode()) if isinstance(v, str) else len(v or ())
     raise _CallError(f"len of type {_gotype(v)}")
+
+
+def _check_index(key: Any, size: int, inclusive: bool = False) -> int:
+    if not _is_int(key):
+        raise _CallError(f"cannot index slice/array with type {_gotype(key)}")
+    if not 0 <= key < size + inclusive:
+        raise _CallError(f"index out of range: {key}")
+    return int(key)
 
 
 def _index(v: Any, *keys: Any) -> Any:
@@ -788,32 +686,24 @@ def _index(v: Any, *keys: Any) -> Any:
             v = v.get(key)
         elif isinstance(v, list | tuple | str):
             seq = v.encode() if isinstance(v, str) else v
-            if not _is_int(key):
-                raise _CallError(f"cannot index slice/array with type {_gotype(key)}")
-            if not 0 <= key < len(seq):
-                raise _CallError(f"index out of range: {key}")
-            v = seq[key]
-        elif v is None:
-            raise _CallError("index of untyped nil")
+            v = seq[_check_index(key, len(seq))]
         else:
-            raise _CallError(f"can't index item of type {_gotype(v)}")
+            raise _CallError(
+                "index of untyped nil" if v is None else f"can't index item of type {_gotype(v)}"
+            )
     return v
 
 
 def _slice(v: Any, *idx: Any) -> Any:
-    if v is None:
-        raise _CallError("slice of untyped nil")
     if not isinstance(v, list | tuple | str):
-        raise _CallError(f"can't slice item of type {_gotype(v)}")
+        raise _CallError(
+            "slice of untyped nil" if v is None else f"can't slice item of type {_gotype(v)}"
+        )
     if len(idx) > 3 or (isinstance(v, str) and len(idx) == 3):
         raise _CallError(f"too many slice indexes: {len(idx)}")
     seq = v.encode() if isinstance(v, str) else v
-    for i in idx:
-        if not _is_int(i):
-            raise _CallError(f"cannot index slice/array with type {_gotype(i)}")
-        if not 0 <= i <= len(seq):
-            raise _CallError(f"index out of range: {i}")
-    bounds = list(idx) + [len(seq)] * (2 - min(len(idx), 2))
+    bounds = [_check_index(i, len(seq), inclusive=True) for i in idx]
+    bounds += [len(seq)] * (2 - min(len(bounds), 2))
     for lo, hi in zip(bounds, bounds[1:], strict=False):
         if lo > hi:
             raise _CallError(f"invalid slice index: {lo} > {hi}")
@@ -822,13 +712,11 @@ def _slice(v: Any, *idx: Any) -> Any:
 
 
 def _print(*args: Any) -> str:
-    out, prev_str = [], False
-    for i, a in enumerate(args):
-        is_str = isinstance(a, str)
-        if i and not is_str and not prev_str:
-            out.append(" ")
-        out.append(_fmt(a))
-        prev_str = is_str
+    """Go's fmt.Sprint: a space between operands when neither is a string."""
+    out = [_fmt(a) for a in args]
+    for i in range(len(args) - 1, 0, -1):
+        if not isinstance(args[i], str) and not isinstance(args[i - 1], str):
+            out.insert(i, " ")
     return "".join(out)
 
 
@@ -836,34 +724,24 @@ def _to_json(v: Any) -> str:
     try:
         return _json(v)
     except ValueError:
-        return ""  # Ollama ignores json.Marshal's error and prints the nil bytes
+        return ""  # Ollama's json ignores Marshal's error and prints the empty result
 
 
-def _arith(sign: int) -> Callable[[Any, Any], Any]:
-    def op(a: Any, b: Any) -> Any:
-        a, b = _zero_for(a, b), _zero_for(b, a)
-        if _kind(a) != "number" or _kind(b) != "number":
-            raise _CallError(f"expected numbers, got {_gotype(a)} and {_gotype(b)}")
-        return a + sign * b
+def _binary(op: Callable[[Any, Any], Any], kind: str) -> Callable[[Any, Any], Any]:
+    def call(a: Any, b: Any) -> Any:
+        a, b = _zeroed(a, b)
+        if _kind(a) != kind or _kind(b) != kind:
+            raise _CallError(f"expected {kind}s, got {_gotype(a)} and {_gotype(b)}")
+        return op(a, b)
 
-    return op
-
-
-def _strings(test: Callable[[str, str], bool]) -> Callable[[Any, Any], bool]:
-    def op(s: Any, part: Any) -> bool:
-        s, part = _zero_for(s, ""), _zero_for(part, "")
-        if not isinstance(s, str) or not isinstance(part, str):
-            raise _CallError(f"expected strings, got {_gotype(s)} and {_gotype(part)}")
-        return test(s, part)
-
-    return op
+    return call
 
 
-# name -> (implementation, minimum args, maximum args or None for variadic).
-# "and" and "or" are evaluated lazily by the executor; their entries only carry the arity.
+# name -> (implementation, minimum arguments, maximum or None when variadic). The executor
+# evaluates "and" and "or" itself, lazily; their entries only carry the arity.
 _FUNCS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
-    "and": (bool, 1, None),
-    "or": (bool, 1, None),
+    "and": (_truth, 1, None),
+    "or": (_truth, 1, None),
     "not": (lambda v: not _truth(v), 1, 1),
     "eq": (_eq, 1, None),
     "ne": (lambda a, b: not _equal(a, b), 2, 2),
@@ -878,26 +756,17 @@ _FUNCS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
     "println": (lambda *a: " ".join(_fmt(x) for x in a) + "\n", 0, None),
     "printf": (_sprintf, 1, None),
     "json": (_to_json, 1, 1),
-    "add": (_arith(1), 2, 2),
-    "sub": (_arith(-1), 2, 2),
-    "contains": (_strings(lambda s, sub: sub in s), 2, 2),
-    "hasPrefix": (_strings(str.startswith), 2, 2),
-    "hasSuffix": (_strings(str.endswith), 2, 2),
+    "add": (_binary(lambda a, b: a + b, "number"), 2, 2),
+    "sub": (_binary(lambda a, b: a - b, "number"), 2, 2),
+    "contains": (_binary(lambda s, part: part in s, "string"), 2, 2),
+    "hasPrefix": (_binary(str.startswith, "string"), 2, 2),
+    "hasSuffix": (_binary(str.endswith, "string"), 2, 2),
 }
-
-
-def _truth(v: Any) -> bool:
-    """Go's truth: false, 0, nil and empty strings, lists and maps are false."""
-    if v is None:
-        return False
-    if isinstance(v, bool | int | float | str | list | tuple | Mapping):
-        return bool(v)
-    return True
 
 
 # ------------------------------------------------------------------------------- executor
 
-_NO_FINAL: Any = object()  # "no value piped in from a previous command"
+_NO_FINAL: Any = object()  # no value piped in from a previous command
 
 
 class _LoopSignal(Exception):
@@ -907,20 +776,22 @@ class _LoopSignal(Exception):
 
 
 class _Exec:
+    """Walks the nodes with Go's variable stack: ``[name, value]`` pairs, innermost last."""
+
     def __init__(self, data: Any) -> None:
-        self.vars: list[list[Any]] = [["$", data]]  # [name, value], innermost last
+        self.vars: list[list[Any]] = [["$", data]]
         self.out: list[str] = []
         self.cmd: _Cmd | None = None
 
     def fail(self, msg: str) -> NoReturn:
-        line = self.cmd.line if self.cmd else 0
+        line = self.cmd.line if self.cmd else None
         where = f" at <{self.cmd.src}>" if self.cmd else ""
-        raise TemplateError(f'template: :{line}: executing ""{where}: {msg}', line or None)
+        raise TemplateError(f'template: :{line or ""}: executing ""{where}: {msg}', line)
 
     def walk(self, dot: Any, nodes: tuple[_Node, ...]) -> None:
         for node in nodes:
-            if isinstance(node, _Text):
-                self.out.append(node.text)
+            if isinstance(node, str):
+                self.out.append(node)
             elif isinstance(node, _Action):
                 value = self.pipe(dot, node.pipe)
                 if not node.pipe.decl:
@@ -939,18 +810,18 @@ class _Exec:
                 del self.vars[mark:]
 
     def range(self, dot: Any, node: _Branch) -> None:
-        mark, pipe = len(self.vars), node.pipe
-        value = self.pipe(dot, _Pipe((), False, pipe.cmds))
-        items = self.items(value, len(pipe.decl))
-        if not pipe.is_assign:
-            self.vars.extend([name, value] for name in pipe.decl)
+        mark, decl, assign = len(self.vars), node.pipe.decl, node.pipe.is_assign
+        value = self.pipe(dot, _Pipe((), False, node.pipe.cmds))
+        items = self.items(value, len(decl))
+        if not assign:
+            self.vars.extend([name, value] for name in decl)
         for key, elem in items:
-            names = pipe.decl if pipe.is_assign else ("",) * len(pipe.decl)
-            for offset, (name, val) in enumerate(zip(names[::-1], (elem, key), strict=False)):
-                if pipe.is_assign:
+            # One variable gets the element; two get the key (or index) and the element.
+            for name, val, slot in zip(decl[::-1], (elem, key), (-1, -2), strict=False):
+                if assign:
                     self.set_var(name, val)
                 else:
-                    self.vars[-1 - offset][1] = val
+                    self.vars[slot][1] = val
             inner = len(self.vars)
             try:
                 self.walk(elem, node.body)
@@ -964,34 +835,22 @@ class _Exec:
         del self.vars[mark:]
 
     def items(self, value: Any, nvars: int) -> list[tuple[Any, Any]]:
-        if value is None:
-            return []
-        if isinstance(value, list | tuple):
-            return list(enumerate(value))
+        if value is None or isinstance(value, list | tuple):
+            return list(enumerate(value or ()))
         if isinstance(value, Mapping):
             try:
                 keys = sorted(value)
             except TypeError:
                 keys = list(value)
             return [(k, value[k]) for k in keys]
-        if _is_int(value):
-            if nvars > 1:
-                self.fail(f"can't use {value} to iterate over more than one variable")
+        if _is_int(value) and nvars < 2:
             return [(i, i) for i in range(value)]
+        if _is_int(value):
+            self.fail(f"can't use {value} to iterate over more than one variable")
         self.fail(f"range can't iterate over {_fmt(value)}")
 
-    def var(self, name: str) -> Any:
-        for entry in reversed(self.vars):
-            if entry[0] == name:
-                return entry[1]
-        self.fail(f"undefined variable: {name}")
-
     def set_var(self, name: str, value: Any) -> None:
-        for entry in reversed(self.vars):
-            if entry[0] == name:
-                entry[1] = value
-                return
-        self.fail(f"undefined variable: {name}")
+        next(entry for entry in reversed(self.vars) if entry[0] == name)[1] = value
 
     def pipe(self, dot: Any, pipe: _Pipe) -> Any:
         value = _NO_FINAL
@@ -1011,8 +870,6 @@ class _Exec:
             value = self.call(first.name, cmd.args[1:], dot, final)
         elif len(cmd.args) > 1 or final is not _NO_FINAL:
             self.fail("can't give argument to non-function")
-        elif isinstance(first, _Nil):
-            self.fail("nil is not a command")
         else:
             value = self.arg(dot, first)
         self.cmd = outer
@@ -1021,22 +878,15 @@ class _Exec:
     def arg(self, dot: Any, node: _Arg) -> Any:
         if isinstance(node, _Const):
             return node.value
-        if isinstance(node, _Dot):
-            return dot
-        if isinstance(node, _Nil):
-            return None
-        if isinstance(node, _Field):
-            return self.fields(dot, node.names)
-        if isinstance(node, _Var):
-            return self.fields(self.var(node.name), node.fields)
         if isinstance(node, _Ident):
             return self.call(node.name, (), dot, _NO_FINAL)
         if isinstance(node, _Paren):
-            return self.pipe(dot, node.pipe)
-        return self.fields(self.arg(dot, node.node), node.fields)
-
-    def fields(self, value: Any, names: tuple[str, ...]) -> Any:
-        for name in names:
+            value = self.pipe(dot, node.pipe)
+        elif node.var is None:
+            value = dot
+        else:
+            value = next(val for name, val in reversed(self.vars) if name == node.var)
+        for name in node.names:
             if isinstance(value, Mapping):
                 value = value.get(name)
             elif value is not None:
@@ -1050,17 +900,14 @@ class _Exec:
             want = f"at least {least}" if most is None else str(least)
             self.fail(f"wrong number of args for {name}: want {want} got {count}")
         if name in ("and", "or"):  # short-circuit: the first deciding value, else the last
-            value = final
             for node in nodes:
                 value = self.arg(dot, node)
                 if _truth(value) == (name == "or"):
                     return value
-            return final if final is not _NO_FINAL else value
+            return value if final is _NO_FINAL else final
         args = [self.arg(dot, node) for node in nodes]
-        if final is not _NO_FINAL:
-            args.append(final)
         try:
-            return fn(*args)
+            return fn(*args, *(() if final is _NO_FINAL else (final,)))
         except _CallError as exc:
             self.fail(f"error calling {name}: {exc}")
 
@@ -1075,9 +922,10 @@ class Template:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._nodes, _ = _Parser(source).item_list(None)
+        self._nodes = _Parser(source).item_list(None)[0]
 
     def render(self, data: Mapping[str, Any]) -> str:
+        """Execute with ``data`` as dot (and ``$``)."""
         executor = _Exec(data)
         executor.walk(data, self._nodes)
         return "".join(executor.out)
@@ -1087,7 +935,7 @@ class Template:
 
 
 def parse(template: str) -> Template:
-    """Parse ``template``; raises :class:`TemplateError` for a syntax error."""
+    """Parse ``template``; raises :class:`TemplateError` on a syntax error."""
     return Template(template)
 
 

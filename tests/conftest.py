@@ -1,0 +1,49 @@
+"""Shared fixtures: free loopback ports and real embedded neuron subprocesses.
+
+Nothing here is mocked: the neuron is ``neurons serve-node`` in its own process, on a free
+loopback port, with a models directory in a temp dir, importing the offline default models.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from neurons.neuron.process import NeuronProcess
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_neuron(home: Path, *extra: str, env: dict[str, str] | None = None) -> NeuronProcess:
+    return NeuronProcess(
+        home=home,
+        port=free_port(),
+        extra_args=list(extra),
+        env=env,
+        log_path=home.parent / f"{home.name}.log",
+    ).start()
+
+
+@pytest.fixture(scope="session")
+def neuron(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeuronProcess]:
+    """One embedded neuron for the whole session (model loads are the slow part)."""
+    home = tmp_path_factory.mktemp("neuron") / "home"
+    process = start_neuron(home)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def ollama_client(neuron: NeuronProcess):  # type: ignore[no-untyped-def]
+    import ollama
+
+    return ollama.Client(host=neuron.url)
