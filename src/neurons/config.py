@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     num_parallel: int = Field(
         default=1,
         ge=1,
-        validation_alias=AliasChoices("NEURONS_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", "num_parallel"),
+        validation_alias=AliasChoices(
+            "NEURONS_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", "num_parallel"
+        ),
         description="Requests a neuron runs at once.",
     )
     keep_alive: str = Field(

@@ -4,6 +4,8 @@ control plane. Shutdown runs in reverse whatever stopped us (Ctrl-C, SIGTERM, an
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import httpx
 import typer
@@ -19,7 +21,14 @@ __all__ = ["run_up"]
 log = logging.getLogger(__name__)
 
 
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run_up(settings: Settings) -> None:
+    # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; turning SIGTERM into
+    # KeyboardInterrupt (like Ctrl-C) lets the neuron be stopped below instead of dying with us.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     settings.home.mkdir(parents=True, exist_ok=True)
     neuron = NeuronProcess(
         home=settings.home,
@@ -49,7 +58,10 @@ def run_up(settings: Settings) -> None:
         server = uvicorn.Server(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
         )
-        server.run()
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
     finally:
         code = neuron.stop()
         typer.echo(f"embedded neuron stopped (exit {code}); bye")

@@ -165,7 +165,10 @@ def test_structured_output_with_json_schema(ollama_client: ollama.Client) -> Non
 
 def test_format_json_gives_valid_json(ollama_client: ollama.Client) -> None:
     result = ollama_client.generate(
-        SMOL, "List two fruits as JSON.", format="json", options={"temperature": 0, "num_predict": 48}
+        SMOL,
+        "List two fruits as JSON.",
+        format="json",
+        options={"temperature": 0, "num_predict": 48},
     )
     if result.done_reason == "stop":
         json.loads(result.response)

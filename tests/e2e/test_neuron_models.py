@@ -91,26 +91,73 @@ def test_copy_and_delete(ollama_client: ollama.Client) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "message"),
     [
-        ("POST", "/api/generate", {"model": "nope:1b", "prompt": "x"}, 404, "model 'nope:1b' not found"),
+        (
+            "POST",
+            "/api/generate",
+            {"model": "nope:1b", "prompt": "x"},
+            404,
+            "model 'nope:1b' not found",
+        ),
         ("POST", "/api/chat", {"model": "nope:1b", "messages": []}, 404, "not found"),
         ("POST", "/api/chat", {"messages": []}, 400, "model is required"),
         ("POST", "/api/show", {}, 400, "model is required"),
         ("POST", "/api/show", {"model": "nope"}, 404, "model 'nope' not found"),
         ("POST", "/api/embed", {"model": "nope", "input": "x"}, 404, "not found"),
         ("DELETE", "/api/delete", {"model": "nope"}, 404, "model 'nope' not found"),
-        ("POST", "/api/copy", {"source": "nope", "destination": "x"}, 404, 'model "nope" not found'),
+        (
+            "POST",
+            "/api/copy",
+            {"source": "nope", "destination": "x"},
+            404,
+            'model "nope" not found',
+        ),
         ("POST", "/api/copy", {"source": SMOL, "destination": "../../etc"}, 400, "is invalid"),
         ("POST", "/api/create", {"model": "x"}, 400, "neither 'from' or 'files' was specified"),
-        ("POST", "/api/create", {"model": "x", "files": {"/etc/passwd": "sha256:" + "a" * 64}}, 400, "relative"),
-        ("POST", "/api/generate", {"model": SMOL, "prompt": "x", "top_logprobs": 50}, 400, "between 0 and 20"),
-        ("POST", "/api/generate", {"model": SMOL, "prompt": "x", "raw": True, "system": "s"}, 400, "raw mode"),
-        ("POST", "/api/generate", {"model": SMOL, "prompt": "x", "keep_alive": "3600"}, 400, "duration"),
-        ("POST", "/api/generate", {"model": SMOL, "prompt": "x", "options": {"temperature": "hot"}}, 400, "temperature"),
+        (
+            "POST",
+            "/api/create",
+            {"model": "x", "files": {"/etc/passwd": "sha256:" + "a" * 64}},
+            400,
+            "relative",
+        ),
+        (
+            "POST",
+            "/api/generate",
+            {"model": SMOL, "prompt": "x", "top_logprobs": 50},
+            400,
+            "between 0 and 20",
+        ),
+        (
+            "POST",
+            "/api/generate",
+            {"model": SMOL, "prompt": "x", "raw": True, "system": "s"},
+            400,
+            "raw mode",
+        ),
+        (
+            "POST",
+            "/api/generate",
+            {"model": SMOL, "prompt": "x", "keep_alive": "3600"},
+            400,
+            "duration",
+        ),
+        (
+            "POST",
+            "/api/generate",
+            {"model": SMOL, "prompt": "x", "options": {"temperature": "hot"}},
+            400,
+            "temperature",
+        ),
         ("POST", "/api/embed", {"model": SMOL, "input": [1, 2]}, 400, "invalid input type"),
     ],
 )
 def test_errors_like_ollama(
-    neuron: NeuronProcess, method: str, path: str, body: dict[str, object], status: int, message: str
+    neuron: NeuronProcess,
+    method: str,
+    path: str,
+    body: dict[str, object],
+    status: int,
+    message: str,
 ) -> None:
     response = httpx.request(method, neuron.url + path, json=body, timeout=60)
     assert response.status_code == status, response.text

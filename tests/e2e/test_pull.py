@@ -40,7 +40,9 @@ class Registry:
                 _, namespace, model, kind, ref = parts
                 if kind == "manifests":
                     name = ModelName("registry.test", namespace, model, ref)
-                    found = next((n for n in store.iter_names() if n.model == model and n.tag == ref), None)
+                    found = next(
+                        (n for n in store.iter_names() if n.model == model and n.tag == ref), None
+                    )
                     if found is None:
                         self.send_error(404)
                         return
@@ -112,9 +114,11 @@ def test_pull_unreachable_registry_leaves_nothing_behind(
         ollama_client.pull(dead, insecure=True)
     assert "cannot reach registry" in caught.value.error
     # Streaming form: the error arrives as a final NDJSON line.
-    lines = httpx.post(
-        neuron.url + "/api/pull", json={"model": dead, "insecure": True}, timeout=30
-    ).text.strip().splitlines()
+    lines = (
+        httpx.post(neuron.url + "/api/pull", json={"model": dead, "insecure": True}, timeout=30)
+        .text.strip()
+        .splitlines()
+    )
     assert '"error"' in lines[-1]
     assert _blob_files(neuron) == before
     assert dead not in {m.model for m in ollama_client.list().models}

@@ -13,7 +13,11 @@ import pytest
 from neurons.neuron.process import NeuronProcess
 from tests.conftest import start_neuron
 
-LONG = {"model": "smollm2:135m", "prompt": "Write a very long story.", "options": {"num_predict": 400}}
+LONG = {
+    "model": "smollm2:135m",
+    "prompt": "Write a very long story.",
+    "options": {"num_predict": 400},
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +70,9 @@ def test_full_queue_answers_503_with_ollamas_message(small_queue_neuron: NeuronP
 def test_client_disconnect_stops_generation(small_queue_neuron: NeuronProcess) -> None:
     url = small_queue_neuron.url + "/api/generate"
     with httpx.Client(timeout=60) as client:
-        with client.stream("POST", url, json={**LONG, "options": {"num_predict": 2000}}) as response:
+        with client.stream(
+            "POST", url, json={**LONG, "options": {"num_predict": 2000}}
+        ) as response:
             lines = response.iter_lines()
             for _ in range(3):
                 next(lines)
@@ -78,7 +84,9 @@ def test_client_disconnect_stops_generation(small_queue_neuron: NeuronProcess) -
     assert isinstance(generated, int) and generated < 2000
 
 
-def test_queued_requests_are_served_in_arrival_order(small_queue_neuron: NeuronProcess, tmp_path: Path) -> None:
+def test_queued_requests_are_served_in_arrival_order(
+    small_queue_neuron: NeuronProcess, tmp_path: Path
+) -> None:
     del tmp_path
     url = small_queue_neuron.url + "/api/generate"
     finished: list[str] = []

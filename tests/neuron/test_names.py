@@ -14,9 +14,23 @@ HEX = "ab" * 32
         ("smollm2", "registry.ollama.ai", "library", "smollm2", "latest", "smollm2:latest"),
         ("smollm2:135m", "registry.ollama.ai", "library", "smollm2", "135m", "smollm2:135m"),
         ("me/tiny:v1", "registry.ollama.ai", "me", "tiny", "v1", "me/tiny:v1"),
-        ("127.0.0.1:5000/lib/tiny:v1", "127.0.0.1:5000", "lib", "tiny", "v1", "127.0.0.1:5000/lib/tiny:v1"),
+        (
+            "127.0.0.1:5000/lib/tiny:v1",
+            "127.0.0.1:5000",
+            "lib",
+            "tiny",
+            "v1",
+            "127.0.0.1:5000/lib/tiny:v1",
+        ),
         ("example.com/a/b", "example.com", "a", "b", "latest", "example.com/a/b:latest"),
-        ("qwen2.5:0.5b@sha256:" + HEX, "registry.ollama.ai", "library", "qwen2.5", "0.5b", "qwen2.5:0.5b"),
+        (
+            "qwen2.5:0.5b@sha256:" + HEX,
+            "registry.ollama.ai",
+            "library",
+            "qwen2.5",
+            "0.5b",
+            "qwen2.5:0.5b",
+        ),
     ],
 )
 def test_parse(text: str, host: str, namespace: str, model: str, tag: str, display: str) -> None:
@@ -46,7 +60,9 @@ def test_normalize_digest(digest: str, expected: str) -> None:
     assert digest_to_filename(digest) == expected.replace(":", "-")
 
 
-@pytest.mark.parametrize("digest", ["", "sha256:", "sha256:xyz", "md5:" + HEX, "sha256:" + HEX + "/.."])
+@pytest.mark.parametrize(
+    "digest", ["", "sha256:", "sha256:xyz", "md5:" + HEX, "sha256:" + HEX + "/.."]
+)
 def test_bad_digests(digest: str) -> None:
     with pytest.raises(InvalidDigestError):
         normalize_digest(digest)

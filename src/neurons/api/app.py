@@ -85,8 +85,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             "status": "ok" if online else "degraded",
             "version": __version__,
             "nodes": [
-                {"name": r.name, "url": r.url, "kind": r.kind, "status": r.status}
-                for r in records
+                {"name": r.name, "url": r.url, "kind": r.kind, "status": r.status} for r in records
             ],
         }
 
@@ -120,7 +119,9 @@ async def _check_all(store: Store, client: httpx.AsyncClient) -> None:
         ok = await _probe(client, record.url)
         status = "online" if ok else "offline"
         if status != record.status:
-            await asyncio.to_thread(store.nodes.record_event, record.id, status, {"url": record.url})
+            await asyncio.to_thread(
+                store.nodes.record_event, record.id, status, {"url": record.url}
+            )
         await asyncio.to_thread(store.nodes.set_status, record.id, status, ok)
 
 

@@ -37,7 +37,9 @@ def _headers(items: httpx.Headers | list[tuple[str, str]]) -> dict[str, str]:
     return {k: v for k, v in pairs if k.lower() not in _HOP_BY_HOP}
 
 
-async def forward(client: httpx.AsyncClient, base_url: str, request: Request, node: str) -> Response:
+async def forward(
+    client: httpx.AsyncClient, base_url: str, request: Request, node: str
+) -> Response:
     started = time.perf_counter()
     url = base_url.rstrip("/") + request.url.path
     if request.url.query:

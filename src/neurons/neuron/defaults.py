@@ -65,7 +65,12 @@ DEFAULT_MODELS = (
         _gemma3_path,
         {
             "template": GEMMA3_TEMPLATE,
-            "parameters": {"stop": ["<end_of_turn>"], "temperature": 1.0, "top_k": 64, "top_p": 0.95},
+            "parameters": {
+                "stop": ["<end_of_turn>"],
+                "temperature": 1.0,
+                "top_k": 64,
+                "top_p": 0.95,
+            },
         },
     ),
 )

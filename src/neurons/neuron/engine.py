@@ -75,7 +75,9 @@ class GenerationResult:
 
 
 class Engine:
-    def __init__(self, store: ModelStore, max_loaded: int = 3, default_keep_alive: float | None = 300.0):
+    def __init__(
+        self, store: ModelStore, max_loaded: int = 3, default_keep_alive: float | None = 300.0
+    ):
         self.store = store
         self.max_loaded = max_loaded
         self.default_keep_alive = default_keep_alive
@@ -85,7 +87,9 @@ class Engine:
 
     # -- loading -----------------------------------------------------------------------------
 
-    def acquire(self, model: StoredModel, load: LoadOptions, embedding: bool) -> tuple[Runner, bool]:
+    def acquire(
+        self, model: StoredModel, load: LoadOptions, embedding: bool
+    ) -> tuple[Runner, bool]:
         """Return a runner for the model (loading or reloading it) marked active; and whether
         it was freshly loaded. Call :meth:`release` when done."""
         if model.model_path is None:
@@ -158,7 +162,11 @@ class Engine:
         now = time.monotonic()
         with self._lock:
             for key, runner in list(self.runners.items()):
-                if runner.active == 0 and runner.expires_at is not None and runner.expires_at <= now:
+                if (
+                    runner.active == 0
+                    and runner.expires_at is not None
+                    and runner.expires_at <= now
+                ):
                     self._drop(key)
 
     def close(self) -> None:
@@ -272,7 +280,9 @@ class Engine:
                 context=tokens + generated,
             )
 
-    def embed(self, runner: Runner, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+    def embed(
+        self, runner: Runner, texts: list[str], truncate: bool
+    ) -> tuple[list[list[float]], int]:
         with runner.lock:
             limit = runner.load.num_ctx
             for text in texts:

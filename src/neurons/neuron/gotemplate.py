@@ -92,10 +92,12 @@ class _Lexer:
 
     def __init__(self, src: str) -> None:
         self.src, self.toks = src, list[_Tok]()
+        self.line, self.line_pos = 1, 0  # tokens come in source order: count lines as we go
 
     def emit(self, kind: str, start: int, end: int, spaced: bool = False, val: str = "") -> None:
-        line = self.src.count("\n", 0, start) + 1
-        self.toks.append(_Tok(kind, val or self.src[start:end], start, end, line, spaced))
+        self.line += self.src.count("\n", self.line_pos, start)
+        self.line_pos = max(self.line_pos, start)
+        self.toks.append(_Tok(kind, val or self.src[start:end], start, end, self.line, spaced))
 
     def fail(self, msg: str, pos: int) -> NoReturn:
         self.emit("error", pos, pos, val=msg)
@@ -703,11 +705,11 @@ def _slice(v: Any, *idx: Any) -> Any:
         raise _CallError(f"too many slice indexes: {len(idx)}")
     seq = v.encode() if isinstance(v, str) else v
     bounds = [_check_index(i, len(seq), inclusive=True) for i in idx]
-    bounds += [len(seq)] * (2 - min(len(bounds), 2))
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        if lo > hi:
-            raise _CallError(f"invalid slice index: {lo} > {hi}")
-    part = seq[bounds[0] : bounds[1]]
+    lo, hi = (bounds + [0, len(seq)][len(bounds) :])[:2]
+    for a, b in zip([lo, *bounds[1:]], bounds[1:], strict=False):
+        if a > b:
+            raise _CallError(f"invalid slice index: {a} > {b}")
+    part = seq[lo:hi]
     return part.decode(errors="replace") if isinstance(part, bytes) else list(part)
 
 
@@ -849,8 +851,14 @@ class _Exec:
             self.fail(f"can't use {value} to iterate over more than one variable")
         self.fail(f"range can't iterate over {_fmt(value)}")
 
+    def slot(self, name: str) -> list[Any]:
+        for entry in self.vars[::-1]:
+            if entry[0] == name:
+                return entry
+        self.fail(f"undefined variable: {name}")  # e.g. {{ $x := $x }}: declared, not yet set
+
     def set_var(self, name: str, value: Any) -> None:
-        next(entry for entry in reversed(self.vars) if entry[0] == name)[1] = value
+        self.slot(name)[1] = value
 
     def pipe(self, dot: Any, pipe: _Pipe) -> Any:
         value = _NO_FINAL
@@ -864,15 +872,16 @@ class _Exec:
         return value
 
     def command(self, dot: Any, cmd: _Cmd, final: Any) -> Any:
-        outer, self.cmd = self.cmd, cmd
+        self.cmd = cmd  # the context for errors, until the next command starts
         first = cmd.args[0]
         if isinstance(first, _Ident):
             value = self.call(first.name, cmd.args[1:], dot, final)
         elif len(cmd.args) > 1 or final is not _NO_FINAL:
             self.fail("can't give argument to non-function")
+        elif first == _Const(None):  # only the literal nil parses to this
+            self.fail("nil is not a command")
         else:
             value = self.arg(dot, first)
-        self.cmd = outer
         return value
 
     def arg(self, dot: Any, node: _Arg) -> Any:
@@ -881,11 +890,13 @@ class _Exec:
         if isinstance(node, _Ident):
             return self.call(node.name, (), dot, _NO_FINAL)
         if isinstance(node, _Paren):
+            outer = self.cmd
             value = self.pipe(dot, node.pipe)
+            self.cmd = outer
         elif node.var is None:
             value = dot
         else:
-            value = next(val for name, val in reversed(self.vars) if name == node.var)
+            value = self.slot(node.var)[1]
         for name in node.names:
             if isinstance(value, Mapping):
                 value = value.get(name)

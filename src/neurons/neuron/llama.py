@@ -14,7 +14,7 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +52,19 @@ def configure_llama_cpp() -> Any:
     """Import llama_cpp once, applying the extra-buffer switch; returns the module."""
     global _done
     import llama_cpp
-    import llama_cpp.llama as llama_module
+    import llama_cpp.llama_cpp as bindings  # what llama_cpp.Llama calls
 
     with _configured:
         if not _done and not extra_buffers_enabled():
-            original = llama_cpp.llama_model_default_params
+            original = bindings.llama_model_default_params
 
             def default_params() -> Any:
                 params = original()
                 params.use_extra_bufts = False
                 return params
 
+            bindings.llama_model_default_params = default_params
             llama_cpp.llama_model_default_params = default_params
-            llama_module.llama_cpp.llama_model_default_params = default_params
         _done = True
     return llama_cpp
 
@@ -119,15 +119,19 @@ class LlamaModel:
     @property
     def bos_text(self) -> str:
         bos = int(self.llama.token_bos())
-        return "" if bos < 0 else bytes(self.llama.detokenize([bos], special=True)).decode(
-            "utf-8", errors="replace"
+        return (
+            ""
+            if bos < 0
+            else bytes(self.llama.detokenize([bos], special=True)).decode("utf-8", errors="replace")
         )
 
     @property
     def eos_text(self) -> str:
         eos = int(self.llama.token_eos())
-        return "" if eos < 0 else bytes(self.llama.detokenize([eos], special=True)).decode(
-            "utf-8", errors="replace"
+        return (
+            ""
+            if eos < 0
+            else bytes(self.llama.detokenize([eos], special=True)).decode("utf-8", errors="replace")
         )
 
     def is_end_of_generation(self, token: int) -> bool:
@@ -140,9 +144,9 @@ class LlamaModel:
     # -- generation --------------------------------------------------------------------------
 
     def make_grammar(self, fmt: Any) -> Any:
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
         import json
+
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
         try:
             if fmt == "json":
@@ -166,23 +170,22 @@ class LlamaModel:
         presence_penalty: float,
         frequency_penalty: float,
         grammar: Any = None,
-    ) -> Iterator[int]:
+    ) -> Generator[int, Any, None]:
         self.llama.set_seed(seed if seed >= 0 else int.from_bytes(os.urandom(4), "little"))
         self.llama.last_n_tokens_size = self.n_ctx if repeat_last_n < 0 else repeat_last_n
-        return iter(
-            self.llama.generate(
-                tokens,
-                top_k=top_k,
-                top_p=top_p,
-                min_p=min_p,
-                typical_p=typical_p,
-                temp=temperature,
-                repeat_penalty=repeat_penalty,
-                presence_penalty=presence_penalty,
-                frequency_penalty=frequency_penalty,
-                grammar=grammar,
-            )
+        stream: Generator[int, Any, None] = self.llama.generate(
+            tokens,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            typical_p=typical_p,
+            temp=temperature,
+            repeat_penalty=repeat_penalty,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            grammar=grammar,
         )
+        return stream
 
     def last_logprobs(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         """Log-softmax of the logits that produced the most recent token."""
@@ -191,7 +194,10 @@ class LlamaModel:
             ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
         ).astype(np.float64)
         shifted = logits - logits.max()
-        return (shifted - np.log(np.exp(shifted).sum())).astype(np.float32)
+        result: np.ndarray[Any, np.dtype[np.float32]] = (
+            shifted - np.log(np.exp(shifted).sum())
+        ).astype(np.float32)
+        return result
 
     # -- embeddings --------------------------------------------------------------------------
 

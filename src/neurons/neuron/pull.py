@@ -64,7 +64,9 @@ async def pull_model(
                 if store.has_blob(layer.digest):
                     yield _progress(layer.digest, layer.size, layer.size)
                     continue
-                async for progress in _pull_blob(client, store, base, repo, layer.digest, layer.size):
+                async for progress in _pull_blob(
+                    client, store, base, repo, layer.digest, layer.size
+                ):
                     yield progress
                 written.append(layer.digest)
             yield {"status": "verifying sha256 digest"}

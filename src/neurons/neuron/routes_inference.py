@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -67,7 +67,7 @@ async def _load_response(
 
 async def _run(
     request: Request,
-    events: AsyncIterator[Any],
+    events: AsyncGenerator[Any, None],
     shape: Any,
     final: Any,
     stream: bool,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -55,7 +55,9 @@ class Neuron:
         if options is not None and not isinstance(options, dict):
             raise InvalidRequestError("options must be an object")
         load, sampling = resolve_options(model.params, options, info.context_length)
-        keep_alive = _UNSET if body.get("keep_alive") is None else parse_keep_alive(body["keep_alive"])
+        keep_alive = (
+            _UNSET if body.get("keep_alive") is None else parse_keep_alive(body["keep_alive"])
+        )
         return Prepared(model, sampling, load, keep_alive, started)
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
@@ -95,7 +97,7 @@ class Neuron:
         fmt: Any,
         top_logprobs: int | None,
         template: str | None = None,
-    ) -> AsyncIterator[TokenEvent | GenerationResult | int]:
+    ) -> AsyncGenerator[TokenEvent | GenerationResult | int, None]:
         """Yields the load duration (int, first), then token events, then the result."""
         async with self.scheduler.slot():
             runner, load_ns = await self.load(prepared)
@@ -103,7 +105,9 @@ class Neuron:
             try:
                 yield load_ns
                 if raw_prompt is not None:
-                    tokens = list(context or []) + runner.llm.tokenize(raw_prompt, add_bos=not context)
+                    tokens = list(context or []) + runner.llm.tokenize(
+                        raw_prompt, add_bos=not context
+                    )
                 else:
                     renderer = runner.template
                     if template:
@@ -156,11 +160,15 @@ class Neuron:
             # The runner must be idle before its slot and lock are handed on.
             await asyncio.shield(worker)
 
-    async def embed(self, prepared: Prepared, texts: list[str], truncate: bool) -> tuple[list[list[float]], int, int]:
+    async def embed(
+        self, prepared: Prepared, texts: list[str], truncate: bool
+    ) -> tuple[list[list[float]], int, int]:
         async with self.scheduler.slot():
             runner, load_ns = await self.load(prepared, embedding=True)
             try:
-                vectors, count = await self._in_thread(lambda: self.engine.embed(runner, texts, truncate))
+                vectors, count = await self._in_thread(
+                    lambda: self.engine.embed(runner, texts, truncate)
+                )
             finally:
                 self.release(runner, prepared)
             return vectors, count, load_ns

@@ -62,7 +62,9 @@ def error_line(exc: BaseException) -> bytes:
     return line({"error": message})
 
 
-def ndjson_response(chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any]) -> StreamingResponse:
+def ndjson_response(
+    chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any]
+) -> StreamingResponse:
     """Stream ``first`` and then ``chunks``; an error after the first byte becomes a final
     ``{"error": ...}`` line, as Ollama does (the status line is already 200)."""
 
