@@ -45,14 +45,14 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
         store.ensure()
         if settings.import_default_models:
             await asyncio.to_thread(import_default_models, store)
-        reaper = asyncio.create_task(_reap_forever(engine))
+        reaper = asyncio.create_task(_reap_forever(neuron))
         try:
             yield
         finally:
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
-            engine.close()
+            neuron.close()
 
     app = FastAPI(title="neurons embedded neuron", version=__version__, lifespan=lifespan)
     app.state.neuron = neuron
@@ -90,7 +90,7 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
     return app
 
 
-async def _reap_forever(engine: Engine) -> None:
+async def _reap_forever(neuron: Neuron) -> None:
     while True:
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(engine.reap)
+        await asyncio.get_running_loop().run_in_executor(neuron.executor, neuron.engine.reap)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -42,6 +43,10 @@ class Neuron:
         self.store = store
         self.engine = engine
         self.scheduler = scheduler
+        # llama.cpp runs on a fixed set of threads (one per slot). Each new calling thread
+        # gets its own OpenMP team, and idle teams spin: hopping between pool threads cut
+        # decode speed to a third in benchmarks/neuron_throughput.py.
+        self.executor = ThreadPoolExecutor(max_workers=scheduler.slots, thread_name_prefix="llama")
 
     def prepare(self, body: dict[str, Any], embedding: bool = False) -> Prepared:
         started = time.perf_counter_ns()
@@ -61,7 +66,11 @@ class Neuron:
         return Prepared(model, sampling, load, keep_alive, started)
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
-        return await asyncio.to_thread(fn)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.engine.close()
 
     async def load(self, prepared: Prepared, embedding: bool = False) -> tuple[Runner, int]:
         """Queue, then load; returns the active runner and the load duration in ns."""
@@ -145,7 +154,7 @@ class Neuron:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
 
-        worker = loop.run_in_executor(None, work)
+        worker = loop.run_in_executor(self.executor, work)
         try:
             while True:
                 kind, value = await queue.get()
