@@ -84,9 +84,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_keep_alive(cls, value: str) -> str:
         # Imported here: neuron.durations is pure Python, but config must stay import-light.
+        from neurons.errors import NeuronsError
         from neurons.neuron.durations import parse_keep_alive
 
-        parse_keep_alive(value)
+        try:
+            parse_keep_alive(value)
+        except NeuronsError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @property

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from neurons import __version__
 from neurons.cli.serve_node import serve_node
@@ -39,3 +40,9 @@ def main() -> None:
     except NeuronsError as exc:
         typer.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        typer.echo(f"Error: invalid settings: {problems}", err=True)
+        sys.exit(2)
