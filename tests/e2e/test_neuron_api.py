@@ -214,3 +214,26 @@ def test_chat_empty_messages_loads(ollama_client: ollama.Client) -> None:
     reply = ollama_client.chat(SMOL, messages=[])
     assert reply.done_reason == "load"
     assert reply.message.content == ""
+
+
+def test_idle_model_unloads_after_keep_alive(ollama_client: ollama.Client) -> None:
+    import time
+
+    ollama_client.generate(SMOL, "Hi", options={"num_predict": 1}, keep_alive="1s")
+    assert SMOL in {m.model for m in ollama_client.ps().models}
+    deadline = time.monotonic() + 20
+    while SMOL in {m.model for m in ollama_client.ps().models}:
+        assert time.monotonic() < deadline, "model was not unloaded after keep_alive"
+        time.sleep(0.2)
+
+
+def test_long_prompt_is_truncated_to_num_ctx(ollama_client: ollama.Client) -> None:
+    prompt = "word " * 400
+    result = ollama_client.generate(
+        SMOL, prompt, raw=True, options={"num_ctx": 128, "num_predict": 4, "num_keep": 4}
+    )
+    assert result.done
+    assert result.prompt_eval_count is not None and result.prompt_eval_count <= 127
+    assert result.eval_count is not None and result.eval_count <= 4
+    running = {m.model: m for m in ollama_client.ps().models}
+    assert running[SMOL].context_length == 128  # a num_ctx change reloads the runner
