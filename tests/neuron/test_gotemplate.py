@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from neurons.errors import InvalidRequestError
+from neurons.neuron.defaults import GEMMA3_TEMPLATE
 from neurons.neuron.gotemplate import Template, TemplateError, parse, render
 
 MESSAGES = [
@@ -26,18 +27,8 @@ DATA: dict[str, Any] = {
     "Messages": MESSAGES,
 }
 
-GEMMA3 = """\
-{{- range $i, $_ := .Messages }}
-{{- $last := eq (len (slice $.Messages $i)) 1 }}
-{{- if or (eq .Role "user") (eq .Role "system") }}<start_of_turn>user
-{{ .Content }}<end_of_turn>
-{{ if $last }}<start_of_turn>model
-{{ end }}
-{{- else if eq .Role "assistant" }}<start_of_turn>model
-{{ .Content }}{{ if not $last }}<end_of_turn>
-{{ end }}
-{{- end }}
-{{- end }}"""
+# The template neurons ships for gemma3:270m (Ollama library's Gemma 3 template).
+GEMMA3 = GEMMA3_TEMPLATE
 
 CHATML = """\
 {{ if .System }}<|im_start|>system

@@ -133,18 +133,24 @@ class Engine:
         return runner, True
 
     def release(self, runner: Runner, keep_alive: float | None | object = ...) -> None:
-        """Mark a request finished; ``keep_alive`` (seconds/None) overrides the session's."""
+        """Mark a request finished. ``keep_alive`` (seconds, or None for forever) replaces the
+        session value of every runner of the model: to the user a model is loaded or not,
+        whether it has a generation runner, an embedding runner, or both."""
         with self._lock:
             runner.active -= 1
-            if keep_alive is not ...:
-                runner.keep_alive = keep_alive  # type: ignore[assignment]
             runner.last_used = time.monotonic()
-            if runner.active == 0:
-                runner.expires_at = (
-                    None if runner.keep_alive is None else time.monotonic() + runner.keep_alive
-                )
-                if runner.keep_alive == 0:
-                    self._drop(runner.key)
+            siblings = [r for r in self.runners.values() if r.key[0] == runner.key[0]]
+            if runner not in siblings:
+                siblings.append(runner)
+            for each in siblings:
+                if keep_alive is not ...:
+                    each.keep_alive = keep_alive  # type: ignore[assignment]
+                if each.active == 0:
+                    each.expires_at = (
+                        None if each.keep_alive is None else time.monotonic() + each.keep_alive
+                    )
+                    if each.keep_alive == 0:
+                        self._drop(each.key)
 
     def unload_model(self, manifest_digest: str) -> int:
         """Unload every idle runner of a model; busy ones unload when they finish."""

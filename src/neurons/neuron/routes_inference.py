@@ -15,7 +15,7 @@ from neurons.errors import InvalidRequestError, ModelNotFoundError
 from neurons.neuron.engine import GenerationResult, TokenEvent
 from neurons.neuron.prompt import ChatMessage
 from neurons.neuron.service import Neuron, Prepared
-from neurons.neuron.wire import ndjson_response, now_rfc3339, read_json, wants_stream
+from neurons.neuron.wire import ndjson_response, now_rfc3339, prepend, read_json, wants_stream
 
 __all__ = ["router"]
 
@@ -53,23 +53,33 @@ async def _load_response(
 ) -> Response:
     load_ns = await neuron.load_only(prepared)
     reason = "unload" if prepared.keep_alive == 0 else "load"
-    payload: dict[str, Any] = {"model": body["model"], "created_at": now_rfc3339()}
-    if chat:
-        payload["message"] = {"role": "assistant", "content": ""}
-    else:
-        payload["response"] = ""
-    payload.update({"done": True, "done_reason": reason})
+    payload = _chunk(body["model"], chat, "", done=True)
+    payload["done_reason"] = reason
     if reason == "load":
         payload["load_duration"] = load_ns
         payload["total_duration"] = time.perf_counter_ns() - prepared.started_ns
     return JSONResponse(payload)
 
 
+def _chunk(name: str, chat: bool, text: str, done: bool) -> dict[str, Any]:
+    """One Ollama response object: ``response`` for generate, ``message`` for chat."""
+    chunk: dict[str, Any] = {"model": name, "created_at": now_rfc3339()}
+    if chat:
+        chunk["message"] = {"role": "assistant", "content": text}
+    else:
+        chunk["response"] = text
+    chunk["done"] = done
+    return chunk
+
+
 async def _run(
     request: Request,
     events: AsyncGenerator[Any, None],
-    shape: Any,
-    final: Any,
+    name: str,
+    prepared: Prepared,
+    *,
+    chat: bool,
+    with_context: bool,
     stream: bool,
 ) -> Response:
     """Drive a generation: the first event (load duration) is awaited before any byte is
@@ -79,9 +89,16 @@ async def _run(
     async def chunks() -> AsyncIterator[dict[str, Any]]:
         async for event in events:
             if isinstance(event, TokenEvent):
-                yield shape(event)
+                chunk = _chunk(name, chat, event.text, done=False)
+                if event.logprobs:
+                    chunk["logprobs"] = event.logprobs
+                yield chunk
             elif isinstance(event, GenerationResult):
-                yield final(event, load_ns)
+                chunk = _chunk(name, chat, "", done=True)
+                chunk.update(_metrics(event, prepared, load_ns))
+                if with_context:
+                    chunk["context"] = event.context
+                yield chunk
 
     if stream:
         iterator = chunks()
@@ -89,7 +106,7 @@ async def _run(
             first = await iterator.__anext__()
         except StopAsyncIteration:  # pragma: no cover - a result always comes last
             first = {}
-        return ndjson_response(iterator, first)
+        return ndjson_response(prepend(first, iterator))
 
     collected: list[dict[str, Any]] = []
     consumer = asyncio.ensure_future(_collect(chunks(), collected))
@@ -157,32 +174,9 @@ async def generate(request: Request) -> Response:
         top_logprobs=top_logprobs,
         template=body["template"] if isinstance(body.get("template"), str) else None,
     )
-    model_name = name
-
-    def shape(event: TokenEvent) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "model": model_name,
-            "created_at": now_rfc3339(),
-            "response": event.text,
-            "done": False,
-        }
-        if event.logprobs:
-            chunk["logprobs"] = event.logprobs
-        return chunk
-
-    def final(result: GenerationResult, load_ns: int) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "model": model_name,
-            "created_at": now_rfc3339(),
-            "response": "",
-            "done": True,
-        }
-        chunk.update(_metrics(result, prepared, load_ns))
-        if not raw:
-            chunk["context"] = result.context
-        return chunk
-
-    return await _run(request, events, shape, final, wants_stream(body))
+    return await _run(
+        request, events, name, prepared, chat=False, with_context=not raw, stream=wants_stream(body)
+    )
 
 
 def _chat_messages(body: dict[str, Any], prepared: Prepared) -> list[ChatMessage]:
@@ -224,28 +218,9 @@ async def chat(request: Request) -> Response:
         top_logprobs=top_logprobs,
     )
 
-    def shape(event: TokenEvent) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "model": name,
-            "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": event.text},
-            "done": False,
-        }
-        if event.logprobs:
-            chunk["logprobs"] = event.logprobs
-        return chunk
-
-    def final(result: GenerationResult, load_ns: int) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "model": name,
-            "created_at": now_rfc3339(),
-            "message": {"role": "assistant", "content": ""},
-            "done": True,
-        }
-        chunk.update(_metrics(result, prepared, load_ns))
-        return chunk
-
-    return await _run(request, events, shape, final, wants_stream(body))
+    return await _run(
+        request, events, name, prepared, chat=True, with_context=False, stream=wants_stream(body)
+    )
 
 
 def _normalize(vector: list[float], dimensions: int | None) -> list[float]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from neurons.errors import InvalidRequestError, ModelNotFoundError, NeuronsError
 from neurons.neuron.create import CreateSpec, create_model
@@ -17,7 +17,7 @@ from neurons.neuron.modelstore import StoredModel
 from neurons.neuron.names import ModelName, normalize_digest
 from neurons.neuron.pull import pull_model
 from neurons.neuron.service import Neuron
-from neurons.neuron.wire import NDJSON, error_line, line, read_json, rfc3339, wants_stream
+from neurons.neuron.wire import ndjson_response, read_json, rfc3339, wants_stream
 
 __all__ = ["OLLAMA_COMPAT_VERSION", "router"]
 
@@ -180,19 +180,10 @@ async def show(request: Request) -> Response:
     return JSONResponse(payload)
 
 
-def _progress_stream(events: AsyncIterator[dict[str, Any]]) -> Response:
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for event in events:
-                yield line(event)
-        except NeuronsError as exc:
-            yield error_line(exc)
-
-    return StreamingResponse(body(), media_type=NDJSON)
-
-
-async def _progress_result(events: AsyncIterator[dict[str, Any]]) -> Response:
-    """Non-streamed progress: the last object, or the error with its status."""
+async def _progress(body: dict[str, Any], events: AsyncIterator[dict[str, Any]]) -> Response:
+    """Progress objects as NDJSON, or (``stream: false``) the last one / the error."""
+    if wants_stream(body):
+        return ndjson_response(events)
     final: dict[str, Any] = {}
     async for event in events:
         final = event
@@ -224,7 +215,7 @@ async def create(request: Request) -> Response:
     if existing is not None:
         _neuron(request).engine.unload_model(store.read_manifest(existing)[1])
     events = _iterate_in_thread(create_model(store, spec))
-    return _progress_stream(events) if wants_stream(body) else await _progress_result(events)
+    return await _progress(body, events)
 
 
 @router.api_route("/api/blobs/{digest}", methods=["HEAD"])
@@ -305,4 +296,4 @@ async def pull(request: Request) -> Response:
     insecure = bool(body.get("insecure"))
     transport = getattr(request.app.state, "registry_transport", None)
     events = pull_model(store, name, insecure=insecure, transport=transport)
-    return _progress_stream(events) if wants_stream(body) else await _progress_result(events)
+    return await _progress(body, events)

@@ -19,6 +19,7 @@ __all__ = [
     "line",
     "ndjson_response",
     "now_rfc3339",
+    "prepend",
     "read_json",
     "rfc3339",
     "wants_stream",
@@ -62,14 +63,11 @@ def error_line(exc: BaseException) -> bytes:
     return line({"error": message})
 
 
-def ndjson_response(
-    chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any]
-) -> StreamingResponse:
-    """Stream ``first`` and then ``chunks``; an error after the first byte becomes a final
+def ndjson_response(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    """Stream ``chunks`` as NDJSON; an error after the first byte becomes a final
     ``{"error": ...}`` line, as Ollama does (the status line is already 200)."""
 
     async def body() -> AsyncIterator[bytes]:
-        yield line(first)
         try:
             async for chunk in chunks:
                 yield line(chunk)
@@ -77,6 +75,14 @@ def ndjson_response(
             yield error_line(exc)
 
     return StreamingResponse(body(), media_type=NDJSON)
+
+
+async def prepend(
+    first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    yield first
+    async for item in rest:
+        yield item
 
 
 def error_response(exc: NeuronsError) -> JSONResponse:
