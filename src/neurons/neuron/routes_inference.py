@@ -15,7 +15,14 @@ from neurons.errors import InvalidRequestError, ModelNotFoundError
 from neurons.neuron.engine import GenerationResult, TokenEvent
 from neurons.neuron.prompt import ChatMessage
 from neurons.neuron.service import Neuron, Prepared
-from neurons.neuron.wire import ndjson_response, now_rfc3339, prepend, read_json, wants_stream
+from neurons.neuron.wire import (
+    ndjson_response,
+    now_rfc3339,
+    prepend,
+    read_json,
+    required_model,
+    wants_stream,
+)
 
 __all__ = ["router"]
 
@@ -200,9 +207,7 @@ def _chat_messages(body: dict[str, Any], prepared: Prepared) -> list[ChatMessage
 @router.post("/api/chat")
 async def chat(request: Request) -> Response:
     body = await read_json(request)
-    name = body.get("model") or ""
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError("model is required")
+    name = required_model(body)
     top_logprobs = _check_logprobs(body)
     neuron = _neuron(request)
     prepared = neuron.prepare(body)
@@ -233,8 +238,7 @@ def _normalize(vector: list[float], dimensions: int | None) -> list[float]:
 @router.post("/api/embed")
 async def embed(request: Request) -> Response:
     body = await read_json(request)
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise InvalidRequestError("model is required")
+    required_model(body)
     raw_input = body.get("input")
     if raw_input is None or raw_input == "":
         texts: list[str] = []
@@ -268,8 +272,7 @@ async def embed(request: Request) -> Response:
 @router.post("/api/embeddings")
 async def embeddings(request: Request) -> Response:
     body = await read_json(request)
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise InvalidRequestError("model is required")
+    required_model(body)
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise InvalidRequestError("prompt must be a string")

@@ -17,7 +17,7 @@ from neurons.neuron.modelstore import StoredModel
 from neurons.neuron.names import ModelName, normalize_digest
 from neurons.neuron.pull import pull_model
 from neurons.neuron.service import Neuron
-from neurons.neuron.wire import ndjson_response, read_json, rfc3339, wants_stream
+from neurons.neuron.wire import ndjson_response, read_json, required_model, rfc3339, wants_stream
 
 __all__ = ["OLLAMA_COMPAT_VERSION", "router"]
 
@@ -154,9 +154,7 @@ def _modelfile(model: StoredModel, template: str | None) -> str:
 @router.post("/api/show")
 async def show(request: Request) -> Response:
     body = await read_json(request)
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError("model is required")
+    name = required_model(body)
     model = _neuron(request).store.load(name)
     info = read_gguf_info(model.model_path) if model.model_path is not None else None
     template = model.template or (info.chat_template if info else None) or "{{ .Prompt }}"
@@ -269,9 +267,7 @@ async def copy(request: Request) -> Response:
 @router.delete("/api/delete")
 async def delete(request: Request) -> Response:
     body = await read_json(request)
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError("model is required")
+    name = required_model(body)
     neuron = _neuron(request)
     try:
         ModelName.parse(name)
@@ -288,9 +284,7 @@ async def delete(request: Request) -> Response:
 @router.post("/api/pull")
 async def pull(request: Request) -> Response:
     body = await read_json(request)
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError("model is required")
+    name = required_model(body)
     ModelName.parse(name)
     store = _neuron(request).store
     insecure = bool(body.get("insecure"))

@@ -21,6 +21,7 @@ __all__ = [
     "now_rfc3339",
     "prepend",
     "read_json",
+    "required_model",
     "rfc3339",
     "wants_stream",
 ]
@@ -39,6 +40,14 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequestError("json: cannot unmarshal non-object into request body")
     return body
+
+
+def required_model(body: dict[str, Any]) -> str:
+    """The request's ``model`` (or its deprecated alias ``name``), or Ollama's 400."""
+    name = body.get("model") or body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequestError("model is required")
+    return name
 
 
 def wants_stream(body: dict[str, Any]) -> bool:
