@@ -52,10 +52,14 @@ class Runner:
         return (self.model.manifest_digest, self.embedding)
 
     def expires_at_wall(self) -> datetime:
-        if self.keep_alive is None or self.expires_at is None and self.active:
+        """When the model unloads: keep_alive after the running request, or the idle deadline."""
+        if self.keep_alive is None:
             return datetime.now(UTC) + timedelta(days=365 * 100)
-        remaining = (self.expires_at or time.monotonic()) - time.monotonic()
-        return datetime.now(UTC) + timedelta(seconds=max(0.0, remaining))
+        if self.active or self.expires_at is None:
+            remaining = self.keep_alive
+        else:
+            remaining = max(0.0, self.expires_at - time.monotonic())
+        return datetime.now(UTC) + timedelta(seconds=remaining)
 
 
 @dataclass

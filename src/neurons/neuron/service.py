@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from neurons.errors import InvalidRequestError
 from neurons.neuron.durations import parse_keep_alive
 from neurons.neuron.engine import Engine, GenerationResult, Runner, TokenEvent
+from neurons.neuron.ggufmeta import read_gguf_info
 from neurons.neuron.modelstore import ModelStore, StoredModel
 from neurons.neuron.options import SamplingOptions, resolve_options
 from neurons.neuron.prompt import ChatMessage, PromptTemplate
@@ -53,8 +54,6 @@ class Neuron:
         model = self.store.load(str(body["model"]))
         if model.model_path is None:
             raise InvalidRequestError(f'"{model.name.display}" does not support generate')
-        from neurons.neuron.ggufmeta import read_gguf_info
-
         info = read_gguf_info(model.model_path)
         options = body.get("options")
         if options is not None and not isinstance(options, dict):
