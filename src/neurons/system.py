@@ -16,19 +16,19 @@ from neurons.config import Settings
 from neurons.errors import NodeError
 from neurons.neuron.process import NeuronProcess
 
-__all__ = ["run_up"]
+__all__ = ["run_up", "stop_on_sigterm"]
 
 log = logging.getLogger(__name__)
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
 def run_up(settings: Settings) -> None:
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; turning SIGTERM into
     # KeyboardInterrupt (like Ctrl-C) lets the neuron be stopped below instead of dying with us.
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     settings.home.mkdir(parents=True, exist_ok=True)
     neuron = NeuronProcess(
         home=settings.home,

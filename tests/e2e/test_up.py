@@ -89,3 +89,4 @@ def test_up_serves_ollama_api_and_stops_cleanly(tmp_path: Path) -> None:
     assert not alive, "the neuron outlived neurons up"
     output = (tmp_path / "up.log").read_text()
     assert f"http://127.0.0.1:{port}" in output and f"http://127.0.0.1:{node_port}" in output
+    assert "embedded neuron stopped (exit 0)" in output

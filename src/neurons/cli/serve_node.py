@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -41,5 +42,12 @@ def serve_node(
         overrides["import_default_models"] = False
     settings = Settings(**overrides)  # type: ignore[arg-type]
     app = create_neuron_app(settings)
+    from neurons.system import stop_on_sigterm
+
     typer.echo(f"neuron listening on http://{host}:{port} (models: {settings.resolved_models_dir})")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # SIGTERM ends like Ctrl-C: graceful shutdown (models unloaded), then exit code 0.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    except KeyboardInterrupt:
+        pass
