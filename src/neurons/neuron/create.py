@@ -141,7 +141,6 @@ def create_model(store: ModelStore, spec: CreateSpec) -> Iterator[dict[str, Any]
             layers.append(layer)
         config = dict(base.config)
         if not spec.files:
-            config.setdefault("parent_model", base.name.display)
             config["parent_model"] = base.name.display
     if spec.files:
         layers = [la for la in layers if la.media_type != MEDIA_MODEL]

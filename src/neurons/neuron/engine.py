@@ -91,11 +91,9 @@ class Engine:
 
     # -- loading -----------------------------------------------------------------------------
 
-    def acquire(
-        self, model: StoredModel, load: LoadOptions, embedding: bool
-    ) -> tuple[Runner, bool]:
-        """Return a runner for the model (loading or reloading it) marked active; and whether
-        it was freshly loaded. Call :meth:`release` when done."""
+    def acquire(self, model: StoredModel, load: LoadOptions, embedding: bool) -> Runner:
+        """Return a runner for the model (loading or reloading it), marked active.
+        Call :meth:`release` when done."""
         if model.model_path is None:
             raise InvalidRequestError(f'"{model.name.display}" does not support generate')
         key = (model.manifest_digest, embedding)
@@ -103,7 +101,7 @@ class Engine:
             runner = self.runners.get(key)
             if runner is not None and runner.load == load:
                 runner.active += 1
-                return runner, False
+                return runner
             if runner is not None:
                 self._drop(key)
             self._evict_for_space()
@@ -134,7 +132,7 @@ class Engine:
         runner.active = 1
         with self._lock:
             self.runners[key] = runner
-        return runner, True
+        return runner
 
     def release(self, runner: Runner, keep_alive: float | None | object = ...) -> None:
         """Mark a request finished. ``keep_alive`` (seconds, or None for forever) replaces the

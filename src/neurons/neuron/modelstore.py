@@ -25,6 +25,7 @@ from neurons.errors import (
     BlobNotFoundError,
     DigestMismatchError,
     ModelNotFoundError,
+    NeuronsError,
 )
 from neurons.neuron.names import ModelName, digest_to_filename, normalize_digest
 
@@ -204,14 +205,7 @@ class ModelStore:
         return BlobWriter(self)
 
     def add_blob_bytes(self, data: bytes) -> Layer:
-        writer = self.blob_writer()
-        try:
-            writer.write(data)
-            digest = writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        return Layer(media_type="", digest=digest, size=len(data))
+        return self.add_blob_chunks([data])
 
     def add_blob_chunks(self, chunks: Iterable[bytes], expected: str | None = None) -> Layer:
         writer = self.blob_writer()
@@ -316,15 +310,20 @@ class ModelStore:
             parent.rmdir()
             parent = parent.parent
 
-    def prune_blobs(self) -> list[str]:
-        """Delete blobs no manifest references; returns the removed digests."""
+    def referenced_digests(self) -> set[str]:
+        """Every blob some readable manifest uses (config and layers)."""
         used: set[str] = set()
         for name in self.iter_names():
             try:
                 manifest, _, _ = self.read_manifest(name)
-            except (ValueError, KeyError):
-                continue
+            except (ValueError, KeyError, NeuronsError):
+                continue  # a broken manifest must not block clean-up of the others
             used.update(manifest.digests())
+        return used
+
+    def prune_blobs(self) -> list[str]:
+        """Delete blobs no manifest references; returns the removed digests."""
+        used = self.referenced_digests()
         removed = []
         for blob in self.blobs_dir.glob("sha256-*"):
             digest = blob.name.replace("-", ":", 1)

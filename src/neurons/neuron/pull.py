@@ -73,8 +73,9 @@ async def pull_model(
             yield {"status": "writing manifest"}
             store.write_manifest(name, manifest)
         except BaseException:
+            used = store.referenced_digests()
             for digest in written:
-                if not _referenced_elsewhere(store, digest):
+                if digest not in used:
                     store.blob_path(digest).unlink(missing_ok=True)
             raise
     yield {"status": "success"}
@@ -110,14 +111,3 @@ async def _pull_blob(
     except BaseException:
         writer.abort()
         raise
-
-
-def _referenced_elsewhere(store: ModelStore, digest: str) -> bool:
-    for other in store.iter_names():
-        try:
-            manifest, _, _ = store.read_manifest(other)
-        except NeuronsError:
-            continue
-        if digest in manifest.digests():
-            return True
-    return False

@@ -252,7 +252,7 @@ async def embed(request: Request) -> Response:
     if dimensions is not None and (not isinstance(dimensions, int) or dimensions < 0):
         raise InvalidRequestError("dimensions must be a positive integer")
     neuron = _neuron(request)
-    prepared = neuron.prepare(body, embedding=True)
+    prepared = neuron.prepare(body)
     if not texts:
         await neuron.load_only(prepared, embedding=True)
         return JSONResponse({"model": body["model"], "embeddings": []})
@@ -277,7 +277,7 @@ async def embeddings(request: Request) -> Response:
     if not isinstance(prompt, str):
         raise InvalidRequestError("prompt must be a string")
     neuron = _neuron(request)
-    prepared = neuron.prepare(body, embedding=True)
+    prepared = neuron.prepare(body)
     if not prompt:
         await neuron.load_only(prepared, embedding=True)
         return JSONResponse({"embedding": []})

@@ -202,14 +202,15 @@ async def _iterate_in_thread(events: Iterator[dict[str, Any]]) -> AsyncIterator[
 async def create(request: Request) -> Response:
     body = await read_json(request)
     spec = CreateSpec.from_request(body)
-    ModelName.parse(spec.model)
     store = _neuron(request).store
+    # create_model checks these too, but only once the stream has begun (status 200): checked
+    # here, a bad name, unknown base or missing blob gets its own status code.
     if spec.from_:
         store.resolve_name(spec.from_)
     for digest in [*spec.files.values(), *spec.adapters.values()]:
         store.require_blob(digest)
     # Replacing a model that is loaded must not keep serving the old weights.
-    existing = store.find(spec.model)
+    existing = store.find(spec.model)  # parses the name: 400 if invalid
     if existing is not None:
         _neuron(request).engine.unload_model(store.read_manifest(existing)[1])
     events = _iterate_in_thread(create_model(store, spec))

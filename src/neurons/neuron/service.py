@@ -49,7 +49,7 @@ class Neuron:
         # decode speed to a third in benchmarks/neuron_throughput.py.
         self.executor = ThreadPoolExecutor(max_workers=scheduler.slots, thread_name_prefix="llama")
 
-    def prepare(self, body: dict[str, Any], embedding: bool = False) -> Prepared:
+    def prepare(self, body: dict[str, Any]) -> Prepared:
         started = time.perf_counter_ns()
         model = self.store.load(str(body["model"]))
         if model.model_path is None:
@@ -74,7 +74,7 @@ class Neuron:
     async def load(self, prepared: Prepared, embedding: bool = False) -> tuple[Runner, int]:
         """Queue, then load; returns the active runner and the load duration in ns."""
         t0 = time.perf_counter_ns()
-        runner, _ = await self._in_thread(
+        runner = await self._in_thread(
             lambda: self.engine.acquire(prepared.model, prepared.runner_options, embedding)
         )
         return runner, time.perf_counter_ns() - t0
