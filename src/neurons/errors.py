@@ -15,6 +15,8 @@ status codes.
     │   ├── DigestMismatchError        uploaded bytes do not hash to digest   400
     │   ├── InvalidOptionError         an option has the wrong type/value     400
     │   ├── InvalidModelFileError      a blob is not a usable GGUF            400
+    │   ├── ModelfileError             a Modelfile does not parse or validate 400
+    │   │                              (also a ValueError, as the seed's manager promises)
     │   └── NodeExistsError            a node with that name already exists   409
     ├── NotFoundError                  something named does not exist         404
     │   ├── ModelNotFoundError         no manifest for that model             404
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidRequestError",
     "MigrationError",
     "ModelNotFoundError",
+    "ModelfileError",
     "NeuronsError",
     "NodeError",
     "NodeExistsError",
@@ -104,6 +107,20 @@ class InvalidOptionError(InvalidRequestError):
 
 class InvalidModelFileError(InvalidRequestError):
     error_code = "invalid_model_file"
+
+
+class ModelfileError(InvalidRequestError, ValueError):
+    """A Modelfile that does not parse or validate.
+
+    ``problems`` holds every problem found, each already prefixed ``(line N): `` where a line
+    is known, the way Ollama's parser words them; the message joins them with newlines.
+    """
+
+    error_code = "invalid_modelfile"
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 class NodeExistsError(InvalidRequestError):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neurons.errors import InvalidOptionError
+from neurons.modelfile.schema import PARAMETERS
 
 __all__ = [
     "DEFAULTS",
@@ -25,49 +26,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_PYTHON_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "string_list": list}
+
+# One source of truth: the Modelfile PARAMETER schema (neurons.modelfile.schema).
 OPTION_TYPES: dict[str, type] = {
-    "num_ctx": int,
-    "num_batch": int,
-    "num_gpu": int,
-    "main_gpu": int,
-    "use_mmap": bool,
-    "num_thread": int,
-    "num_keep": int,
-    "seed": int,
-    "num_predict": int,
-    "top_k": int,
-    "top_p": float,
-    "min_p": float,
-    "typical_p": float,
-    "repeat_last_n": int,
-    "temperature": float,
-    "repeat_penalty": float,
-    "presence_penalty": float,
-    "frequency_penalty": float,
-    "stop": list,
-    "draft_num_predict": int,
+    name: _PYTHON_TYPES[spec.type] for name, spec in PARAMETERS.items()
 }
 
-# Current Ollama defaults (see shared/reference/ollama-api.md §2.3). num_ctx 4096 is the
-# tier Ollama picks below 24 GiB of VRAM, i.e. on every CPU-only host.
+# Current Ollama defaults (see shared/reference/ollama-api.md §2.3). Options Ollama leaves
+# unset (main_gpu, use_mmap) have no entry; nor has draft_num_predict, which only means
+# something with a draft model, and the neuron loads none.
 DEFAULTS: dict[str, Any] = {
-    "num_ctx": 4096,
-    "num_batch": 512,
-    "num_gpu": -1,
-    "num_thread": 0,
-    "num_keep": 4,
-    "seed": -1,
-    "num_predict": -1,
-    "top_k": 40,
-    "top_p": 0.9,
-    "min_p": 0.0,
-    "typical_p": 1.0,
-    "repeat_last_n": 64,
-    "temperature": 0.8,
-    "repeat_penalty": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "stop": [],
+    name: list(spec.default) if isinstance(spec.default, tuple) else spec.default
+    for name, spec in PARAMETERS.items()
+    if spec.default is not None and name != "draft_num_predict"
 }
 
 
