@@ -15,7 +15,14 @@ from typing import Any, BinaryIO
 
 from neurons.errors import InvalidModelFileError
 
-__all__ = ["FILE_TYPES", "GGUFInfo", "human_parameter_count", "is_gguf", "read_gguf_info"]
+__all__ = [
+    "FILE_TYPES",
+    "GGUFInfo",
+    "TensorInfo",
+    "human_parameter_count",
+    "is_gguf",
+    "read_gguf_info",
+]
 
 GGUF_MAGIC = b"GGUF"
 # Arrays longer than this are summarised by their length (Ollama nulls them unless verbose).
@@ -37,6 +44,31 @@ _SCALARS: dict[int, tuple[str, int]] = {
 _STRING, _ARRAY = 8, 9
 
 
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's header entry: enough to size it without reading its data."""
+
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: int
+    nbytes: int
+
+
+def _tensor_nbytes(shape: tuple[int, ...], ggml_type: int) -> int:
+    # Block and type sizes come from the official gguf package, so new quant types are
+    # sized correctly as soon as gguf knows them.
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    except (ValueError, KeyError):
+        return 0
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    return elements // block * type_size
+
+
 @dataclass
 class GGUFInfo:
     """What the header says about a model."""
@@ -47,6 +79,7 @@ class GGUFInfo:
     array_lengths: dict[str, int] = field(default_factory=dict)
     parameter_count: int = 0
     tensor_count: int = 0
+    tensors: list[TensorInfo] = field(default_factory=list)
 
     @property
     def architecture(self) -> str:
@@ -148,14 +181,15 @@ def _parse(handle: BinaryIO, path: Path, size: int) -> GGUFInfo:
             info.metadata[key] = _read_value(handle, vtype)
     total = 0
     for _ in range(n_tensors):
-        _read_str(handle)
+        name = _read_str(handle)
         (n_dims,) = struct.unpack("<I", handle.read(4))
         dims = struct.unpack(f"<{n_dims}Q", handle.read(8 * n_dims))
-        handle.read(12)  # tensor type (u32) + data offset (u64)
+        ggml_type, _offset = struct.unpack("<IQ", handle.read(12))
         elements = 1
         for dim in dims:
             elements *= dim
         total += elements
+        info.tensors.append(TensorInfo(name, dims, ggml_type, _tensor_nbytes(dims, ggml_type)))
     info.parameter_count = total
     return info
 
