@@ -46,6 +46,7 @@ def test_estimate_json_for_a_model_name(runner: CliRunner) -> None:
         assert isinstance(data[key], int) and data[key] > 0
     assert data["kv_cache_bytes"] == 45 * 2**20  # 30 layers × 3 heads × 128 × 2 bytes × 2048
     assert data["num_ctx"] == 2048 and data["gpu_layers"] == 0 and data["fits"] is True
+    assert data["profile"]["architecture"] == "llama" and data["profile"]["block_count"] == 30
 
 
 def test_estimate_a_gguf_path_with_gpu_layers(runner: CliRunner, smollm2_path: Path) -> None:

@@ -9,6 +9,7 @@ import httpx
 import ollama
 import pytest
 
+from neurons.modelfile import parse
 from neurons.neuron.process import NeuronProcess
 
 SMOL = "smollm2:135m"
@@ -24,7 +25,11 @@ def test_create_from_existing_with_system_and_parameters(ollama_client: ollama.C
     assert status.status == "success"
     shown = ollama_client.show("pirate:test")
     assert shown.modelfile is not None
-    assert 'SYSTEM """You are a pirate. Always answer like a pirate."""' in shown.modelfile
+    assert "SYSTEM You are a pirate. Always answer like a pirate.\n" in shown.modelfile
+    # /api/show's Modelfile parses back to the model: same system, typed parameters.
+    reparsed = parse(shown.modelfile)
+    assert reparsed.value("system") == "You are a pirate. Always answer like a pirate."
+    assert reparsed.parameters() == {"temperature": 0.0, "num_predict": 12, "stop": ["\n\n"]}
     assert shown.parameters is not None
     assert "num_predict" in shown.parameters and "temperature" in shown.parameters
     assert shown.details is not None and shown.details.parent_model == SMOL

@@ -111,7 +111,8 @@ def estimate(
         kv_cache_type=kv_cache_type,
         flash_attention=flash_attention,
     )
-    result = estimate_memory(read_model_profile(path), options, inventory.gpus)
+    profile = read_model_profile(path)
+    result = estimate_memory(profile, options, inventory.gpus)
     available = inventory.host.memory.usable_bytes
     fits = result.cpu_bytes <= available and (
         not result.gpu_layers or result.gpu_bytes <= max(inventory.gpu_memory_bytes, 0)
@@ -119,9 +120,13 @@ def estimate(
     if as_json:
         data = result.to_dict()
         data.update(model=model, path=str(path), fits=fits, ram_available_bytes=available)
+        data["profile"] = profile.to_dict()
         typer.echo(json.dumps(data, indent=2))
         return
-    table = Table(title=f"{model} at num_ctx {result.num_ctx}")
+    table = Table(
+        title=f"{model} ({profile.architecture}, {profile.parameter_size}, "
+        f"{profile.quantization}) at num_ctx {result.num_ctx}"
+    )
     table.add_column("part")
     table.add_column("bytes", justify="right")
     for label, value in (
