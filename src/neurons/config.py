@@ -67,8 +67,15 @@ class Settings(BaseSettings):
     import_default_models: bool = Field(
         default=True, description="Import the offline models shipped on PyPI on first start."
     )
+    host_stats: Path | None = Field(
+        default=None,
+        description="Host stats JSON (schema: neurons hardware --json); unset: measured.",
+    )
+    gpu_stats: Path | None = Field(
+        default=None, description="GPU stats JSON; unset: measured with NVML."
+    )
 
-    @field_validator("home", "models_dir", mode="after")
+    @field_validator("home", "models_dir", "host_stats", "gpu_stats", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()

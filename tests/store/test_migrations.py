@@ -49,8 +49,20 @@ EXPECTED_COLUMNS = {
         "value": ("TEXT", False),
         "updated_at": ("TEXT", False),
     },
+    "model_evaluations": {
+        "id": ("INTEGER", False),
+        "model": ("TEXT", False),
+        "node": ("TEXT", False),
+        "digest": ("TEXT", True),
+        "evaluation_set": ("TEXT", False),
+        "items": ("INTEGER", False),
+        "score": ("TEXT", True),
+        "tokens_per_second": ("TEXT", True),
+        "details": ("TEXT", False),
+        "created_at": ("TEXT", False),
+    },
 }
-NAMES = ["m001_nodes", "m002_node_events", "m003_kv"]
+NAMES = ["m001_nodes", "m002_node_events", "m003_kv", "m004_model_evaluations"]
 
 
 @pytest.fixture
@@ -67,7 +79,7 @@ def _versions(engine: Engine) -> list[tuple[int, str]]:
 
 
 def test_registry_is_numbered_in_order() -> None:
-    assert [m.version for m in MIGRATIONS] == [1, 2, 3]
+    assert [m.version for m in MIGRATIONS] == [1, 2, 3, 4]
     assert [m.name for m in MIGRATIONS] == NAMES
 
 
@@ -95,8 +107,8 @@ def test_fresh_migrate_creates_every_table_with_exact_columns(engine: Engine, db
         ddl = conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'node_events'"))
     assert "AUTOINCREMENT" in ddl
 
-    assert _versions(engine) == [(1, NAMES[0]), (2, NAMES[1]), (3, NAMES[2])]
-    assert current_version(engine) == 3
+    assert _versions(engine) == list(enumerate(NAMES, start=1))
+    assert current_version(engine) == len(MIGRATIONS)
     assert Path(db_url.removeprefix("sqlite:///")).is_file()
 
 
@@ -134,7 +146,7 @@ def test_second_migrate_applies_nothing(engine: Engine, db_url: str) -> None:
     assert migrate(engine) == []
     # A second engine (another process) sees the finished schema too.
     assert migrate(create_engine_for(db_url)) == []
-    assert current_version(engine) == 3
+    assert current_version(engine) == len(MIGRATIONS)
 
 
 def test_upgrade_from_version_one_keeps_rows(engine: Engine, db_url: str) -> None:
@@ -153,8 +165,8 @@ def test_upgrade_from_version_one_keeps_rows(engine: Engine, db_url: str) -> Non
 
     store = open_store(db_url)
     try:
-        assert current_version(store.engine) == 3
-        assert _versions(store.engine) == [(1, NAMES[0]), (2, NAMES[1]), (3, NAMES[2])]
+        assert current_version(store.engine) == len(MIGRATIONS)
+        assert _versions(store.engine) == list(enumerate(NAMES, start=1))
         node = store.nodes.get("old")
         assert node.id == "abc"
         assert node.url == "http://old:11434"
@@ -170,7 +182,7 @@ def test_migrate_with_target_reports_only_what_it_applied(engine: Engine) -> Non
     assert migrate(engine, target=2) == []
     assert migrate(engine) == NAMES[2:]
     with pytest.raises(MigrationError, match="target"):
-        migrate(engine, target=4)
+        migrate(engine, target=len(MIGRATIONS) + 1)
 
 
 def test_newer_database_is_refused(engine: Engine, db_url: str) -> None:
@@ -196,12 +208,15 @@ def test_failing_migration_rolls_back_and_keeps_version(engine: Engine) -> None:
         conn.exec_driver_sql("INSERT INTO kv (key, value, updated_at) VALUES ('k', '1', 't')")
         raise RuntimeError("boom")
 
-    broken = [*MIGRATIONS, Migration(version=4, name="m004_broken", apply=m004_broken)]
-    with pytest.raises(MigrationError, match="m004_broken") as excinfo:
+    broken = [
+        *MIGRATIONS,
+        Migration(version=len(MIGRATIONS) + 1, name="m999_broken", apply=m004_broken),
+    ]
+    with pytest.raises(MigrationError, match="m999_broken") as excinfo:
         migrate(engine, migrations=broken)
     assert isinstance(excinfo.value.__cause__, RuntimeError)
 
-    assert current_version(engine) == 3
+    assert current_version(engine) == len(MIGRATIONS)
     assert "half_done" not in inspect(engine).get_table_names()
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM kv")) == 0
@@ -235,6 +250,6 @@ def test_decorator_refuses_bad_names_and_numbers() -> None:
 
     with pytest.raises(ValueError, match="named like"):
         migration(not_numbered)
-    with pytest.raises(ValueError, match="expected 4"):
+    with pytest.raises(ValueError, match="expected 5"):
         migration(m007_out_of_order)
-    assert len(MIGRATIONS) == 3
+    assert len(MIGRATIONS) == 4

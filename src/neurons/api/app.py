@@ -15,15 +15,18 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from neurons import __version__
+from neurons.api import routes_library
 from neurons.api.proxy import forward
 from neurons.config import Settings
 from neurons.errors import NeuronsError
+from neurons.library.service import LibraryService
 from neurons.store import Store, open_store
 
-__all__ = ["NodeSpec", "create_control_plane"]
+__all__ = ["NodeSpec", "create_control_plane", "envelope"]
 
 log = logging.getLogger(__name__)
 HEALTH_INTERVAL_S = 5.0
@@ -51,6 +54,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             store.nodes.upsert("ollama", settings.ollama_base_url, "ollama")
             log.info("joined the real Ollama at %s", settings.ollama_base_url)
         state.update(store=store, client=client)
+        app.state.library = LibraryService(store, settings, client)
         await _check_all(store, client)
         health = asyncio.create_task(_health_forever(store, client))
         try:
@@ -66,15 +70,22 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
 
     @app.exception_handler(NeuronsError)
     async def _neurons_error(_: Request, exc: NeuronsError) -> Response:
-        return JSONResponse(
-            {
-                "success": False,
-                "error": exc.message,
-                "error_code": exc.error_code,
-                "timestamp": datetime.now(UTC).isoformat(),
-            },
-            status_code=exc.http_status,
+        return envelope(exc.message, exc.error_code, exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
+        return envelope(problems, "validation_error", 422)
+
+    app.include_router(routes_library.router)
+
+    @app.api_route(
+        "/api/ai/{path:path}", methods=["GET", "POST", "DELETE", "PUT"], include_in_schema=False
+    )
+    async def _unknown_management_route(path: str) -> Response:
+        return envelope(f"no such endpoint: /api/ai/{path}", "not_found", 404)
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -103,6 +114,19 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     app.add_api_route("/api/{path:path}", passthrough, methods=methods, include_in_schema=False)
     app.add_api_route("/", passthrough, methods=["GET", "HEAD"], include_in_schema=False)
     return app
+
+
+def envelope(message: str, error_code: str, status: int) -> JSONResponse:
+    """Seed 002's error shape for the management API."""
+    return JSONResponse(
+        {
+            "success": False,
+            "error": message,
+            "error_code": error_code,
+            "timestamp": datetime.now(UTC).isoformat(),
+        },
+        status_code=status,
+    )
 
 
 async def _probe(client: httpx.AsyncClient, url: str) -> bool:

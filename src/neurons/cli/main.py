@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from neurons import __version__
 from neurons.cli.hardware import hardware_app
 from neurons.cli.modelfile import modelfile_app
+from neurons.cli.models import models_app
 from neurons.cli.serve_node import serve_node
 from neurons.cli.up import up
 from neurons.errors import NeuronsError
@@ -26,6 +27,7 @@ app.command("up")(up)
 app.command("serve-node")(serve_node)
 app.add_typer(modelfile_app, name="modelfile")
 app.add_typer(hardware_app, name="hardware")
+app.add_typer(models_app, name="models")
 
 
 @app.command("version")

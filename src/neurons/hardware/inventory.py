@@ -7,7 +7,8 @@ unknown keys refused so a typo is not silently ignored)::
     host-stats.json
     {"cpu": {"model": "AMD Ryzen 9 7950X", "physical_cores": 16, "logical_cpus": 32,
              "flags": ["avx2", "avx512f"]},
-     "memory": {"total_bytes": 68719476736, "available_bytes": 51539607552},
+     "memory": {"total_bytes": 68719476736, "available_bytes": 51539607552,
+                "bandwidth_bytes_per_s": 60000000000},
      "disk": {"path": "/home/me/.neurons", "total_bytes": 1000204886016,
               "free_bytes": 400000000000},
      "os": "Linux", "arch": "x86_64", "hostname": "box"}
@@ -15,10 +16,12 @@ unknown keys refused so a typo is not silently ignored)::
     gpu-stats.json
     {"gpus": [{"index": 0, "name": "NVIDIA GeForce RTX 4090", "vendor": "nvidia",
                "memory_total_bytes": 25757220864, "memory_free_bytes": 24000000000,
-               "compute_capability": "8.9", "driver_version": "550.54.14"}]}
+               "compute_capability": "8.9", "driver_version": "550.54.14",
+               "memory_bandwidth_bytes_per_s": 1008000000000}]}
 
 Only ``memory.total_bytes`` is required in a host file (the rest defaults to "unknown"); a GPU
-file may also be a bare list of GPU objects. GPUs are measured with NVML (nvidia-ml-py);
+file may also be a bare list of GPU objects. Bandwidths feed the tokens/s estimate; without
+them a documented default is assumed. GPUs are measured with NVML (nvidia-ml-py);
 without an NVIDIA driver the inventory is simply CPU-only.
 """
 
@@ -28,6 +31,8 @@ import json
 import os
 import platform
 import socket
+import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ __all__ = [
     "load_host_stats",
     "measure_gpus",
     "measure_host",
+    "measure_memory_bandwidth",
 ]
 
 # CPU features that decide llama.cpp's kernels (and which our AMX workaround looks at).
@@ -68,6 +74,8 @@ class CpuStats(_Stats):
 class MemoryStats(_Stats):
     total_bytes: int = Field(ge=0)
     available_bytes: int | None = Field(default=None, ge=0)
+    # Sustained copy bandwidth (bytes/s); decode speed of a model is bounded by it.
+    bandwidth_bytes_per_s: int | None = Field(default=None, gt=0)
 
     @property
     def usable_bytes(self) -> int:
@@ -98,6 +106,7 @@ class GpuStats(_Stats):
     memory_free_bytes: int | None = Field(default=None, ge=0)
     compute_capability: str | None = None
     driver_version: str | None = None
+    memory_bandwidth_bytes_per_s: int | None = Field(default=None, gt=0)
 
     @property
     def usable_bytes(self) -> int:
@@ -130,14 +139,16 @@ class HardwareInventory(_Stats):
         gpu_stats_path: str | Path | None = None,
         *,
         disk_path: str | Path | None = None,
+        bandwidth: bool = False,
     ) -> HardwareInventory:
-        """Read the stats files that exist; measure whatever is missing."""
+        """Read the stats files that exist; measure whatever is missing (with ``bandwidth``,
+        the memory bandwidth too)."""
         source: dict[str, str] = {}
         if host_stats_path is not None and Path(host_stats_path).is_file():
             host = load_host_stats(host_stats_path)
             source["host"] = str(host_stats_path)
         else:
-            host = measure_host(disk_path)
+            host = measure_host(disk_path, bandwidth=bandwidth)
             source["host"] = "measured"
         if gpu_stats_path is not None and Path(gpu_stats_path).is_file():
             gpus = load_gpu_stats(gpu_stats_path)
@@ -198,8 +209,28 @@ def _cpu_model_and_flags() -> tuple[str, list[str]]:
     return model or "unknown", flags
 
 
-def measure_host(disk_path: str | Path | None = None) -> HostStats:
-    """Measure this host with psutil (and /proc/cpuinfo for the CPU model and flags)."""
+_BANDWIDTH_BYTES = 256 << 20  # larger than any L3 cache, so the copy goes to RAM
+
+
+@lru_cache(maxsize=1)
+def measure_memory_bandwidth() -> int:
+    """Best of five 256 MiB copies (read + write bytes per second), measured once."""
+    import numpy as np
+
+    source = np.ones(_BANDWIDTH_BYTES, dtype=np.uint8)
+    target = np.empty_like(source)
+    np.copyto(target, source)  # fault every page in before timing
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = max(best, 2 * _BANDWIDTH_BYTES / max(time.perf_counter() - start, 1e-9))
+    return int(best)
+
+
+def measure_host(disk_path: str | Path | None = None, *, bandwidth: bool = False) -> HostStats:
+    """Measure this host with psutil (and /proc/cpuinfo for the CPU model and flags);
+    ``bandwidth`` adds a memory-bandwidth measurement (about half a second)."""
     model, flags = _cpu_model_and_flags()
     logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
     physical = psutil.cpu_count(logical=False) or logical
@@ -214,7 +245,11 @@ def measure_host(disk_path: str | Path | None = None) -> HostStats:
         disk = DiskStats(path=str(disk_at))
     return HostStats(
         cpu=CpuStats(model=model, physical_cores=physical, logical_cpus=logical, flags=flags),
-        memory=MemoryStats(total_bytes=memory.total, available_bytes=memory.available),
+        memory=MemoryStats(
+            total_bytes=memory.total,
+            available_bytes=memory.available,
+            bandwidth_bytes_per_s=measure_memory_bandwidth() if bandwidth else None,
+        ),
         disk=disk,
         os=platform.system() or "unknown",
         arch=platform.machine() or "unknown",
@@ -243,6 +278,13 @@ def measure_gpus() -> list[GpuStats]:
                 capability: str | None = f"{major}.{minor}"
             except pynvml.NVMLError:
                 capability = None
+            try:
+                # Peak bandwidth: bus width (bits) / 8 × memory clock × 2 (double data rate).
+                bus = int(pynvml.nvmlDeviceGetMemoryBusWidth(handle))
+                clock = int(pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM))
+                bandwidth: int | None = bus // 8 * clock * 1_000_000 * 2 or None
+            except (pynvml.NVMLError, AttributeError):
+                bandwidth = None
             gpus.append(
                 GpuStats(
                     index=index,
@@ -252,6 +294,7 @@ def measure_gpus() -> list[GpuStats]:
                     memory_free_bytes=int(memory.free),
                     compute_capability=capability,
                     driver_version=driver,
+                    memory_bandwidth_bytes_per_s=bandwidth,
                 )
             )
         return gpus

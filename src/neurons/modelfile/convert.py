@@ -99,12 +99,12 @@ def _local_path(instruction: Instruction, base_dir: Path) -> Path | None:
 
 
 def _blob_file(
-    instruction: Instruction, base_dir: Path, *, required: bool
+    instruction: Instruction, base_dir: Path | None, *, required: bool
 ) -> tuple[str, str, Path | None] | None:
     """``(file name, digest, local path or None)`` for a FROM/ADAPTER/DRAFT that names a
     local file or a blob reference; None for a model name, which ``required`` refuses
     (ADAPTER and DRAFT name files in Ollama, never models)."""
-    path = _local_path(instruction, base_dir)
+    path = _local_path(instruction, base_dir) if base_dir is not None else None
     if path is not None:
         try:
             return path.name, _sha256(path), path
@@ -121,17 +121,21 @@ def _blob_file(
 
 
 def to_create_request(
-    modelfile: Modelfile, model: str, *, base_dir: Path | None = None
+    modelfile: Modelfile, model: str, *, base_dir: Path | None = None, local_files: bool = True
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """The ``/api/create`` body for ``modelfile`` named ``model``, and the blobs to upload
     before sending it (digest -> local file).
+
+    ``local_files=False`` is for Modelfiles that arrive over the network: nothing is read
+    from disk, so FROM names a model or ``@sha256:<hex>`` blob and ADAPTER/DRAFT must be blob
+    references (a path from a request is never trusted).
 
     Validates first (ModelfileError lists every problem). As in Ollama: several FROM files
     merge into ``files``, the last ADAPTER wins, ``license`` is always a list, ``requires``
     loses a leading ``v``, ``parameters`` are typed with ``stop`` as a list.
     """
     validate(modelfile)
-    base = Path.cwd() if base_dir is None else Path(base_dir)
+    base = None if not local_files else Path.cwd() if base_dir is None else Path(base_dir)
     body: dict[str, Any] = {"model": model}
     blobs: dict[str, Path] = {}
     files: dict[str, dict[str, str]] = {"from": {}, "adapter": {}, "draft": {}}

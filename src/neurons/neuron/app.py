@@ -87,6 +87,22 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
             "loaded": [r.model.name.display for r in engine.runners.values()],
         }
 
+    @app.get("/api/neuron/hardware")
+    async def hardware() -> dict[str, Any]:
+        """neurons extension: this node's hardware, so the control plane can judge what fits
+        here (stats files from the settings when given, else measured, bandwidth included)."""
+        from neurons.hardware.inventory import HardwareInventory
+
+        inventory = await asyncio.to_thread(
+            HardwareInventory.collect,
+            settings.host_stats,
+            settings.gpu_stats,
+            disk_path=settings.home,
+            bandwidth=True,
+        )
+        result: dict[str, Any] = inventory.model_dump(mode="json")
+        return result
+
     return app
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from neurons.store.engine import create_engine_for, open_store
+from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
 from neurons.store.kv import KeyValueRepository
 from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
 from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
@@ -17,6 +18,8 @@ from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
 __all__ = [
     "MIGRATIONS",
     "NODE_KINDS",
+    "EvaluationRecord",
+    "EvaluationRepository",
     "KeyValueRepository",
     "Migration",
     "NodeRecord",
@@ -36,6 +39,7 @@ class Store:
     engine: Engine
     nodes: NodeRepository
     kv: KeyValueRepository
+    evaluations: EvaluationRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

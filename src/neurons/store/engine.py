@@ -145,6 +145,7 @@ def open_store(url: str) -> Store:
     """Open the database at ``url`` and bring its schema up to date: the one way in for callers."""
     # Imported here: the repositories and migrations import this module's transaction helpers.
     from neurons.store import Store
+    from neurons.store.evaluations import EvaluationRepository
     from neurons.store.kv import KeyValueRepository
     from neurons.store.migrations import migrate
     from neurons.store.nodes import NodeRepository
@@ -155,4 +156,9 @@ def open_store(url: str) -> Store:
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine=engine, nodes=NodeRepository(engine), kv=KeyValueRepository(engine))
+    return Store(
+        engine=engine,
+        nodes=NodeRepository(engine),
+        kv=KeyValueRepository(engine),
+        evaluations=EvaluationRepository(engine),
+    )

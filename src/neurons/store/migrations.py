@@ -236,3 +236,26 @@ def m003_kv(conn: Connection) -> None:
         Column("updated_at", Text, nullable=False),
     )
     kv.create(conn)
+
+
+@migration
+def m004_model_evaluations(conn: Connection) -> None:
+    """Measured quality and speed of a model on a node (the library's measured scores)."""
+    metadata = MetaData()
+    evaluations = Table(
+        "model_evaluations",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("model", Text, nullable=False),
+        Column("node", Text, nullable=False),
+        Column("digest", Text, nullable=True),
+        Column("evaluation_set", Text, nullable=False),
+        Column("items", Integer, nullable=False),
+        Column("score", Text, nullable=True),  # decimal text: exact across backends
+        Column("tokens_per_second", Text, nullable=True),
+        Column("details", Text, nullable=False),
+        Column("created_at", Text, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    Index("ix_model_evaluations_model", evaluations.c.model, evaluations.c.created_at)
+    evaluations.create(conn)

@@ -1,0 +1,156 @@
+"""One typed async client for any node that speaks the Ollama REST API (an embedded neuron or a
+real Ollama server).
+
+Errors become the library's: a refused or timed-out connection is NodeUnreachableError, a 404
+is ModelNotFoundError (Ollama answers 404 only for missing models and blobs), any other error
+status is NodeError carrying the node's own ``error`` text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from neurons.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    NodeError,
+    NodeUnreachableError,
+)
+
+__all__ = ["NodeClient"]
+
+_CHUNK = 1 << 20
+
+
+class NodeClient:
+    """``async with NodeClient(url) as node: await node.tags()``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        timeout: float = 30.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.name = name or self.url
+        self._own = client is None
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, read=None))
+
+    async def __aenter__(self) -> NodeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self._client.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _error(self, response: httpx.Response) -> Exception:
+        try:
+            message = str(response.json().get("error") or response.text)
+        except (json.JSONDecodeError, AttributeError):
+            message = response.text or response.reason_phrase
+        if response.status_code == 404:
+            return ModelNotFoundError(message)
+        if response.status_code == 400:
+            return InvalidRequestError(message)
+        return NodeError(f"{self.name}: {message} (HTTP {response.status_code})")
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client.request(method, self.url + path, **kwargs)
+        except httpx.TransportError as exc:
+            raise NodeUnreachableError(f"{self.name} is unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._request(method, path, **kwargs)
+        return response.json() if response.content else {}
+
+    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """NDJSON progress lines; an ``error`` line mid-stream raises NodeError."""
+        try:
+            async with self._client.stream("POST", self.url + path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(response)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if isinstance(item, dict) and item.get("error"):
+                        raise NodeError(f"{self.name}: {item['error']}")
+                    yield item
+        except httpx.TransportError as exc:
+            raise NodeUnreachableError(f"{self.name} is unreachable: {exc}") from exc
+
+    # -- the Ollama API ---------------------------------------------------------------------
+
+    async def version(self) -> str:
+        return str((await self._json("GET", "/api/version")).get("version", ""))
+
+    async def tags(self) -> list[dict[str, Any]]:
+        return list((await self._json("GET", "/api/tags")).get("models") or [])
+
+    async def ps(self) -> list[dict[str, Any]]:
+        return list((await self._json("GET", "/api/ps")).get("models") or [])
+
+    async def show(self, model: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("POST", "/api/show", json={"model": model})
+        return result
+
+    async def generate(self, model: str, prompt: str, **body: Any) -> dict[str, Any]:
+        payload = {"model": model, "prompt": prompt, "stream": False, **body}
+        result: dict[str, Any] = await self._json("POST", "/api/generate", json=payload)
+        return result
+
+    async def embed(self, model: str, inputs: list[str]) -> list[list[float]]:
+        result = await self._json("POST", "/api/embed", json={"model": model, "input": inputs})
+        return [list(map(float, v)) for v in result.get("embeddings") or []]
+
+    def pull(self, model: str, *, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
+        body = {"model": model, "stream": True, "insecure": insecure}
+        return self._stream("/api/pull", body)
+
+    def create(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("/api/create", {**body, "stream": True})
+
+    async def delete(self, model: str) -> None:
+        await self._request("DELETE", "/api/delete", json={"model": model})
+
+    async def copy(self, source: str, destination: str) -> None:
+        await self._request(
+            "POST", "/api/copy", json={"source": source, "destination": destination}
+        )
+
+    async def has_blob(self, digest: str) -> bool:
+        try:
+            await self._request("HEAD", f"/api/blobs/{digest}")
+        except ModelNotFoundError:
+            return False
+        return True
+
+    async def push_blob(self, digest: str, path: Path) -> bool:
+        """Upload ``path`` as blob ``digest`` unless the node has it; True when uploaded."""
+        if await self.has_blob(digest):
+            return False
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
+
+        await self._request("POST", f"/api/blobs/{digest}", content=chunks())
+        return True

@@ -1,0 +1,3 @@
+"""Model library: catalog, discovery, search, recommendations, compatibility."""
+
+from __future__ import annotations
