@@ -1,5 +1,6 @@
-"""The control plane app: health, node registry state, and the Ollama API passed through to
-the network's neuron. (Multi-node routing arrives with the gateway; today every Ollama-API
+"""The control plane app: health, node registry state, seed 002's model-library API under
+``/api/ai/ollama/models`` (errors in the seed's envelope), and the Ollama API passed through
+to the network's neuron. (Multi-node routing arrives with the gateway; today every Ollama-API
 request goes to the first healthy embedded neuron.)"""
 
 from __future__ import annotations

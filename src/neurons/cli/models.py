@@ -164,7 +164,7 @@ def recommend(
         title=f"{task_type} on {', '.join(info['targets'])}: "
         f"{info['available_memory_gb']} GB RAM free, GPU {info['gpu_memory_gb']} GB"
     )
-    for column in ("#", "model", "confidence", "quality", "tokens/s", "why", "trade-offs"):
+    for column in ("#", "model", "confidence", "quality", "tokens/s", "installed"):
         table.add_column(column)
     for rank, item in enumerate(data["recommendations"], 1):
         table.add_row(
@@ -173,10 +173,14 @@ def recommend(
             f"{item['confidence_score']:.2f}",
             f"{item['expected_performance']:.2f}",
             str(item["estimated_tokens_per_second"]),
-            item["reasoning"],
-            item["trade_offs"],
+            "yes" if item["installed"] else "no",
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for rank, item in enumerate(data["recommendations"], 1):
+        console.print(f"{rank}. {item['model_name']}: {item['reasoning']}")
+        console.print(f"   trade-offs: {item['trade_offs']}")
+        console.print(f"   alternatives: {', '.join(item['alternatives']) or '-'}")
 
 
 @models_app.command("compat")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -284,36 +284,35 @@ class LibraryService:
             results[record.name] = "success"
         return {"model": model, "results": results}
 
-    async def delete(self, model: str, *, node: str | None = None) -> dict[str, Any]:
-        name = canonical_name(model)
-        deleted = []
+    async def _on_holders(
+        self, model: str, node: str | None, action: Callable[[NodeClient], Awaitable[None]]
+    ) -> list[str]:
+        """Run ``action`` on ``node``, or on every online node that holds ``model``."""
+        done = []
         for record in await self._op_targets(node):
             try:
-                await self._client(record).delete(name)
+                await action(self._client(record))
             except ModelNotFoundError:
                 if node is not None:
                     raise
                 continue
-            deleted.append(record.name)
-        if not deleted:
+            done.append(record.name)
+        if not done:
             raise ModelNotFoundError(f"model '{model}' not found on any node")
+        return done
+
+    async def delete(self, model: str, *, node: str | None = None) -> dict[str, Any]:
+        name = canonical_name(model)
+        deleted = await self._on_holders(name, node, lambda client: client.delete(name))
         return {"model": name, "deleted_from": deleted}
 
     async def copy(
         self, source: str, destination: str, *, node: str | None = None
     ) -> dict[str, Any]:
-        copied = []
-        for record in await self._op_targets(node):
-            try:
-                await self._client(record).copy(source, destination)
-            except ModelNotFoundError:
-                if node is not None:
-                    raise
-                continue
-            copied.append(record.name)
-        if not copied:
-            raise ModelNotFoundError(f"model '{source}' not found on any node")
-        return {"source": source, "destination": destination, "nodes": copied}
+        nodes = await self._on_holders(
+            source, node, lambda client: client.copy(source, destination)
+        )
+        return {"source": source, "destination": destination, "nodes": nodes}
 
     async def create(
         self,
