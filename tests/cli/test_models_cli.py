@@ -113,3 +113,21 @@ def test_evaluate_records_a_measurement(with_node: str) -> None:
     assert result["items"] == 2 and result["node"] == with_node
     details = _json(["search", "smollm2:135m"])["results"][0]
     assert details["performance_source"] == f"measured on {with_node}"
+
+
+def test_pull_with_progress(with_node: str, neuron: NeuronProcess) -> None:
+    from neurons.neuron.modelstore import ModelStore
+    from tests.e2e.test_pull import Registry
+
+    registry = Registry(ModelStore(neuron.home / "models"))
+    registry.thread.start()
+    try:
+        name = f"{registry.host}/library/smollm2:135m"
+        result = CliRunner().invoke(app, ["models", "pull", name, "--insecure"])
+        assert result.exit_code == 0, result.output
+        assert f"pulled {name} onto {with_node}" in result.stdout
+        assert name in {m["name"] for m in _json(["list"])["models"]}
+        _json(["rm", name])
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
