@@ -289,9 +289,14 @@ def recommend(
 
 def _reasoning(entry: LibraryEntry, compat: Compatibility, fit: float, task_type: str) -> str:
     model = entry.model
-    kind = {1.0: "specialised for", 0.7: "related to"}.get(round(fit, 1), "a general model for")
+    # By band, not by exact value: the long-context bonus (+0.1) lifts a secondary-category
+    # fit of 0.7 to 0.8, which is still "related", not "general".
     if fit > 1.0 - 1e-9:
         kind = "specialised for"
+    elif fit > 0.7 - 1e-9:
+        kind = "related to"
+    else:
+        kind = "a general model for"
     parts = [
         f"{model.parameter_size} {model.family} model {kind} {task_type.replace('_', ' ')}",
         f"memory {compat.memory}",
@@ -346,14 +351,15 @@ def compare(
         "compatibility": {n: c.score for n, c in rows.items()},
     }
     names = list(rows)
-    best = max(names, key=lambda n: (table["performance"][n], n))
+    # Every tie goes to the name that sorts first.
+    best = min(names, key=lambda n: (-table["performance"][n], n))
     smallest = min(names, key=lambda n: (table["memory_usage"][n], n))
-    longest = max(names, key=lambda n: (table["context"][n], n))
+    longest = min(names, key=lambda n: (-table["context"][n], n))
     notes = [f"{best} has the best expected quality ({table['performance'][best]:g})"]
     notes.append(f"{smallest} needs the least memory ({table['memory_usage'][smallest]:g} GB)")
     speeds = {n: s for n, s in table["speed"].items() if s is not None}
     if speeds:
-        fastest = max(speeds, key=lambda n: (speeds[n], n))
+        fastest = min(speeds, key=lambda n: (-speeds[n], n))
         notes.append(f"{fastest} is the fastest here (~{speeds[fastest]:g} tokens/s)")
     notes.append(f"{longest} has the longest context ({table['context'][longest]:,} tokens)")
     for name, compat in rows.items():

@@ -71,7 +71,9 @@ class EvaluationRepository:
             "evaluation_set": evaluation_set,
             "items": items,
             "score": None if score is None else repr(float(score)),
-            "tokens_per_second": None if tokens_per_second is None else repr(tokens_per_second),
+            "tokens_per_second": (
+                None if tokens_per_second is None else repr(float(tokens_per_second))
+            ),
             "details": json.dumps(details or {}, sort_keys=True),
             "created_at": to_db_time(utc_now()),
         }
