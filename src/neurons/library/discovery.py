@@ -70,11 +70,15 @@ def _model_from_node(name: str, tag: dict[str, Any], shown: dict[str, Any]) -> C
         for c in (shown.get("capabilities") or ["completion"])
         if c in ("completion", "tools", "vision", "embedding", "thinking", "insert")
     ] or ["completion"]
-    parameters = int(info.get("general.parameter_count") or 0) or max(tag.get("size", 1) * 2, 1)
+    # Nodes report general.parameter_count (Ollama and the embedded neuron both do); without
+    # it, assume 4-bit weights (~0.5 bytes per parameter), and say so in the description.
+    counted = int(info.get("general.parameter_count") or 0)
+    parameters = counted or max(int(tag.get("size") or 1) * 2, 1)
     return CatalogModel(
         name=name,
         family=str(details.get("family") or arch),
-        description=f"Found on the network ({arch}, {details.get('parameter_size', '?')})",
+        description=f"Found on the network ({arch}, {details.get('parameter_size', '?')})"
+        + ("" if counted else "; parameter count assumed from the file size"),
         parameters=parameters,
         parameter_size=str(details.get("parameter_size") or "?"),
         quantization=str(details.get("quantization_level") or "unknown"),
