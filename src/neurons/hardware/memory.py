@@ -35,9 +35,15 @@ from typing import Any
 
 from neurons.errors import InvalidOptionError
 from neurons.hardware.gguf import ModelProfile
-from neurons.hardware.inventory import GpuStats
+from neurons.hardware.inventory import GpuStats, HardwareInventory
 
-__all__ = ["KV_CACHE_TYPES", "EstimateOptions", "MemoryEstimate", "estimate_memory"]
+__all__ = [
+    "KV_CACHE_TYPES",
+    "EstimateOptions",
+    "MemoryEstimate",
+    "estimate_memory",
+    "memory_budget",
+]
 
 MiB = 1 << 20
 
@@ -248,3 +254,11 @@ def estimate_memory(
         cpu_bytes=total - gpu_bytes,
         notes=notes,
     )
+
+
+def memory_budget(estimate: MemoryEstimate, inventory: HardwareInventory) -> tuple[int, int, str]:
+    """(bytes needed, bytes there at 100%, where) for ``estimate`` on ``inventory``: a model
+    wholly on the GPUs is judged by VRAM, anything else by the RAM its CPU part lands in."""
+    if estimate.gpu_layers >= estimate.layers:
+        return estimate.gpu_bytes, inventory.gpu_memory_bytes, "GPU memory"
+    return estimate.cpu_bytes, inventory.host.memory.usable_bytes, "available RAM"

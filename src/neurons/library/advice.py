@@ -29,7 +29,12 @@ from typing import Any
 
 from neurons.errors import InvalidRequestError
 from neurons.hardware.inventory import HardwareInventory
-from neurons.hardware.memory import EstimateOptions, MemoryEstimate, estimate_memory
+from neurons.hardware.memory import (
+    EstimateOptions,
+    MemoryEstimate,
+    estimate_memory,
+    memory_budget,
+)
 from neurons.library.catalog import SIZE_CLASSES
 from neurons.library.performance import estimate_tokens_per_second
 from neurons.library.search import LibraryEntry
@@ -153,9 +158,8 @@ def compatibility(
         gpu = "not_available" if not inventory.gpus else "unknown"
     else:
         estimate = estimate_memory(profile, EstimateOptions(num_ctx=ctx), inventory.gpus)
+        need, budget, _ = memory_budget(estimate, inventory)
         on_gpu = estimate.gpu_layers >= estimate.layers
-        need = estimate.gpu_bytes if on_gpu else estimate.cpu_bytes
-        budget = inventory.gpu_memory_bytes if on_gpu else host.memory.usable_bytes
         if not inventory.gpus:
             gpu = "not_available"
         elif on_gpu:

@@ -25,7 +25,12 @@ from typing import Any
 
 from neurons.hardware.gguf import ModelProfile
 from neurons.hardware.inventory import HardwareInventory
-from neurons.hardware.memory import EstimateOptions, MemoryEstimate, estimate_memory
+from neurons.hardware.memory import (
+    EstimateOptions,
+    MemoryEstimate,
+    estimate_memory,
+    memory_budget,
+)
 from neurons.modelfile.schema import PARAMETERS
 
 __all__ = ["DEFAULT_HEADROOM", "ParameterChoice", "determine_all", "tune_for_hardware"]
@@ -62,15 +67,8 @@ def _candidates(train_ctx: int) -> list[int]:
     return sorted(sizes, reverse=True)
 
 
-def _budget(estimate: MemoryEstimate, inventory: HardwareInventory) -> tuple[int, int, str]:
-    """(bytes needed, bytes allowed at 100%, where) for the estimate on this host."""
-    if estimate.gpu_layers >= estimate.layers:
-        return estimate.gpu_bytes, inventory.gpu_memory_bytes, "GPU memory"
-    return estimate.cpu_bytes, inventory.host.memory.usable_bytes, "available RAM"
-
-
 def _fits(estimate: MemoryEstimate, inventory: HardwareInventory, headroom: float) -> bool:
-    needed, allowed, _ = _budget(estimate, inventory)
+    needed, allowed, _ = memory_budget(estimate, inventory)
     return needed <= allowed * headroom
 
 
@@ -121,13 +119,13 @@ def tune_for_hardware(
     if chosen is None:
         smallest = EstimateOptions(num_ctx=MIN_CTX, num_parallel=num_parallel, num_gpu=-1)
         chosen = estimate_memory(profile, smallest, inventory.gpus)
-        needed, allowed, where = _budget(chosen, inventory)
+        needed, allowed, where = memory_budget(chosen, inventory)
         ctx_reason = (
             f"even {MIN_CTX} tokens need {_gib(needed)}, more than {headroom:.0%} of "
             f"{_gib(allowed)} {where}: expect swapping or a refused load"
         )
     else:
-        needed, allowed, where = _budget(chosen, inventory)
+        needed, allowed, where = memory_budget(chosen, inventory)
         capped = chosen.num_ctx == profile.context_length
         ctx_reason = (
             f"needs {_gib(needed)} of {_gib(allowed)} {where} (headroom {headroom:.0%})"

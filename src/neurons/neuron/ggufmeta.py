@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
 from neurons.errors import InvalidModelFileError
 
 __all__ = [
@@ -57,8 +59,6 @@ class TensorInfo:
 def _tensor_nbytes(shape: tuple[int, ...], ggml_type: int) -> int:
     # Block and type sizes come from the official gguf package, so new quant types are
     # sized correctly as soon as gguf knows them.
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
     try:
         block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
     except (ValueError, KeyError):
