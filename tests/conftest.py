@@ -6,13 +6,38 @@ loopback port, with a models directory in a temp dir, importing the offline defa
 
 from __future__ import annotations
 
+import importlib
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from neurons.neuron.process import NeuronProcess
+
+EXAMPLE_PLUGIN = Path(__file__).parent / "fixtures" / "neurons-example-plugin"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """pip-install the example plugin package into a directory on ``sys.path`` for this test
+    session: its entry points are found exactly as an installed third-party package's, and it
+    stays out of the venv that ``neurons up`` runs from (its ``broken`` entry point would be
+    reported on every command there)."""
+    target = tmp_path_factory.mktemp("site-packages")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+         "--target", str(target), str(EXAMPLE_PLUGIN)],
+        check=True,
+    )  # fmt: skip
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
 
 
 def free_port() -> int:

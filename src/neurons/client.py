@@ -3,28 +3,53 @@ real Ollama server).
 
 Errors become the library's: a refused or timed-out connection is NodeUnreachableError, a 404
 is ModelNotFoundError (Ollama answers 404 only for missing models and blobs), any other error
-status is NodeError carrying the node's own ``error`` text.
+status is NodeError carrying the node's own ``error`` text. Reading a blob is the exception:
+there a 404 or 405 is BlobNotFoundError, because a real Ollama has no ``GET /api/blobs`` and
+answers that way for every digest.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from neurons.errors import (
+    BlobNotFoundError,
     InvalidRequestError,
     ModelNotFoundError,
     NodeError,
     NodeUnreachableError,
 )
 
-__all__ = ["NodeClient"]
+__all__ = ["BlobStream", "NodeClient"]
 
 _CHUNK = 1 << 20
+
+
+class BlobStream(AsyncIterator[bytes]):
+    """The bytes of one blob as they arrive from ``GET /api/blobs/{digest}``.
+
+    ``size`` is the Content-Length, known once the first chunk has been awaited (the request
+    is only sent then), so a caller can report progress against it. Breaking off early: call
+    :meth:`aclose`, which closes the connection.
+    """
+
+    def __init__(self, node: NodeClient, digest: str) -> None:
+        self.size: int | None = None
+        self._chunks = node._read_blob(digest, self)
+
+    def __aiter__(self) -> BlobStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
 
 
 class NodeClient:
@@ -154,3 +179,30 @@ class NodeClient:
 
         await self._request("POST", f"/api/blobs/{digest}", content=chunks())
         return True
+
+    def blob_chunks(self, digest: str) -> BlobStream:
+        """Stream blob ``digest`` (a neurons extension; see the module docstring for 404)."""
+        return BlobStream(self, digest)
+
+    async def _read_blob(self, digest: str, stream: BlobStream) -> AsyncGenerator[bytes, None]:
+        try:
+            async with self._client.stream("GET", f"{self.url}/api/blobs/{digest}") as response:
+                if response.status_code in (404, 405):
+                    await response.aread()
+                    raise BlobNotFoundError(
+                        f"{self.name} cannot serve blob {digest} "
+                        f"(HTTP {response.status_code}: {response.text.strip()[:200]})"
+                    )
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(response)
+                length = response.headers.get("content-length")
+                stream.size = int(length) if length and length.isdigit() else None
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise NodeUnreachableError(f"{self.name} is unreachable: {exc}") from exc
+
+    async def push_blob_stream(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        """Upload ``chunks`` as blob ``digest``; the node checks the digest (400 on mismatch)."""
+        await self._request("POST", f"/api/blobs/{digest}", content=chunks)

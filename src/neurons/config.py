@@ -74,6 +74,28 @@ class Settings(BaseSettings):
     gpu_stats: Path | None = Field(
         default=None, description="GPU stats JSON; unset: measured with NVML."
     )
+    # The network: health probes, circuit breakers and routing (see neurons.network).
+    health_interval_s: float = Field(
+        default=5.0, gt=0, description="Seconds between health probes of each node."
+    )
+    breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures that open a node's circuit breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        default=10.0, gt=0, description="Seconds an open breaker waits before a trial request."
+    )
+    routing_policy: str = Field(
+        default="balanced", description="Routing policy name (built-in or from a plugin)."
+    )
+    sticky_prefix_chars: int = Field(
+        default=0,
+        ge=0,
+        description="Route prompts sharing this many leading characters to the same node "
+        "(0: off), so a node's prompt cache is reused.",
+    )
+    gateway_attempts: int = Field(
+        default=3, ge=1, description="Nodes a gateway request may try before it fails."
+    )
 
     @field_validator("home", "models_dir", "host_stats", "gpu_stats", mode="after")
     @classmethod

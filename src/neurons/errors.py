@@ -23,11 +23,14 @@ status codes.
     │   ├── BlobNotFoundError          no blob with that digest               404
     │   └── NodeNotFoundError          no node with that id or name           404
     ├── ServerBusyError                the request queue is full              503
+    │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
     ├── RegistryError                  pulling from a registry failed         500
     ├── EngineError                    llama.cpp failed to load or run        500
+    ├── PluginError                    a plugin failed to load or misbehaved  500
     └── NodeError                      talking to another node failed         502
-        └── NodeUnreachableError       connection refused / timed out         502
+        ├── NodeUnreachableError       connection refused / timed out         502
+        └── SyncError                  copying a model between nodes failed   502
 """
 
 from __future__ import annotations
@@ -46,15 +49,18 @@ __all__ = [
     "ModelNotFoundError",
     "ModelfileError",
     "NeuronsError",
+    "NoNodeAvailableError",
     "NodeError",
     "NodeExistsError",
     "NodeNotFoundError",
     "NodeUnreachableError",
     "NotFoundError",
+    "PluginError",
     "RegistryError",
     "RequestCancelledError",
     "ServerBusyError",
     "StoreError",
+    "SyncError",
 ]
 
 
@@ -152,6 +158,10 @@ class ServerBusyError(NeuronsError):
     http_status = 503
 
 
+class NoNodeAvailableError(ServerBusyError):
+    error_code = "no_node_available"
+
+
 class RequestCancelledError(NeuronsError):
     error_code = "request_cancelled"
     http_status = 499
@@ -165,6 +175,10 @@ class EngineError(NeuronsError):
     error_code = "engine_error"
 
 
+class PluginError(NeuronsError):
+    error_code = "plugin_error"
+
+
 class NodeError(NeuronsError):
     error_code = "node_error"
     http_status = 502
@@ -172,3 +186,7 @@ class NodeError(NeuronsError):
 
 class NodeUnreachableError(NodeError):
     error_code = "node_unreachable"
+
+
+class SyncError(NodeError):
+    error_code = "sync_error"

@@ -13,7 +13,7 @@ from neurons.store import open_store
 from tests.conftest import free_port
 
 
-def test_health_and_passthrough(neuron: NeuronProcess, tmp_path: Path) -> None:
+def test_health_and_gateway(neuron: NeuronProcess, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, ollama_base_url="")
     app = create_control_plane(settings, [NodeSpec("neuron-1", neuron.url, "embedded")])
     with TestClient(app) as client:
@@ -23,8 +23,9 @@ def test_health_and_passthrough(neuron: NeuronProcess, tmp_path: Path) -> None:
             {"name": "neuron-1", "url": neuron.url, "kind": "embedded", "status": "online"}
         ]
         tags = client.get("/api/tags")
-        assert tags.status_code == 200 and tags.headers["X-Neurons-Node"] == "neuron-1"
-        assert "smollm2:135m" in {m["name"] for m in tags.json()["models"]}
+        assert tags.status_code == 200
+        models = {m["name"]: m for m in tags.json()["models"]}
+        assert models["smollm2:135m"]["nodes"] == ["neuron-1"]
         missing = client.post("/api/show", json={"model": "nope"})
         assert missing.status_code == 404 and missing.json() == {"error": "model 'nope' not found"}
         lines = client.post(
@@ -39,7 +40,7 @@ def test_health_and_passthrough(neuron: NeuronProcess, tmp_path: Path) -> None:
     store.close()
 
 
-def test_unreachable_neuron_is_a_502_with_an_error(tmp_path: Path) -> None:
+def test_no_healthy_neuron_is_a_503_with_an_error(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     settings = Settings(home=tmp_path, ollama_base_url="")
     app = create_control_plane(settings, [NodeSpec("gone", dead, "embedded")])
@@ -47,9 +48,12 @@ def test_unreachable_neuron_is_a_502_with_an_error(tmp_path: Path) -> None:
         health = client.get("/api/health").json()
         assert health["status"] == "degraded"
         assert health["nodes"][0]["status"] == "offline"
-        response = client.get("/api/tags")
-        assert response.status_code == 502
-        assert "unreachable" in response.json()["error"]
+        for response in (
+            client.get("/api/tags"),
+            client.post("/api/generate", json={"model": "smollm2:135m", "prompt": "Hi"}),
+        ):
+            assert response.status_code == 503
+            assert "no healthy neuron" in response.json()["error"]
 
 
 def test_reachable_ollama_base_url_joins_the_network(neuron: NeuronProcess, tmp_path: Path) -> None:

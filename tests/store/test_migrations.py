@@ -61,8 +61,21 @@ EXPECTED_COLUMNS = {
         "details": ("TEXT", False),
         "created_at": ("TEXT", False),
     },
+    "model_placements": {
+        "model": ("TEXT", False),
+        "labels": ("TEXT", False),
+        "replicas": ("INTEGER", True),
+        "created_at": ("TEXT", False),
+        "updated_at": ("TEXT", False),
+    },
 }
-NAMES = ["m001_nodes", "m002_node_events", "m003_kv", "m004_model_evaluations"]
+NAMES = [
+    "m001_nodes",
+    "m002_node_events",
+    "m003_kv",
+    "m004_model_evaluations",
+    "m005_model_placements",
+]
 
 
 @pytest.fixture
@@ -79,7 +92,7 @@ def _versions(engine: Engine) -> list[tuple[int, str]]:
 
 
 def test_registry_is_numbered_in_order() -> None:
-    assert [m.version for m in MIGRATIONS] == [1, 2, 3, 4]
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(NAMES) + 1))
     assert [m.name for m in MIGRATIONS] == NAMES
 
 
@@ -245,11 +258,11 @@ def test_decorator_refuses_bad_names_and_numbers() -> None:
     def not_numbered(conn: Connection) -> None:
         del conn
 
-    def m007_out_of_order(conn: Connection) -> None:
+    def m099_out_of_order(conn: Connection) -> None:
         del conn
 
     with pytest.raises(ValueError, match="named like"):
         migration(not_numbered)
-    with pytest.raises(ValueError, match="expected 5"):
-        migration(m007_out_of_order)
-    assert len(MIGRATIONS) == 4
+    with pytest.raises(ValueError, match=f"expected {len(NAMES) + 1}"):
+        migration(m099_out_of_order)
+    assert len(MIGRATIONS) == len(NAMES)

@@ -1,12 +1,13 @@
-"""The control plane app: health, node registry state, seed 002's model-library API under
-``/api/ai/ollama/models`` (errors in the seed's envelope), and the Ollama API passed through
-to the network's neuron. (Multi-node routing arrives with the gateway; today every Ollama-API
-request goes to the first healthy embedded neuron.)"""
+"""The control plane app: the management API under ``/api/ai`` (seed 002's model library,
+the network, plugins; errors in the seed's envelope), and the gateway: the Ollama API and the
+OpenAI API routed across the network's nodes (errors as those APIs answer them).
+
+Route handlers are thin: the objects doing the work are built in the lifespan (they need the
+event loop, the store and one pooled HTTP client) and reached through ``app.state``."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,17 +21,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from neurons import __version__
-from neurons.api import routes_library
-from neurons.api.proxy import forward
+from neurons.api import routes_library, routes_network
 from neurons.config import Settings
-from neurons.errors import NeuronsError
+from neurons.errors import ConfigError, NeuronsError
 from neurons.library.service import LibraryService
-from neurons.store import Store, open_store
+from neurons.network.fanout import ModelOperations
+from neurons.network.gateway import Gateway, OverheadHeaderMiddleware
+from neurons.network.gateway_openai import OpenAIGateway
+from neurons.network.manager import NetworkManager
+from neurons.network.routing import RoutingPolicy
+from neurons.plugins.loader import PluginHost, default_host
+from neurons.store import open_store
 
 __all__ = ["NodeSpec", "create_control_plane", "envelope"]
 
 log = logging.getLogger(__name__)
-HEALTH_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,31 +48,48 @@ class NodeSpec:
 
 
 def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
-    state: dict[str, Any] = {}
+    """The control plane: management API, Ollama-API gateway and OpenAI-API gateway."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await asyncio.to_thread(open_store, settings.resolved_database_url)
-        client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        # Pooled keep-alive connections to the nodes; no read timeout (generations are long).
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=None),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+        )
         for spec in nodes:
             store.nodes.upsert(spec.name, spec.url, spec.kind)
-        if settings.ollama_base_url and await _probe(client, settings.ollama_base_url):
+        if settings.ollama_base_url and await _answers(http, settings.ollama_base_url):
             store.nodes.upsert("ollama", settings.ollama_base_url, "ollama")
             log.info("joined the real Ollama at %s", settings.ollama_base_url)
-        state.update(store=store, client=client)
-        app.state.library = LibraryService(store, settings, client)
-        await _check_all(store, client)
-        health = asyncio.create_task(_health_forever(store, client))
+        plugins = default_host()
+        network = NetworkManager(store, settings, http)
+        gateway = Gateway(
+            network.monitor,
+            http,
+            _routing_policy(plugins, settings.routing_policy),
+            attempts=settings.gateway_attempts,
+            sticky_prefix_chars=settings.sticky_prefix_chars,
+        )
+        app.state.store = store
+        app.state.network = network
+        app.state.gateway = gateway
+        app.state.model_ops = ModelOperations(gateway)
+        app.state.openai = OpenAIGateway(gateway)
+        app.state.plugins = plugins
+        app.state.library = LibraryService(store, settings, http)
+        await network.monitor.check_all()
+        network.monitor.start()
         try:
             yield
         finally:
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
-            await client.aclose()
+            await network.aclose()
+            await http.aclose()
             store.close()
 
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
+    app.add_middleware(OverheadHeaderMiddleware)
 
     @app.exception_handler(NeuronsError)
     async def _neurons_error(_: Request, exc: NeuronsError) -> Response:
@@ -81,6 +103,17 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         return envelope(problems, "validation_error", 422)
 
     app.include_router(routes_library.router)
+    app.include_router(routes_network.router)
+
+    @app.get("/api/ai/plugins", tags=["plugins"])
+    async def plugins(request: Request) -> dict[str, Any]:
+        """Installed plugins (loaded or failed, with the error) and the routing policies."""
+        host = request.app.state.plugins
+        return {
+            "success": True,
+            "plugins": [info.to_dict() for info in host.infos()],
+            "routing_policies": sorted(host.routing_policies()),
+        }
 
     @app.api_route(
         "/api/ai/{path:path}", methods=["GET", "POST", "DELETE", "PUT"], include_in_schema=False
@@ -89,32 +122,38 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         return envelope(f"no such endpoint: /api/ai/{path}", "not_found", 404)
 
     @app.get("/api/health")
-    async def health() -> dict[str, Any]:
-        store: Store = state["store"]
-        records = await asyncio.to_thread(store.nodes.list)
-        online = sum(1 for r in records if r.status == "online")
+    async def health(request: Request) -> dict[str, Any]:
+        network: NetworkManager = request.app.state.network
+        views = network.neurons
         return {
-            "status": "ok" if online else "degraded",
+            "status": "ok" if any(v.state.routable for v in views) else "degraded",
             "version": __version__,
             "nodes": [
-                {"name": r.name, "url": r.url, "kind": r.kind, "status": r.status} for r in records
+                {"name": v.name, "url": v.url, "kind": v.kind, "status": str(v.state)}
+                for v in views
             ],
         }
 
-    async def passthrough(request: Request) -> Response:
-        store: Store = state["store"]
-        records = await asyncio.to_thread(store.nodes.list)
-        candidates = [r for r in records if r.status == "online"] or records
-        embedded = [r for r in candidates if r.kind == "embedded"] or candidates
-        if not embedded:
-            return JSONResponse({"error": "no neuron is registered"}, status_code=503)
-        node = embedded[0]
-        return await forward(state["client"], node.url, request, node.name)
-
-    methods = ["GET", "POST", "DELETE", "HEAD"]
-    app.add_api_route("/api/{path:path}", passthrough, methods=methods, include_in_schema=False)
-    app.add_api_route("/", passthrough, methods=["GET", "HEAD"], include_in_schema=False)
+    _mount(app, "gateway", Gateway.ROUTES)
+    _mount(app, "model_ops", ModelOperations.ROUTES)
+    _mount(app, "openai", OpenAIGateway.ROUTES)
+    # Anything else under /api (e.g. /api/neuron/status) goes to one node as it is.
+    _mount(app, "gateway", (("/api/{path:path}", "passthrough", ("GET", "POST", "DELETE")),))
     return app
+
+
+def _mount(
+    app: FastAPI, attribute: str, routes: tuple[tuple[str, str, tuple[str, ...]], ...]
+) -> None:
+    """Route to a method of an object the lifespan builds (``app.state.<attribute>``)."""
+    for path, method, verbs in routes:
+
+        async def handler(request: Request, _method: str = method) -> Response:
+            target = getattr(request.app.state, attribute)
+            response: Response = await getattr(target, _method)(request)
+            return response
+
+        app.add_api_route(path, handler, methods=list(verbs), include_in_schema=False)
 
 
 def envelope(message: str, error_code: str, status: int) -> JSONResponse:
@@ -130,30 +169,18 @@ def envelope(message: str, error_code: str, status: int) -> JSONResponse:
     )
 
 
-async def _probe(client: httpx.AsyncClient, url: str) -> bool:
+def _routing_policy(plugins: PluginHost, name: str) -> RoutingPolicy:
+    policies = plugins.routing_policies()
+    if name not in policies:
+        raise ConfigError(
+            f"unknown routing policy {name!r}; installed: {', '.join(sorted(policies))}"
+        )
+    return policies[name]()
+
+
+async def _answers(client: httpx.AsyncClient, url: str) -> bool:
     try:
         response = await client.get(url.rstrip("/") + "/api/version", timeout=2.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
-
-
-async def _check_all(store: Store, client: httpx.AsyncClient) -> None:
-    records = await asyncio.to_thread(store.nodes.list)
-    for record in records:
-        ok = await _probe(client, record.url)
-        status = "online" if ok else "offline"
-        if status != record.status:
-            await asyncio.to_thread(
-                store.nodes.record_event, record.id, status, {"url": record.url}
-            )
-        await asyncio.to_thread(store.nodes.set_status, record.id, status, ok)
-
-
-async def _health_forever(store: Store, client: httpx.AsyncClient) -> None:
-    while True:
-        await asyncio.sleep(HEALTH_INTERVAL_S)
-        try:
-            await _check_all(store, client)
-        except NeuronsError as exc:  # a health pass must never kill the loop
-            log.warning("health check failed: %s", exc)

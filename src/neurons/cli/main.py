@@ -12,9 +12,12 @@ from neurons import __version__
 from neurons.cli.hardware import hardware_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
+from neurons.cli.network import network_app, node_app
+from neurons.cli.plugins import plugins_app
 from neurons.cli.serve_node import serve_node
-from neurons.cli.up import up
+from neurons.cli.up import serve, up
 from neurons.errors import NeuronsError
+from neurons.plugins.loader import default_host
 
 __all__ = ["app", "main"]
 
@@ -24,10 +27,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("up")(up)
+app.command("serve")(serve)
 app.command("serve-node")(serve_node)
 app.add_typer(modelfile_app, name="modelfile")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
+app.add_typer(node_app, name="node")
+app.add_typer(network_app, name="network")
+app.add_typer(plugins_app, name="plugins")
 
 
 @app.command("version")
@@ -42,6 +49,8 @@ def main() -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        # Plugins may add commands; one that fails is reported and the CLI keeps working.
+        default_host().add_cli_commands(app)
         app()
     except NeuronsError as exc:
         typer.echo(f"Error: {exc}", err=True)

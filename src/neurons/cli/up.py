@@ -1,4 +1,5 @@
-"""``neurons up``: control plane + one embedded neuron with the default model."""
+"""``neurons up``: control plane + one embedded neuron with the default model; ``neurons serve``:
+the control plane alone, for registered nodes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 from neurons.config import Settings
 
-__all__ = ["up"]
+__all__ = ["serve", "up"]
 
 
 def up(
@@ -36,3 +37,23 @@ def up(
         if value is not None
     }
     run_up(Settings(**overrides))  # type: ignore[arg-type]
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Control-plane address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Control-plane port (default 8000).")] = None,
+    home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
+) -> None:
+    """Start only the control plane and gateway, for the nodes in the registry
+    (``neurons node add``); no embedded neuron is started."""
+    import uvicorn
+
+    from neurons.api.app import create_control_plane
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "home": home}.items() if v}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app = create_control_plane(settings, [])
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"gateway on {base} (Ollama API {base}/api, OpenAI API {base}/v1); Ctrl-C stops")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

@@ -81,6 +81,7 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
     async def status() -> dict[str, Any]:
         """neurons extension: queue and engine counters for monitoring and tests."""
         return {
+            "slots": settings.num_parallel,
             "running": neuron.scheduler.running,
             "waiting": neuron.scheduler.waiting,
             "tokens_generated": engine.tokens_generated,

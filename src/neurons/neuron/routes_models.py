@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from neurons.errors import InvalidRequestError, ModelfileError, ModelNotFoundError, NeuronsError
 from neurons.modelfile.parser import Instruction
@@ -236,6 +236,21 @@ async def blob_exists(digest: str, request: Request) -> Response:
     if not store.has_blob(normal):
         return JSONResponse({"error": f'blob "{normal}" not found'}, status_code=404)
     return Response(status_code=200)
+
+
+@router.get("/api/blobs/{digest}")
+async def blob_download(digest: str, request: Request) -> Response:
+    """neurons extension (Ollama has only HEAD and POST): the blob's bytes, so another node
+    can be given a model through the Ollama API alone (``neurons.network.sync``).
+
+    The file path is built from the digest only after :func:`normalize_digest` has checked
+    it is ``sha256:<64 hex>``: nothing a request sends can name another file.
+    """
+    store = _neuron(request).store
+    normal = normalize_digest(digest)
+    if not store.has_blob(normal):
+        return JSONResponse({"error": f'blob "{normal}" not found'}, status_code=404)
+    return FileResponse(store.blob_path(normal), media_type="application/octet-stream")
 
 
 @router.post("/api/blobs/{digest}")

@@ -14,6 +14,7 @@ from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
 from neurons.store.kv import KeyValueRepository
 from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
 from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
+from neurons.store.placements import Placement, PlacementRepository
 
 __all__ = [
     "MIGRATIONS",
@@ -24,6 +25,8 @@ __all__ = [
     "Migration",
     "NodeRecord",
     "NodeRepository",
+    "Placement",
+    "PlacementRepository",
     "Store",
     "create_engine_for",
     "current_version",
@@ -40,6 +43,7 @@ class Store:
     nodes: NodeRepository
     kv: KeyValueRepository
     evaluations: EvaluationRepository
+    placements: PlacementRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

@@ -149,6 +149,7 @@ def open_store(url: str) -> Store:
     from neurons.store.kv import KeyValueRepository
     from neurons.store.migrations import migrate
     from neurons.store.nodes import NodeRepository
+    from neurons.store.placements import PlacementRepository
 
     engine = create_engine_for(url)
     try:
@@ -161,4 +162,5 @@ def open_store(url: str) -> Store:
         nodes=NodeRepository(engine),
         kv=KeyValueRepository(engine),
         evaluations=EvaluationRepository(engine),
+        placements=PlacementRepository(engine),
     )

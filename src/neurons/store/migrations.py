@@ -259,3 +259,28 @@ def m004_model_evaluations(conn: Connection) -> None:
     )
     Index("ix_model_evaluations_model", evaluations.c.model, evaluations.c.created_at)
     evaluations.create(conn)
+
+
+@migration
+def m005_model_placements(conn: Connection) -> None:
+    """Desired state for model sync: which models should live on which nodes.
+
+    ``labels`` (a JSON object; ``{}`` for any node) picks the eligible nodes, ``replicas`` how
+    many of them (NULL: all). A row that constrains neither would mean "every node", which is
+    better said with an explicit ``replicas``, so the CHECK refuses it.
+    """
+    metadata = MetaData()
+    placements = Table(
+        "model_placements",
+        metadata,
+        Column("model", Text, primary_key=True),
+        Column("labels", Text, nullable=False, server_default=text("'{}'")),
+        Column("replicas", Integer, nullable=True),
+        Column("created_at", Text, nullable=False),
+        Column("updated_at", Text, nullable=False),
+        CheckConstraint(
+            "labels <> '{}' OR replicas IS NOT NULL", name="ck_model_placements_target"
+        ),
+        CheckConstraint("replicas IS NULL OR replicas >= 1", name="ck_model_placements_replicas"),
+    )
+    placements.create(conn)

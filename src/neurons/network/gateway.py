@@ -1,0 +1,423 @@
+"""The gateway: one Ollama API in front of every node.
+
+Inference and ``/api/show`` go to one node chosen by the routing policy among the healthy
+nodes that hold the model. A connection error or a 5xx moves the request to the next node —
+only while nothing has reached the client: a non-streamed answer is read whole before it is
+sent, and a stream's first chunk is read before the status line goes out. A stream cut after
+that ends with an Ollama-style ``{"error": ...}`` line (the status is already 200).
+
+``/api/tags`` and ``/api/ps`` are unions over the nodes; model operations are fanned out or
+targeted (:mod:`neurons.network.fanout`); the OpenAI API is translated on top of the same
+dispatch (:mod:`neurons.network.gateway_openai`).
+
+Every response carries ``X-Neurons-Overhead-Ms``: the time the gateway spent on the request
+itself, that is the wall time minus the time spent waiting for nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from neurons.errors import (
+    NeuronsError,
+    NodeNotFoundError,
+    NodeUnreachableError,
+    NoNodeAvailableError,
+)
+from neurons.network.health import HealthMonitor
+from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy
+from neurons.neuron.routes_models import OLLAMA_COMPAT_VERSION
+from neurons.neuron.wire import NDJSON, line, read_json, required_model
+
+__all__ = [
+    "NODE_HEADER",
+    "OVERHEAD_HEADER",
+    "Gateway",
+    "OverheadHeaderMiddleware",
+    "Upstream",
+]
+
+OVERHEAD_HEADER = "X-Neurons-Overhead-Ms"
+NODE_HEADER = "X-Neurons-Node"
+_JSON = {"content-type": "application/json"}
+T = TypeVar("T")
+# Statuses worth another node: the node failed (5xx) or its inventory was stale (404).
+_RETRY_STATUSES = frozenset({404, 500, 502, 503, 504})
+
+
+@dataclass
+class Clock:
+    """Wall time of one request, and the part of it spent waiting for nodes."""
+
+    started: float = field(default_factory=time.perf_counter)
+    waited: float = 0.0
+
+    def overhead_ms(self) -> str:
+        return f"{max(0.0, time.perf_counter() - self.started - self.waited) * 1000:.3f}"
+
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        t0 = time.perf_counter()
+        try:
+            return await awaitable
+        finally:
+            self.waited += time.perf_counter() - t0
+
+
+@dataclass
+class Upstream:
+    """A node's answer, taken far enough that the request can no longer move elsewhere:
+    the whole body (``body``), or the status line and first chunk of a stream (``first``)."""
+
+    node: NodeView
+    response: httpx.Response
+    body: bytes | None = None
+    first: bytes = b""
+    _rest: AsyncIterator[bytes] | None = None
+    _release: Callable[[], None] | None = None
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+    @property
+    def streaming(self) -> bool:
+        return self.body is None
+
+    def headers(self, clock: Clock) -> dict[str, str]:
+        return {
+            "content-type": self.response.headers.get("content-type", "application/json"),
+            NODE_HEADER: self.node.name,
+            OVERHEAD_HEADER: clock.overhead_ms(),
+        }
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.first:
+            yield self.first
+        if self._rest is not None:
+            async for chunk in self._rest:
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
+class Gateway:
+    # (path, handler method, HTTP methods): the control plane mounts these after its own routes.
+    ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("/api/generate", "inference", ("POST",)),
+        ("/api/chat", "inference", ("POST",)),
+        ("/api/embed", "inference", ("POST",)),
+        ("/api/embeddings", "inference", ("POST",)),
+        ("/api/show", "inference", ("POST",)),
+        ("/api/tags", "tags", ("GET",)),
+        ("/api/ps", "ps", ("GET",)),
+        ("/api/version", "version", ("GET", "HEAD")),
+        ("/", "root", ("GET", "HEAD")),
+    )
+
+    def __init__(
+        self,
+        monitor: HealthMonitor,
+        http: httpx.AsyncClient,
+        policy: RoutingPolicy,
+        *,
+        attempts: int = 3,
+        sticky_prefix_chars: int = 0,
+    ) -> None:
+        self.monitor = monitor
+        self.http = http
+        self.policy = policy
+        self.attempts = attempts
+        self.sticky_prefix_chars = sticky_prefix_chars
+
+    # -- choosing and dispatching -----------------------------------------------------------
+
+    def candidates(self, model: str) -> list[NodeView]:
+        """The healthy nodes that hold ``model``. When none does, the healthy nodes all the
+        same: an inventory may be a probe behind (a pull just finished), and a node that
+        really lacks the model answers with Ollama's own 404, which the client then gets."""
+        eligible = self.monitor.eligible(model)
+        if eligible:
+            return eligible
+        routable = self.monitor.routable()
+        if not routable:
+            raise self.nothing_healthy()
+        return routable
+
+    def nothing_healthy(self) -> NoNodeAvailableError:
+        known = len(self.monitor.views)
+        return NoNodeAvailableError(
+            f"no healthy neuron can take the request ({known} registered, none healthy)"
+        )
+
+    def prefix(self, body: dict[str, Any]) -> str | None:
+        n = self.sticky_prefix_chars
+        if n <= 0:
+            return None
+        text = str(body.get("system") or "") + str(body.get("prompt") or "")
+        for message in body.get("messages") or []:
+            if isinstance(message, dict):
+                text += str(message.get("content") or "")
+            if len(text) >= n:
+                break
+        return text[:n] or None
+
+    async def dispatch(
+        self,
+        path: str,
+        payload: bytes,
+        model: str,
+        clock: Clock,
+        *,
+        prefix: str | None = None,
+        targets: list[NodeView] | None = None,
+    ) -> Upstream:
+        """Send ``payload`` to the best node for ``model`` (or of ``targets``, the nodes the
+        request named), moving on after failures."""
+        candidates = targets or self.candidates(model)
+        order = self.policy.order(RouteRequest(model, prefix), candidates)
+        tries = order[: self.attempts]
+        failures: list[str] = []
+        reached = False
+        for index, node in enumerate(tries):
+            if not node.state.routable:
+                failures.append(f"{node.name}: {node.state}")
+                continue
+            if not node.breaker.acquire():
+                failures.append(f"{node.name}: circuit open")
+                continue
+            reached = True
+            outcome = await clock.wait(self._try(node, path, payload))
+            if isinstance(outcome, str):
+                failures.append(outcome)
+            elif outcome.status in _RETRY_STATUSES and index + 1 < len(tries):
+                failures.append(f"{node.name}: HTTP {outcome.status}")
+            else:
+                return outcome  # the last node's error answer goes to the client as it is
+        if not reached:  # every candidate was down or behind an open breaker
+            raise NoNodeAvailableError("no node can take the request: " + "; ".join(failures))
+        raise NodeUnreachableError(
+            f"no node could serve the request ({len(failures)} tried): " + "; ".join(failures)
+        )
+
+    async def _try(self, node: NodeView, path: str, payload: bytes) -> Upstream | str:
+        """One attempt; a string says why it failed before any byte could reach the client."""
+        node.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                node.in_flight -= 1
+
+        request = self.http.build_request("POST", node.url + path, content=payload, headers=_JSON)
+        t0 = time.perf_counter()
+        try:
+            response = await self.http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            release()
+            reason = f"{node.name}: {type(exc).__name__} {exc}".strip()
+            self.monitor.report_failure(node, reason)
+            return reason
+        try:
+            upstream = Upstream(node, response, _release=release)
+            if NDJSON in response.headers.get("content-type", "") and response.status_code < 400:
+                upstream._rest = response.aiter_raw()
+                upstream.first = await anext(upstream._rest, b"")
+            else:
+                upstream.body = await response.aread()
+                await upstream.aclose()
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            release()
+            reason = f"{node.name}: {type(exc).__name__} before the first byte {exc}".strip()
+            self.monitor.report_failure(node, reason)
+            return reason
+        if response.status_code >= 500 and response.status_code != 503:
+            self.monitor.report_failure(node, f"{node.name}: HTTP {response.status_code}")
+        else:  # answered (a 503 is a full queue: busy, not broken)
+            self.monitor.report_success(node, (time.perf_counter() - t0) * 1000)
+        return upstream
+
+    # -- answering --------------------------------------------------------------------------
+
+    def respond(self, upstream: Upstream, clock: Clock) -> Response:
+        headers = upstream.headers(clock)
+        media_type = headers.pop("content-type")
+        if upstream.body is not None:
+            return Response(upstream.body, upstream.status, headers, media_type=media_type)
+        return StreamingResponse(
+            self.relay(upstream), upstream.status, headers, media_type=media_type
+        )
+
+    async def relay(self, upstream: Upstream) -> AsyncIterator[bytes]:
+        """The stream's bytes as they come; a cut ends with an ``{"error": ...}`` line."""
+        ended_line = True
+        try:
+            async for chunk in upstream.chunks():
+                ended_line = chunk.endswith(b"\n")
+                yield chunk
+        except httpx.HTTPError as exc:
+            node = upstream.node
+            reason = f"neuron {node.name} stopped mid-stream ({type(exc).__name__}: {exc})"
+            self.monitor.report_failure(node, reason)
+            yield (b"" if ended_line else b"\n") + line({"error": reason})
+        finally:
+            await upstream.aclose()
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def inference(self, request: Request) -> Response:
+        clock = Clock()
+        try:
+            body = await read_json(request)
+            model = required_model(body)
+            upstream = await self.dispatch(
+                request.url.path,
+                await request.body(),
+                model,
+                clock,
+                prefix=self.prefix(body),
+                targets=self.targets(request, default=[]),
+            )
+        except NeuronsError as exc:
+            return self.error_response(exc, clock)
+        return self.respond(upstream, clock)
+
+    async def tags(self, request: Request) -> Response:
+        return await self._union_response("/api/tags")
+
+    async def ps(self, request: Request) -> Response:
+        return await self._union_response("/api/ps")
+
+    async def _union_response(self, path: str) -> Response:
+        clock = Clock()
+        try:
+            merged = await self.union(path, clock)
+        except NeuronsError as exc:
+            return self.error_response(exc, clock)
+        return self.json_response({"models": merged}, clock)
+
+    async def union(self, path: str, clock: Clock) -> list[dict[str, Any]]:
+        """Each model once (first from the most preferred node), with the nodes that have it."""
+        nodes = self.monitor.routable()
+        if not nodes and self.monitor.views:
+            raise self.nothing_healthy()
+        answers = await clock.wait(
+            asyncio.gather(*(self._models(n, path) for n in nodes), return_exceptions=True)
+        )
+        merged: dict[str, dict[str, Any]] = {}
+        for node, answer in zip(nodes, answers, strict=True):
+            if isinstance(answer, BaseException):
+                continue
+            for item in answer:
+                name = str(item.get("name") or item.get("model") or "")
+                entry = merged.setdefault(name, {**item, "nodes": []})
+                entry["nodes"].append(node.name)
+        return list(merged.values())
+
+    async def _models(self, node: NodeView, path: str) -> list[dict[str, Any]]:
+        response = await self.http.get(node.url + path, timeout=10.0)
+        response.raise_for_status()
+        models = response.json().get("models") or []
+        return [m for m in models if isinstance(m, dict)]
+
+    async def version(self, request: Request) -> Response:
+        return self.json_response({"version": OLLAMA_COMPAT_VERSION}, Clock())
+
+    async def root(self, request: Request) -> Response:
+        return PlainTextResponse("Ollama is running", headers={OVERHEAD_HEADER: "0.000"})
+
+    async def passthrough(self, request: Request) -> Response:
+        """Any other ``/api/...`` path (e.g. ``/api/neuron/status``): to the targeted node,
+        or the most preferred healthy one."""
+        clock = Clock()
+        try:
+            nodes = self.targets(request, default=self.monitor.routable()[:1])
+            if not nodes:
+                raise NoNodeAvailableError("no healthy neuron is registered")
+        except NeuronsError as exc:
+            return self.error_response(exc, clock)
+        node = nodes[0]
+        try:
+            response = await clock.wait(
+                self.http.request(
+                    request.method,
+                    node.url + request.url.path,
+                    params=request.query_params,
+                    content=await request.body(),
+                    headers=_JSON,
+                )
+            )
+        except httpx.TransportError as exc:
+            return self.error_response(
+                NodeUnreachableError(f"{node.name} is unreachable: {exc}"), clock
+            )
+        headers = {NODE_HEADER: node.name, OVERHEAD_HEADER: clock.overhead_ms()}
+        media_type = response.headers.get("content-type")
+        return Response(response.content, response.status_code, headers, media_type=media_type)
+
+    def targets(self, request: Request, *, default: list[NodeView]) -> list[NodeView]:
+        """Nodes named by ``?node=a,b`` or the ``X-Neurons-Node`` header, else ``default``."""
+        named = request.query_params.get("node") or request.headers.get(NODE_HEADER) or ""
+        names = [n.strip() for n in named.split(",") if n.strip()]
+        if not names:
+            return default
+        found: list[NodeView] = []
+        for name in names:
+            view = self.monitor.find(name)
+            if view is None:
+                raise NodeNotFoundError(f"no node named {name!r}")
+            found.append(view)
+        return found
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def json_response(self, data: Any, clock: Clock, status: int = 200) -> Response:
+        content = json.dumps(data, separators=(",", ":")).encode()
+        headers = {OVERHEAD_HEADER: clock.overhead_ms()}
+        return Response(content, status, headers, media_type="application/json")
+
+    def error_response(self, exc: NeuronsError, clock: Clock) -> Response:
+        return self.json_response({"error": exc.message}, clock, exc.http_status)
+
+
+class OverheadHeaderMiddleware:
+    """Give every response the overhead header: routes that wait for nodes set it themselves
+    (wall time minus the wait); for the rest, all of the time is the control plane's own."""
+
+    _NAME = OVERHEAD_HEADER.lower().encode()
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                if not any(key.lower() == self._NAME for key, _ in headers):
+                    ms = (time.perf_counter() - started) * 1000
+                    headers.append((self._NAME, f"{ms:.3f}".encode()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

@@ -1,0 +1,174 @@
+"""The OpenAI API on the gateway: ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings`` and ``/v1/models``.
+
+Each request is translated to the Ollama API (:mod:`neurons.network.openai_compat`) and sent
+through the same dispatch as native requests, so routing, retries before the first byte and
+the overhead header behave identically. Streams become server-sent events; a node that dies
+mid-stream produces an SSE error event, which the ``openai`` client raises as an APIError.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from neurons.errors import NeuronsError
+from neurons.network import openai_compat as oa
+from neurons.network.gateway import NODE_HEADER, OVERHEAD_HEADER, Clock, Gateway, Upstream
+
+__all__ = ["OpenAIGateway"]
+
+Translate = Callable[[object], dict[str, Any]]
+
+
+class OpenAIGateway:
+    ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("/v1/chat/completions", "chat", ("POST",)),
+        ("/v1/completions", "completions", ("POST",)),
+        ("/v1/embeddings", "embeddings", ("POST",)),
+        ("/v1/models", "models", ("GET",)),
+        ("/v1/models/{model:path}", "model", ("GET",)),
+    )
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def chat(self, request: Request) -> Response:
+        return await self._generate(request, "/api/chat", oa.chat_request, "chatcmpl")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._generate(request, "/api/generate", oa.completion_request, "cmpl")
+
+    async def embeddings(self, request: Request) -> Response:
+        clock = Clock()
+        try:
+            body = await self._body(request)
+            ollama_body = oa.embedding_request(body)
+            encoding = oa.encoding_format(body)
+            upstream = await self._dispatch("/api/embed", ollama_body, clock)
+        except oa.OpenAIRequestError as exc:
+            return self._json(exc.body(), clock, exc.status)
+        if upstream.status >= 400:
+            return self._upstream_error(upstream, clock)
+        answer = json.loads(upstream.body or b"{}")
+        result = oa.embedding_response(answer, model=ollama_body["model"], encoding_format=encoding)
+        return self._json(result, clock, node=upstream.node.name)
+
+    async def models(self, request: Request) -> Response:
+        clock = Clock()
+        try:
+            return self._json(oa.models_response(await self._tags(clock)), clock)
+        except oa.OpenAIRequestError as exc:
+            return self._json(exc.body(), clock, exc.status)
+
+    async def model(self, request: Request) -> Response:
+        clock = Clock()
+        name = request.path_params["model"]
+        try:
+            tags = await self._tags(clock)
+        except oa.OpenAIRequestError as exc:
+            return self._json(exc.body(), clock, exc.status)
+        for entry in tags:
+            if name in (entry.get("name"), entry.get("model")):
+                return self._json(oa.model_response(entry), clock)
+        return self._json(oa.error_body(f"model '{name}' not found", 404), clock, 404)
+
+    # -- the shared path --------------------------------------------------------------------
+
+    async def _generate(
+        self, request: Request, path: str, translate: Translate, id_prefix: str
+    ) -> Response:
+        clock = Clock()
+        try:
+            body = await self._body(request)
+            ollama_body = translate(body)
+            upstream = await self._dispatch(path, ollama_body, clock)
+        except oa.OpenAIRequestError as exc:
+            return self._json(exc.body(), clock, exc.status)
+        if upstream.status >= 400:
+            return self._upstream_error(upstream, clock)
+        model, reply_id, created = ollama_body["model"], oa.new_id(id_prefix), int(time.time())
+        if upstream.body is not None:
+            answer = json.loads(upstream.body)
+            build = oa.chat_response if path == "/api/chat" else oa.completion_response
+            result = build(answer, id=reply_id, created=created, model=model)
+            return self._json(result, clock, node=upstream.node.name)
+        stream_type = oa.ChatStream if path == "/api/chat" else oa.CompletionStream
+        translator = stream_type(reply_id, created, model, oa.include_usage(body))
+        headers = {NODE_HEADER: upstream.node.name, OVERHEAD_HEADER: clock.overhead_ms()}
+        return StreamingResponse(
+            self._events(upstream, translator), headers=headers, media_type="text/event-stream"
+        )
+
+    async def _events(
+        self, upstream: Upstream, translator: oa.ChatStream | oa.CompletionStream
+    ) -> AsyncIterator[bytes]:
+        """NDJSON lines in, server-sent events out; ``[DONE]`` only after a clean end."""
+        pending = b""
+        failed = False
+        try:
+            async for chunk in upstream.chunks():
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    if not raw.strip():
+                        continue
+                    item = json.loads(raw)
+                    failed = failed or "error" in item
+                    for event in translator.feed(item):
+                        yield oa.sse(event)
+        except httpx.HTTPError as exc:
+            node = upstream.node
+            reason = f"neuron {node.name} stopped mid-stream ({type(exc).__name__}: {exc})"
+            self.gateway.monitor.report_failure(node, reason)
+            yield oa.sse(oa.sse_error(reason))
+            return
+        finally:
+            await upstream.aclose()
+        if not failed:
+            yield oa.SSE_DONE
+
+    async def _tags(self, clock: Clock) -> list[dict[str, Any]]:
+        try:
+            return await self.gateway.union("/api/tags", clock)
+        except NeuronsError as exc:
+            raise oa.OpenAIRequestError(exc.message, exc.http_status) from exc
+
+    async def _body(self, request: Request) -> object:
+        raw = await request.body()
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise oa.OpenAIRequestError(f"invalid JSON body: {exc.msg}") from exc
+
+    async def _dispatch(self, path: str, ollama_body: dict[str, Any], clock: Clock) -> Upstream:
+        model = ollama_body["model"]
+        payload = json.dumps(ollama_body).encode()
+        try:
+            return await self.gateway.dispatch(
+                path, payload, model, clock, prefix=self.gateway.prefix(ollama_body)
+            )
+        except NeuronsError as exc:
+            raise oa.OpenAIRequestError(exc.message, exc.http_status) from exc
+
+    def _upstream_error(self, upstream: Upstream, clock: Clock) -> Response:
+        try:
+            message = str(json.loads(upstream.body or b"{}").get("error") or "")
+        except (json.JSONDecodeError, AttributeError):
+            message = ""
+        message = message or f"{upstream.node.name} answered HTTP {upstream.status}"
+        return self._json(oa.error_body(message, upstream.status), clock, upstream.status)
+
+    def _json(
+        self, data: dict[str, Any], clock: Clock, status: int = 200, node: str | None = None
+    ) -> Response:
+        response = self.gateway.json_response(data, clock, status)
+        if node is not None:
+            response.headers[NODE_HEADER] = node
+        return response

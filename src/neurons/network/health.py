@@ -1,0 +1,322 @@
+"""The live view of the network: every registered node's state, breaker and inventory.
+
+The store is the registry (the CLI may add or remove nodes while the control plane runs); the
+monitor re-reads it on every pass, probes each node with cheap calls (``/api/version``, then
+``/api/ps`` and ``/api/tags`` for its inventory, and ``/api/neuron/status`` on embedded
+neurons for their slot count), and applies the transition tables of
+:mod:`neurons.network.states`. The gateway reports what real requests saw (passive detection),
+which feeds the breakers between probes.
+
+Everything here runs on one event loop; views are mutated only from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from neurons.errors import NeuronsError
+from neurons.library.discovery import canonical_name
+from neurons.network.routing import NodeView
+from neurons.network.states import (
+    BreakerState,
+    CircuitBreaker,
+    NodeEvent,
+    NodeState,
+    next_node_state,
+)
+from neurons.store import NodeRecord, Store
+
+__all__ = ["PROBE_TIMEOUT_S", "HealthMonitor"]
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 3.0
+# Failed probes in a row after which a degraded node counts as offline.
+OFFLINE_AFTER_PROBES = 2
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        store: Store,
+        http: httpx.AsyncClient,
+        *,
+        interval_s: float = 5.0,
+        breaker_failures: int = 3,
+        breaker_cooldown_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.http = http
+        self.interval_s = interval_s
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self.views: dict[str, NodeView] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        # Registry reads and state changes, one at a time: a registry snapshot taken before a
+        # drain must not be applied after it (it would resume the node), nor a probe's write
+        # land after the drain's.
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()  # the loop keeps only weak refs
+
+    # -- registry ---------------------------------------------------------------------------
+
+    async def refresh_registry(self) -> None:
+        """Bring the views in line with the store: new nodes appear, removed ones go."""
+        async with self._lock:
+            await self._refresh_registry()
+
+    async def _refresh_registry(self) -> None:
+        records = await asyncio.to_thread(self.store.nodes.list)
+        seen: set[str] = set()
+        for record in records:
+            seen.add(record.id)
+            view = self.views.get(record.id)
+            if view is None:
+                self.views[record.id] = self._new_view(record)
+            else:
+                view.name, view.url, view.kind = record.name, record.url.rstrip("/"), record.kind
+                view.labels, view.priority = dict(record.labels), record.priority
+                # Drained or resumed from another process (the CLI writes the store).
+                if record.status == NodeState.DRAINING and view.state != NodeState.DRAINING:
+                    view.state = NodeState.DRAINING
+                elif record.status != NodeState.DRAINING and view.state == NodeState.DRAINING:
+                    view.state = NodeState.UNKNOWN
+        for gone in set(self.views) - seen:
+            del self.views[gone]
+
+    def _new_view(self, record: NodeRecord) -> NodeView:
+        state = NodeState.DRAINING if record.status == NodeState.DRAINING else NodeState.UNKNOWN
+        return NodeView(
+            id=record.id,
+            name=record.name,
+            url=record.url.rstrip("/"),
+            kind=record.kind,
+            labels=dict(record.labels),
+            priority=record.priority,
+            state=state,
+            breaker=CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
+            slots=_label_slots(record.labels) or 1,
+        )
+
+    def ordered(self) -> list[NodeView]:
+        """All views, most preferred first (priority, then name), as the store lists them."""
+        return sorted(self.views.values(), key=lambda v: (-v.priority, v.name))
+
+    def find(self, name_or_id: str) -> NodeView | None:
+        for view in self.views.values():
+            if name_or_id in (view.id, view.name):
+                return view
+        return None
+
+    def routable(self) -> list[NodeView]:
+        """Nodes that may take a request now: routable state and a breaker that lets it."""
+        return [v for v in self.ordered() if v.state.routable and v.breaker.available()]
+
+    def eligible(self, model: str) -> list[NodeView]:
+        return [v for v in self.routable() if v.has(model)]
+
+    # -- probes -----------------------------------------------------------------------------
+
+    async def check_all(self) -> None:
+        """One pass: re-read the registry, probe every node at once."""
+        await self.refresh_registry()
+        await asyncio.gather(*(self.probe(v) for v in list(self.views.values())))
+
+    async def probe(self, view: NodeView) -> bool:
+        started = time.perf_counter()
+        try:
+            version = await self._get(view, "/api/version")
+            latency_ms = (time.perf_counter() - started) * 1000
+            calls = [self._get(view, "/api/ps"), self._get(view, "/api/tags")]
+            if view.kind == "embedded":
+                calls.append(self._get(view, "/api/neuron/status"))
+            results = await asyncio.gather(*calls)
+        except (httpx.HTTPError, ValueError) as exc:
+            await self._probe_failed(view, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return False
+        view.version = str(version.get("version") or "") or None
+        view.loaded = frozenset(_names(results[0]))
+        view.models = frozenset(_names(results[1]))
+        label_slots = _label_slots(view.labels)
+        if label_slots:
+            view.slots = label_slots
+        elif len(results) > 2 and isinstance(results[2].get("slots"), int):
+            view.slots = max(1, results[2]["slots"])
+        view.observe_latency(latency_ms)
+        view.consecutive_probe_failures = 0
+        view.last_error = None
+        if view.breaker.state is BreakerState.HALF_OPEN:
+            view.breaker.record_success()  # the probe was the trial: the node answers again
+        await self._transition(view, NodeEvent.PROBE_OK, seen=True)
+        return True
+
+    async def _get(self, view: NodeView, path: str) -> dict[str, Any]:
+        response = await self.http.get(view.url + path, timeout=PROBE_TIMEOUT_S)
+        response.raise_for_status()
+        data = response.json()
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} answered {type(data).__name__}, not an object")
+        return data
+
+    async def _probe_failed(self, view: NodeView, error: str) -> None:
+        view.consecutive_probe_failures += 1
+        view.last_error = error
+        if view.breaker.state is BreakerState.HALF_OPEN:
+            view.breaker.record_failure()
+        event = (
+            NodeEvent.PROBES_EXHAUSTED
+            if view.consecutive_probe_failures >= OFFLINE_AFTER_PROBES
+            else NodeEvent.PROBE_FAILED
+        )
+        await self._transition(view, event, seen=False, detail={"error": error})
+
+    async def _transition(
+        self,
+        view: NodeView,
+        event: NodeEvent,
+        *,
+        seen: bool,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        async with self._lock:
+            await self._apply(view, event, seen=seen, detail=detail)
+
+    async def _apply(
+        self,
+        view: NodeView,
+        event: NodeEvent,
+        *,
+        seen: bool,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        new = next_node_state(view.state, event)
+        old, view.state = view.state, new
+        try:
+            if new != old:
+                log.info("node %s: %s -> %s (%s)", view.name, old, new, event)
+                await asyncio.to_thread(
+                    self.store.nodes.record_event,
+                    view.id,
+                    str(new),
+                    {"from": str(old), "event": str(event), **(detail or {})},
+                )
+            if new != old or seen:
+                await asyncio.to_thread(self.store.nodes.set_status, view.id, str(new), seen)
+        except NeuronsError as exc:  # removed from the registry meanwhile
+            log.debug("could not record %s for %s: %s", event, view.name, exc)
+
+    async def drain(self, name_or_id: str, drain: bool = True) -> NodeView:
+        """Take a node out of routing (it keeps its models and finishes open requests), or
+        put it back; persisted, so the CLI and the control plane agree."""
+        async with self._lock:
+            await self._refresh_registry()
+            record = await asyncio.to_thread(self.store.nodes.get, name_or_id)
+            view = self.views[record.id]
+            await self._apply(view, NodeEvent.DRAIN if drain else NodeEvent.RESUME, seen=False)
+        if not drain:
+            await self.probe(view)
+        return view
+
+    # -- passive detection (reported by the gateway) ---------------------------------------
+
+    def report_success(self, view: NodeView, first_byte_ms: float | None = None) -> None:
+        view.requests += 1
+        view.breaker.record_success()
+        if first_byte_ms is not None:
+            view.observe_latency(first_byte_ms)
+
+    def report_failure(self, view: NodeView, error: str) -> None:
+        """A request failed for the node's fault: feed the breaker and probe it soon."""
+        view.requests += 1
+        view.failures += 1
+        view.last_error = error
+        before = view.breaker.state
+        view.breaker.record_failure()
+        if view.breaker.state is BreakerState.OPEN and before is not BreakerState.OPEN:
+            log.warning("node %s: breaker open after %s", view.name, error)
+            with contextlib.suppress(RuntimeError):
+                task = asyncio.get_running_loop().create_task(self._record_breaker(view, error))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        self._wake.set()
+
+    async def _record_breaker(self, view: NodeView, error: str) -> None:
+        with contextlib.suppress(NeuronsError):
+            await asyncio.to_thread(
+                self.store.nodes.record_event, view.id, "breaker_open", {"error": error}
+            )
+
+    def note_inventory_changed(self) -> None:
+        """Models were created, pulled, copied or deleted: re-read inventories now."""
+        self._wake.set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            try:
+                await self.check_all()
+            except Exception:  # a health pass must never end the loop
+                log.exception("health pass failed")
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def describe(self, view: NodeView) -> dict[str, Any]:
+        return {
+            "id": view.id,
+            "name": view.name,
+            "url": view.url,
+            "kind": view.kind,
+            "labels": view.labels,
+            "priority": view.priority,
+            "state": str(view.state),
+            "breaker": str(view.breaker.state),
+            "version": view.version,
+            "models": sorted(view.models),
+            "loaded": sorted(view.loaded),
+            "slots": view.slots,
+            "in_flight": view.in_flight,
+            "latency_ms": None if view.latency_ms is None else round(view.latency_ms, 2),
+            "requests": view.requests,
+            "failures": view.failures,
+            "last_error": view.last_error,
+        }
+
+
+def _names(payload: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for item in payload.get("models") or []:
+        if isinstance(item, dict):
+            name = item.get("name") or item.get("model")
+            if isinstance(name, str) and name:
+                names.append(canonical_name(name))
+    return names
+
+
+def _label_slots(labels: dict[str, str]) -> int | None:
+    """A ``slots=N`` label overrides what the node reports (real Ollama reports nothing)."""
+    try:
+        value = int(labels.get("slots", ""))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
