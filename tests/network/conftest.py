@@ -62,16 +62,20 @@ class Cluster:
     def restart(self, name: str) -> None:
         old = self.neurons[name]
         self.neurons[name] = NeuronProcess(
-            home=old.home, port=old.port, log_path=old.log_path
+            home=old.home, port=old.port, extra_args=old.extra_args, log_path=old.log_path
         ).start()
 
 
 @contextmanager
-def cluster(root: Path, names: list[str], **settings: Any) -> Iterator[Cluster]:
+def cluster(
+    root: Path, names: list[str], bare: tuple[str, ...] = (), **settings: Any
+) -> Iterator[Cluster]:
+    """Neurons ``names`` behind one gateway; those in ``bare`` start without any model."""
     neurons: dict[str, NeuronProcess] = {}
     try:
         for name in names:
-            neurons[name] = start_neuron(root / name)
+            extra = ("--no-default-models",) if name in bare else ()
+            neurons[name] = start_neuron(root / name, *extra)
         config = Settings(home=root / "control", **{**FAST, **settings})
         specs = [NodeSpec(name, n.url, "embedded") for name, n in neurons.items()]
         app = create_control_plane(config, specs)
