@@ -104,7 +104,8 @@ BREAKER_TRANSITIONS: dict[tuple[BreakerState, BreakerEvent], BreakerState] = {
     (_B.OPEN, _BE.COOLDOWN_ELAPSED): _B.HALF_OPEN,
     (_B.HALF_OPEN, _BE.SUCCESS): _B.CLOSED,
     (_B.HALF_OPEN, _BE.FAILURE): _B.OPEN,
-    (_B.OPEN, _BE.SUCCESS): _B.CLOSED,  # a probe got through while open: the node is back
+    # A request sent before the breaker opened came back fine: the node works after all.
+    (_B.OPEN, _BE.SUCCESS): _B.CLOSED,
 }
 
 
