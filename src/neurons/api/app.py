@@ -26,7 +26,7 @@ from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
 from neurons.library.service import LibraryService
 from neurons.network.fanout import ModelOperations
-from neurons.network.gateway import Gateway, OverheadHeaderMiddleware
+from neurons.network.gateway import Gateway, OverheadHeaderMiddleware, upstream_session
 from neurons.network.gateway_openai import OpenAIGateway
 from neurons.network.manager import NetworkManager
 from neurons.network.routing import RoutingPolicy
@@ -56,8 +56,11 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         # Pooled keep-alive connections to the nodes; no read timeout (generations are long).
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, read=None),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            limits=httpx.Limits(
+                max_connections=512, max_keepalive_connections=128, keepalive_expiry=3.0
+            ),
         )
+        session = upstream_session()
         for spec in nodes:
             store.nodes.upsert(spec.name, spec.url, spec.kind)
         if settings.ollama_base_url and await _answers(http, settings.ollama_base_url):
@@ -68,6 +71,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         gateway = Gateway(
             network.monitor,
             http,
+            session,
             _routing_policy(plugins, settings.routing_policy),
             attempts=settings.gateway_attempts,
             sticky_prefix_chars=settings.sticky_prefix_chars,
@@ -85,6 +89,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             yield
         finally:
             await network.aclose()
+            await session.close()
             await http.aclose()
             store.close()
 

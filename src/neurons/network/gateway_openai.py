@@ -14,13 +14,19 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from neurons.errors import NeuronsError
 from neurons.network import openai_compat as oa
-from neurons.network.gateway import NODE_HEADER, OVERHEAD_HEADER, Clock, Gateway, Upstream
+from neurons.network.gateway import (
+    NODE_HEADER,
+    OVERHEAD_HEADER,
+    UPSTREAM_ERRORS,
+    Clock,
+    Gateway,
+    Upstream,
+)
 
 __all__ = ["OpenAIGateway"]
 
@@ -123,7 +129,7 @@ class OpenAIGateway:
                     failed = failed or "error" in item
                     for event in translator.feed(item):
                         yield oa.sse(event)
-        except httpx.HTTPError as exc:
+        except UPSTREAM_ERRORS as exc:
             node = upstream.node
             reason = f"neuron {node.name} stopped mid-stream ({type(exc).__name__}: {exc})"
             self.gateway.monitor.report_failure(node, reason)

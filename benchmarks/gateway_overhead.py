@@ -1,0 +1,170 @@
+"""Latency the gateway adds over calling a neuron directly, side by side in one run.
+
+Starts one embedded neuron and the control plane (``neurons serve``, its own process, as in
+production), then sends the same requests to the neuron and through the gateway, alternating
+batches so both see the same machine state, at concurrency 1 and 16. Prints p50/p95 of each
+and the difference, plus the gateway's self-reported overhead (``X-Neurons-Overhead-Ms``).
+
+    python benchmarks/gateway_overhead.py [--requests 400] [--concurrency 1 16]
+
+Requests: ``POST /api/show`` (routed exactly like a generation, but cheap on the node, so the
+gateway's share is not drowned in model time) and ``POST /api/generate`` with one token.
+Target: p50 added ≤ 1 ms, p95 added ≤ 3 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from neurons.neuron.process import NeuronProcess
+from neurons.store import open_store
+
+MODEL = "smollm2:135m"
+REQUESTS = {
+    "show": ("/api/show", {"model": MODEL}),
+    "generate": (
+        "/api/generate",
+        {"model": MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 1}},
+    ),
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def batch(
+    client: httpx.AsyncClient, url: str, body: dict[str, object], n: int, concurrency: int
+) -> tuple[list[float], list[float]]:
+    """``n`` requests, ``concurrency`` at a time: latencies (ms) and reported overheads."""
+    latencies: list[float] = []
+    overheads: list[float] = []
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        for _ in queue:
+            started = time.perf_counter()
+            response = await client.post(url, json=body)
+            latencies.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+            if "x-neurons-overhead-ms" in response.headers:
+                overheads.append(float(response.headers["x-neurons-overhead-ms"]))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, overheads
+
+
+async def measure(
+    node: str, gateway: str, name: str, n: int, concurrency: int, rounds: int = 8
+) -> dict[str, float]:
+    path, body = REQUESTS[name]
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await batch(client, node + path, body, 20, concurrency)  # warm both paths
+        await batch(client, gateway + path, body, 20, concurrency)
+        direct: list[float] = []
+        routed: list[float] = []
+        reported: list[float] = []
+        per_round = max(1, n // rounds)
+        for _ in range(rounds):  # alternate, so drift hits both sides alike
+            d, _ = await batch(client, node + path, body, per_round, concurrency)
+            g, o = await batch(client, gateway + path, body, per_round, concurrency)
+            direct += d
+            routed += g
+            reported += o
+    return {
+        "direct_p50": statistics.median(direct),
+        "direct_p95": percentile(direct, 0.95),
+        "gateway_p50": statistics.median(routed),
+        "gateway_p95": percentile(routed, 0.95),
+        "added_p50": statistics.median(routed) - statistics.median(direct),
+        "added_p95": percentile(routed, 0.95) - percentile(direct, 0.95),
+        "reported_p50": statistics.median(reported),
+        "reported_p95": percentile(reported, 0.95),
+    }
+
+
+def start_gateway(home: Path, node_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    store = open_store(f"sqlite:///{home}/neurons.db")
+    store.nodes.add("bench", node_url, "embedded")
+    store.close()
+    port = free_port()
+    env = {**os.environ, "NEURONS_HOME": str(home)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "neurons", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(url + "/api/health", timeout=1).json()
+            if health["status"] == "ok":
+                return process, url
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the gateway did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=400, help="per side, per setting")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        neuron = NeuronProcess(home=root / "neuron", port=free_port()).start()
+        gateway_process, gateway = start_gateway(root, neuron.url)
+        try:
+            httpx.post(gateway + REQUESTS["generate"][0], json=REQUESTS["generate"][1], timeout=300)
+            header = (
+                f"{'request':9} {'conc':>4} | {'direct p50':>10} {'p95':>7} | "
+                f"{'gateway p50':>11} {'p95':>7} | {'added p50':>9} {'p95':>7} | "
+                f"{'self-reported p50':>17} {'p95':>6}"
+            )
+            print(header)
+            print("-" * len(header))
+            for name in REQUESTS:
+                for concurrency in args.concurrency:
+                    n = args.requests if name == "show" else max(40, args.requests // 4)
+                    r = asyncio.run(measure(neuron.url, gateway, name, n, concurrency))
+                    print(
+                        f"{name:9} {concurrency:>4} | {r['direct_p50']:>10.2f} "
+                        f"{r['direct_p95']:>7.2f} | {r['gateway_p50']:>11.2f} "
+                        f"{r['gateway_p95']:>7.2f} | {r['added_p50']:>9.2f} "
+                        f"{r['added_p95']:>7.2f} | {r['reported_p50']:>17.3f} "
+                        f"{r['reported_p95']:>6.3f}"
+                    )
+            print("all times in ms; target: added p50 <= 1 ms, p95 <= 3 ms")
+        finally:
+            gateway_process.terminate()
+            gateway_process.wait(15)
+            neuron.stop()
+
+
+if __name__ == "__main__":
+    main()
