@@ -49,6 +49,8 @@ def run_up(settings: Settings) -> None:
                     "neurons is up:",
                     f"  control plane  {base}   (health: {base}/api/health)",
                     f"  Ollama API     {base}/api/...  (e.g. OLLAMA_HOST={base} ollama-python)",
+                    f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
+                    f"  network        {base}/api/ai/network/status  (neurons node add URL)",
                     f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
                     f"  neuron-1       {neuron.url}   model {settings.default_model}",
                     f"  state          {settings.home}",

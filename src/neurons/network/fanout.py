@@ -239,15 +239,19 @@ class ModelOperations:
 
     # -- blobs ------------------------------------------------------------------------------
 
+    def _blob_targets(self, request: Request) -> tuple[str, list[NodeClient]]:
+        """The checked digest from the path, and a client for each target node."""
+        digest = normalize_digest(request.path_params["digest"])
+        nodes = self._all(request)
+        return digest, [NodeClient(n.url, name=n.name, client=self.http) for n in nodes]
+
     async def blob_exists(self, request: Request) -> Response:
         """200 only if every target node has the blob (so a client uploads when any lacks it)."""
         clock = Clock()
         try:
-            digest = normalize_digest(request.path_params["digest"])
-            nodes = self._all(request)
+            digest, clients = self._blob_targets(request)
         except NeuronsError as exc:
             return self._error(exc, clock)
-        clients = [NodeClient(n.url, name=n.name, client=self.http) for n in nodes]
         found = await clock.wait(
             asyncio.gather(*(c.has_blob(digest) for c in clients), return_exceptions=True)
         )
@@ -257,8 +261,7 @@ class ModelOperations:
     async def blob_upload(self, request: Request) -> Response:
         clock = Clock()
         try:
-            digest = normalize_digest(request.path_params["digest"])
-            nodes = self._all(request)
+            digest, clients = self._blob_targets(request)
         except NeuronsError as exc:
             return self._error(exc, clock)
         fd, name = tempfile.mkstemp(prefix="neurons-blob-")
@@ -272,7 +275,6 @@ class ModelOperations:
             actual = "sha256:" + sha.hexdigest()
             if actual != digest:
                 raise DigestMismatchError(f'digest mismatch, expected "{digest}", got "{actual}"')
-            clients = [NodeClient(n.url, name=n.name, client=self.http) for n in nodes]
             await clock.wait(asyncio.gather(*(c.push_blob(digest, path) for c in clients)))
         except NeuronsError as exc:
             return self._error(exc, clock)

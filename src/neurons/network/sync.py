@@ -63,6 +63,9 @@ __all__ = [
     "verified_chunks",
 ]
 
+# Nodes that neither give nor receive models: down, or taken out of service by an operator.
+_OUT_OF_SERVICE = (NodeState.OFFLINE, NodeState.DRAINING)
+
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[["SyncProgress"], None]
@@ -424,7 +427,7 @@ def plan(placements: Sequence[Placement], nodes: Sequence[NodeInventory]) -> Syn
     placement that cannot be met (no holder, too few nodes) becomes a problem, not an error.
     """
     result = SyncPlan()
-    live = [n for n in nodes if n.record.status != NodeState.OFFLINE]
+    live = [n for n in nodes if n.record.status not in _OUT_OF_SERVICE]
     for placement in placements:
         model = placement.model
         eligible = [n for n in live if _labels_match(n.record.labels, placement.labels)]
@@ -511,7 +514,7 @@ async def synchronize(
     """
     started = time.monotonic()
     placements = [store.placements.get(model)] if model else store.placements.list()
-    records = [r for r in store.nodes.list() if r.status != NodeState.OFFLINE]
+    records = [r for r in store.nodes.list() if r.status not in _OUT_OF_SERVICE]
     problems: list[str] = []
     inventories: list[NodeInventory] = []
     for record, found in zip(
