@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +109,14 @@ class ModelOperations:
         request: Request,
         method: str,
         path: str,
-        choose: Any,
+        choose: Callable[[dict[str, Any]], list[NodeView]],
         *,
         streams: bool = True,
     ) -> Response:
         clock = Clock()
         try:
             body = await read_json(request)
-            nodes: list[NodeView] = choose(body)
+            nodes = choose(body)
         except NeuronsError as exc:
             return self._error(exc, clock)
         payload = await request.body()

@@ -111,10 +111,6 @@ class Upstream:
     def status(self) -> int:
         return self.response.status
 
-    @property
-    def streaming(self) -> bool:
-        return self.body is None
-
     def headers(self, clock: Clock) -> dict[str, str]:
         return {
             "content-type": self.response.headers.get("Content-Type", "application/json"),
