@@ -1,0 +1,1 @@
+"""Parameter optimization: search spaces, objectives and Optuna strategies for Ollama options."""
