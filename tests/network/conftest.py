@@ -18,6 +18,7 @@ from neurons.api.app import NodeSpec, create_control_plane
 from neurons.api.server import ServerThread
 from neurons.config import Settings
 from neurons.neuron.process import NeuronProcess
+from neurons.store import Store, open_store
 from tests.conftest import free_port, start_neuron
 
 FAST = {"health_interval_s": 0.3, "breaker_failures": 2, "breaker_cooldown_s": 1.0}
@@ -86,6 +87,16 @@ def cluster(
     finally:
         for process in neurons.values():
             process.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh, migrated SQLite store file."""
+    opened = open_store(f"sqlite:///{tmp_path}/s.db")
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -15,20 +14,11 @@ from neurons.errors import NodeNotFoundError
 from neurons.network.health import OFFLINE_AFTER_PROBES, HealthMonitor
 from neurons.network.states import BreakerState, NodeState
 from neurons.neuron.process import NeuronProcess
-from neurons.store import Store, open_store
+from neurons.store import Store
 from tests.conftest import free_port
 
 SMOL = "smollm2:135m"
 Scenario = Callable[[HealthMonitor], Awaitable[None]]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path}/s.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +14,10 @@ from neurons.config import Settings
 from neurons.errors import InvalidRequestError, NodeExistsError, NodeNotFoundError
 from neurons.network.manager import NetworkManager, check_url, detect_kind, node_name_for
 from neurons.neuron.process import NeuronProcess
-from neurons.store import Store, open_store
+from neurons.store import Store
 from tests.conftest import free_port
 
 SMOL = "smollm2:135m"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path}/s.db")
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def run(store: Store, scenario: Callable[[NetworkManager], Awaitable[None]]) -> None:
