@@ -52,6 +52,19 @@ class BlobStream(AsyncIterator[bytes]):
         await self._chunks.aclose()
 
 
+def error_message(body: bytes, fallback: str) -> str:
+    """The text of an Ollama error answer: its ``{"error": ...}``, else the body as it is,
+    else ``fallback`` (an empty body)."""
+    text = body.decode(errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"])
+    return text or fallback
+
+
 class NodeClient:
     """``async with NodeClient(url) as node: await node.tags()``."""
 
@@ -81,10 +94,7 @@ class NodeClient:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _error(self, response: httpx.Response) -> Exception:
-        try:
-            message = str(response.json().get("error") or response.text)
-        except (json.JSONDecodeError, AttributeError):
-            message = response.text or response.reason_phrase
+        message = error_message(response.content, response.reason_phrase)
         if response.status_code == 404:
             return ModelNotFoundError(message)
         if response.status_code == 400:

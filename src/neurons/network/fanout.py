@@ -26,7 +26,7 @@ import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from neurons.client import NodeClient
+from neurons.client import NodeClient, error_message
 from neurons.errors import (
     DigestMismatchError,
     ModelNotFoundError,
@@ -181,11 +181,7 @@ class ModelOperations:
             self.monitor.report_failure(node, f"{node.name}: {exc}")
             return 502, f"unreachable ({exc})"
         if response.status_code >= 400:
-            try:
-                message = str(response.json().get("error") or response.text)
-            except (json.JSONDecodeError, AttributeError):
-                message = response.text or response.reason_phrase
-            return response.status_code, message
+            return response.status_code, error_message(response.content, response.reason_phrase)
         return response.status_code, None
 
     async def _merged(
@@ -199,11 +195,8 @@ class ModelOperations:
             try:
                 async with self.http.stream(method, node.url + path, content=payload) as resp:
                     if resp.status_code >= 400:
-                        text = (await resp.aread()).decode(errors="replace")
-                        try:
-                            errors[node.name] = str(json.loads(text).get("error") or text)
-                        except (json.JSONDecodeError, AttributeError):
-                            errors[node.name] = text or f"HTTP {resp.status_code}"
+                        body = await resp.aread()
+                        errors[node.name] = error_message(body, f"HTTP {resp.status_code}")
                         return
                     async for raw in resp.aiter_lines():
                         if not raw.strip():
