@@ -97,6 +97,34 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Nodes a gateway request may try before it fails."
     )
 
+    # Parameter optimization (seed 002's environment variables, also with the NEURONS_ prefix).
+    max_optimization_iterations: int = Field(
+        default=100,
+        ge=1,
+        validation_alias=AliasChoices(
+            "MAX_OPTIMIZATION_ITERATIONS",
+            "NEURONS_MAX_OPTIMIZATION_ITERATIONS",
+            "max_optimization_iterations",
+        ),
+        description="Most trials one optimization session may run (and its default).",
+    )
+    optimization_timeout_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "OPTIMIZATION_TIMEOUT_MINUTES",
+            "NEURONS_OPTIMIZATION_TIMEOUT_MINUTES",
+            "optimization_timeout_minutes",
+        ),
+        description="Longest running time of one optimization session (and its default).",
+    )
+    optimization_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running session whose runner has not written for this long is taken "
+        "over by a control plane (its runner died).",
+    )
+
     @field_validator("home", "models_dir", "host_stats", "gpu_stats", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

@@ -17,11 +17,13 @@ status codes.
     │   ├── InvalidModelFileError      a blob is not a usable GGUF            400
     │   ├── ModelfileError             a Modelfile does not parse or validate 400
     │   │                              (also a ValueError, as the seed's manager promises)
-    │   └── NodeExistsError            a node with that name already exists   409
+    │   ├── NodeExistsError            a node with that name already exists   409
+    │   └── SessionStateError          not allowed in the session's status    409
     ├── NotFoundError                  something named does not exist         404
     │   ├── ModelNotFoundError         no manifest for that model             404
     │   ├── BlobNotFoundError          no blob with that digest               404
-    │   └── NodeNotFoundError          no node with that id or name           404
+    │   ├── NodeNotFoundError          no node with that id or name           404
+    │   └── SessionNotFoundError       no optimization session with that id   404
     ├── ServerBusyError                the request queue is full              503
     │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
@@ -59,6 +61,8 @@ __all__ = [
     "RegistryError",
     "RequestCancelledError",
     "ServerBusyError",
+    "SessionNotFoundError",
+    "SessionStateError",
     "StoreError",
     "SyncError",
 ]
@@ -136,6 +140,14 @@ class NodeExistsError(InvalidRequestError):
     http_status = 409
 
 
+class SessionStateError(InvalidRequestError):
+    """E.g. starting a completed session or applying one without results: 409, like a
+    name conflict, because the request is well formed but the session's state refuses it."""
+
+    error_code = "invalid_session_state"
+    http_status = 409
+
+
 class NotFoundError(NeuronsError):
     error_code = "not_found"
     http_status = 404
@@ -151,6 +163,10 @@ class BlobNotFoundError(NotFoundError):
 
 class NodeNotFoundError(NotFoundError):
     error_code = "node_not_found"
+
+
+class SessionNotFoundError(NotFoundError):
+    error_code = "session_not_found"
 
 
 class ServerBusyError(NeuronsError):

@@ -151,6 +151,18 @@ class ParameterRange:
                 values.append(cast_value)
         return values
 
+    def nearest(self, value: Any) -> Choice:
+        """The value in this range closest to ``value`` (clipped, snapped to ``step``); the
+        first choice of a categorical range that does not hold it."""
+        if self.kind == "categorical":
+            return value if value in self.choices else self.choices[0]
+        low, high = float(cast(float, self.low)), float(cast(float, self.high))
+        number = float(value) if _is_number(value) else low
+        number = min(max(number, low), high)
+        if self.step is not None:
+            number = min(high, low + round((number - low) / self.step) * self.step)
+        return round(number) if self.kind == "int" else number
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -269,6 +281,18 @@ class SearchSpace:
     def suggest(self, trial: BaseTrial) -> dict[str, Any]:
         """Ask ``trial`` for a value of every option, in the space's order."""
         return {r.name: r.suggest(trial) for r in self.ranges}
+
+    def baseline(self) -> dict[str, Choice]:
+        """Ollama's defaults, each moved to the nearest value in its range (``num_predict``
+        -1, unbounded, becomes the range's top): the first trial of a session, what every
+        score is relative to."""
+        values: dict[str, Choice] = {}
+        for r in self.ranges:
+            default = PARAMETERS[r.name].default
+            if r.name == "num_predict" and default == -1:
+                default = r.high
+            values[r.name] = r.nearest(default)
+        return values
 
     def grid(self, points_per_axis: int = 3) -> dict[str, list[Choice]]:
         """A ``GridSampler`` search space with ``points_per_axis`` values per numeric axis."""

@@ -14,6 +14,7 @@ from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
 from neurons.store.kv import KeyValueRepository
 from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
 from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
+from neurons.store.optimization import OptimizationSessionRepository, SessionRecord
 from neurons.store.placements import Placement, PlacementRepository
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "Migration",
     "NodeRecord",
     "NodeRepository",
+    "OptimizationSessionRepository",
     "Placement",
     "PlacementRepository",
+    "SessionRecord",
     "Store",
     "create_engine_for",
     "current_version",
@@ -44,6 +47,7 @@ class Store:
     kv: KeyValueRepository
     evaluations: EvaluationRepository
     placements: PlacementRepository
+    optimization: OptimizationSessionRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

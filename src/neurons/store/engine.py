@@ -149,6 +149,7 @@ def open_store(url: str) -> Store:
     from neurons.store.kv import KeyValueRepository
     from neurons.store.migrations import migrate
     from neurons.store.nodes import NodeRepository
+    from neurons.store.optimization import OptimizationSessionRepository
     from neurons.store.placements import PlacementRepository
 
     engine = create_engine_for(url)
@@ -163,4 +164,5 @@ def open_store(url: str) -> Store:
         kv=KeyValueRepository(engine),
         evaluations=EvaluationRepository(engine),
         placements=PlacementRepository(engine),
+        optimization=OptimizationSessionRepository(engine),
     )

@@ -284,3 +284,42 @@ def m005_model_placements(conn: Connection) -> None:
         CheckConstraint("replicas IS NULL OR replicas >= 1", name="ck_model_placements_replicas"),
     )
     placements.create(conn)
+
+
+@migration
+def m006_optimization_sessions(conn: Connection) -> None:
+    """Parameter optimization sessions (seed 002). The trials themselves live in Optuna's own
+    tables (``studies``, ``trials``, ...), which Optuna creates and migrates in this database;
+    ``study_name`` links the two. ``runner`` and ``heartbeat_at`` are the lease of the process
+    running the session, so a control plane can tell a live runner from a dead one."""
+    metadata = MetaData()
+    sessions = Table(
+        "optimization_sessions",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("model_name", Text, nullable=False),
+        Column("objective", Text, nullable=False),
+        Column("strategy", Text, nullable=False),
+        Column("model_type", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("config", Text, nullable=False),  # the whole validated SessionConfig, JSON
+        Column("study_name", Text, nullable=False),
+        Column("current_iteration", Integer, nullable=False, server_default=text("0")),
+        Column("best", Text, nullable=True),  # JSON: the best result so far
+        Column("error", Text, nullable=True),
+        Column("elapsed_s", Text, nullable=False, server_default=text("'0'")),
+        Column("runner", Text, nullable=True),
+        Column("heartbeat_at", Text, nullable=True),
+        Column("created_at", Text, nullable=False),
+        Column("started_at", Text, nullable=True),
+        Column("finished_at", Text, nullable=True),
+        Column("updated_at", Text, nullable=False),
+        UniqueConstraint("study_name", name="uq_optimization_sessions_study"),
+        CheckConstraint(
+            "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
+            name="ck_optimization_sessions_status",
+        ),
+        Index("ix_optimization_sessions_status", "status"),
+        sqlite_autoincrement=True,
+    )
+    sessions.create(conn)

@@ -1,0 +1,267 @@
+"""What an optimization session is: its validated configuration and its status machine.
+
+A session's status moves only along this table (events in brackets)::
+
+    pending ──[start]──▶ running ──[complete]──▶ completed
+       │                  │  ▲ ──[fail]──────▶ failed ────┐
+       │                  │  └──[adopt]  (a dead runner's  │
+       │                  │              session taken over)│
+       │                  └──[cancel]────▶ cancelled ──────┤
+       └──[cancel]──────────────────────────▲              │
+                           running ◀──[start]──────────────┘
+
+A failed or cancelled session can be started again: it continues the same Optuna study, so its
+finished trials count and the sampler keeps what it learned. A completed one is final.
+
+:class:`SessionConfig` holds everything a runner needs, validated when it is built and kept as
+JSON in the session's row, so a session resumed after a restart runs exactly as it was asked
+(its evaluation cases included, even if the user's JSONL file has changed since).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from neurons.errors import InvalidRequestError, SessionStateError
+from neurons.neuron.names import ModelName
+from neurons.optimize.evalsets import EvalCase, EvalSet, builtin_set
+from neurons.optimize.objectives import OBJECTIVES
+from neurons.optimize.space import MODEL_TYPES, SearchSpace
+from neurons.optimize.strategies import STRATEGIES
+
+__all__ = [
+    "SESSION_TRANSITIONS",
+    "SessionConfig",
+    "SessionEvent",
+    "SessionStatus",
+    "next_status",
+]
+
+
+class SessionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
+
+
+class SessionEvent(StrEnum):
+    START = "start"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    ADOPT = "adopt"
+
+
+_S, _E = SessionStatus, SessionEvent
+SESSION_TRANSITIONS: dict[tuple[SessionStatus, SessionEvent], SessionStatus] = {
+    (_S.PENDING, _E.START): _S.RUNNING,
+    (_S.PENDING, _E.CANCEL): _S.CANCELLED,
+    (_S.RUNNING, _E.COMPLETE): _S.COMPLETED,
+    (_S.RUNNING, _E.FAIL): _S.FAILED,
+    (_S.RUNNING, _E.CANCEL): _S.CANCELLED,
+    (_S.RUNNING, _E.ADOPT): _S.RUNNING,
+    (_S.FAILED, _E.START): _S.RUNNING,
+    (_S.CANCELLED, _E.START): _S.RUNNING,
+}
+
+
+def next_status(status: SessionStatus | str, event: SessionEvent | str) -> SessionStatus:
+    """The status after ``event``; :class:`SessionStateError` (409) where the table has no
+    such move, e.g. starting a completed session."""
+    current, happened = SessionStatus(status), SessionEvent(event)
+    new = SESSION_TRANSITIONS.get((current, happened))
+    if new is None:
+        raise SessionStateError(f"cannot {happened} a session that is {current}")
+    return new
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(f"{name} must be an integer of at least 1, not {value!r}")
+    return value
+
+
+def _case_to_dict(case: EvalCase) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": case.id,
+        "prompt": case.prompt,
+        "reference": case.reference,
+        "metric": case.metric,
+    }
+    if case.system is not None:
+        data["system"] = case.system
+    if case.max_tokens is not None:
+        data["max_tokens"] = case.max_tokens
+    return data
+
+
+def _set_from_dict(data: Mapping[str, Any]) -> EvalSet:
+    cases = data.get("cases")
+    if not isinstance(cases, list) or not cases:
+        raise InvalidRequestError("an evaluation set needs a non-empty list of cases")
+    try:
+        parsed = tuple(EvalCase(**case) for case in cases)
+    except TypeError as exc:
+        raise InvalidRequestError(f"invalid evaluation case: {exc}") from exc
+    return EvalSet(str(data.get("name", "custom")), str(data.get("model_type", "general")), parsed)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """A session as asked for, validated. Build one with :meth:`create`, which fills the
+    defaults and checks the limits; ``to_dict``/``from_dict`` round-trip it through JSON.
+
+    - ``node``: the node every trial runs on (None: the network picks one holding the model,
+      and keeps it for the whole session so trials stay comparable).
+    - ``max_iterations``: trials to run (finished trials count, pruned ones included).
+    - ``timeout_minutes``: running time, summed over restarts.
+    - ``eval_limit``: prompts per trial, the first ``eval_limit`` cases of the set; it is also
+      Hyperband's largest budget.
+    """
+
+    model_name: str
+    objective: str
+    strategy: str
+    model_type: str
+    space: SearchSpace
+    eval_set: EvalSet
+    max_iterations: int
+    timeout_minutes: float
+    node: str | None = None
+    seed: int | None = None
+    eval_limit: int | None = None
+    baseline: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ModelName.parse(self.model_name)  # InvalidModelNameError (400) for a malformed name
+        if self.objective not in OBJECTIVES:
+            raise InvalidRequestError(
+                f"unknown objective '{self.objective}'; valid: {', '.join(OBJECTIVES)}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise InvalidRequestError(
+                f"unknown strategy '{self.strategy}'; valid: {', '.join(STRATEGIES)}"
+            )
+        if self.model_type not in MODEL_TYPES:
+            raise InvalidRequestError(
+                f"unknown model_type '{self.model_type}'; valid: {', '.join(MODEL_TYPES)}"
+            )
+        _positive_int("max_iterations", self.max_iterations)
+        if self.eval_limit is not None:
+            _positive_int("eval_limit", self.eval_limit)
+        if not isinstance(self.timeout_minutes, int | float) or not self.timeout_minutes > 0:
+            raise InvalidRequestError(
+                f"timeout_minutes must be a number above 0, not {self.timeout_minutes!r}"
+            )
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InvalidRequestError(f"seed must be an integer, not {self.seed!r}")
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        model_name: str,
+        objective: str = "balance_quality_speed",
+        strategy: str = "bayesian_optimization",
+        model_type: str = "general",
+        max_iterations: int | None = None,
+        timeout_minutes: float | None = None,
+        limit_iterations: int = 100,
+        limit_minutes: float = 60.0,
+        parameters: list[str] | None = None,
+        space: SearchSpace | None = None,
+        eval_set: EvalSet | None = None,
+        **options: Any,
+    ) -> SessionConfig:
+        """A config with defaults: the limits (``MAX_OPTIMIZATION_ITERATIONS``,
+        ``OPTIMIZATION_TIMEOUT_MINUTES``) are the defaults and the ceilings, ``parameters``
+        narrows the model_type's space, and the evaluation set is the packaged one."""
+        if model_type not in MODEL_TYPES:
+            raise InvalidRequestError(
+                f"unknown model_type '{model_type}'; valid: {', '.join(MODEL_TYPES)}"
+            )
+        iterations = limit_iterations if max_iterations is None else max_iterations
+        if isinstance(iterations, int) and iterations > limit_iterations:
+            raise InvalidRequestError(
+                f"max_iterations {iterations} is above MAX_OPTIMIZATION_ITERATIONS "
+                f"({limit_iterations})"
+            )
+        minutes = limit_minutes if timeout_minutes is None else timeout_minutes
+        if isinstance(minutes, int | float) and minutes > limit_minutes:
+            raise InvalidRequestError(
+                f"timeout_minutes {minutes} is above OPTIMIZATION_TIMEOUT_MINUTES ({limit_minutes})"
+            )
+        chosen = space if space is not None else SearchSpace.for_model_type(model_type)
+        if parameters:
+            chosen = chosen.restrict(parameters)
+        return cls(
+            model_name=model_name,
+            objective=objective,
+            strategy=strategy,
+            model_type=model_type,
+            space=chosen,
+            eval_set=eval_set if eval_set is not None else builtin_set(model_type),
+            max_iterations=iterations,
+            timeout_minutes=float(minutes),
+            **options,
+        )
+
+    @property
+    def cases(self) -> tuple[EvalCase, ...]:
+        """The cases each trial runs (the first ``eval_limit``)."""
+        if self.eval_limit is None:
+            return self.eval_set.cases
+        return self.eval_set.take(self.eval_limit).cases
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "objective": self.objective,
+            "strategy": self.strategy,
+            "model_type": self.model_type,
+            "space": self.space.to_dict(),
+            "eval_set": {
+                "name": self.eval_set.name,
+                "model_type": self.eval_set.model_type,
+                "cases": [_case_to_dict(c) for c in self.eval_set.cases],
+            },
+            "max_iterations": self.max_iterations,
+            "timeout_minutes": self.timeout_minutes,
+            "node": self.node,
+            "seed": self.seed,
+            "eval_limit": self.eval_limit,
+            "baseline": self.baseline,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionConfig:
+        try:
+            return cls(
+                model_name=data["model_name"],
+                objective=data["objective"],
+                strategy=data["strategy"],
+                model_type=data["model_type"],
+                space=SearchSpace.from_dict(data["space"]),
+                eval_set=_set_from_dict(data["eval_set"]),
+                max_iterations=data["max_iterations"],
+                timeout_minutes=data["timeout_minutes"],
+                node=data.get("node"),
+                seed=data.get("seed"),
+                eval_limit=data.get("eval_limit"),
+                baseline=bool(data.get("baseline", True)),
+                extra=dict(data.get("extra") or {}),
+            )
+        except KeyError as exc:
+            raise InvalidRequestError(f"session config lacks {exc}") from exc
