@@ -30,6 +30,7 @@ from neurons.network.gateway import Gateway, OverheadHeaderMiddleware, upstream_
 from neurons.network.gateway_openai import OpenAIGateway
 from neurons.network.manager import NetworkManager
 from neurons.network.routing import RoutingPolicy
+from neurons.optimize.service import OptimizationService
 from neurons.plugins.loader import PluginHost, default_host
 from neurons.store import open_store
 
@@ -83,11 +84,15 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         app.state.openai = OpenAIGateway(gateway)
         app.state.plugins = plugins
         app.state.library = LibraryService(store, settings, http)
+        optimization = OptimizationService(store, settings, network)
+        app.state.optimization = optimization
         await network.monitor.check_all()
         network.monitor.start()
+        optimization.start_supervisor()  # resumes sessions a previous process left running
         try:
             yield
         finally:
+            await optimization.aclose()
             await network.aclose()
             await session.close()
             await http.aclose()

@@ -175,7 +175,8 @@ class SessionRunner:
 
     # -- the lease ----------------------------------------------------------------------------
 
-    async def _take(self, session_id: str, event: SessionEvent) -> SessionRecord:
+    async def take(self, session_id: str, event: SessionEvent) -> SessionRecord:
+        """Take the session's lease for this runner (START or ADOPT); 409 if not allowed."""
         repo = self.store.optimization
         record = await asyncio.to_thread(repo.get, session_id)
         if event == SessionEvent.ADOPT:
@@ -344,10 +345,14 @@ class SessionRunner:
         event: SessionEvent = SessionEvent.START,
         stop: threading.Event | None = None,
         progress: Callable[[Progress], None] | None = None,
+        taken: SessionRecord | None = None,
     ) -> SessionRecord:
-        """Run the session until it ends or ``stop`` is set; the session's record after."""
+        """Run the session until it ends or ``stop`` is set; the session's record after.
+
+        ``taken`` is the record :meth:`take` returned when the caller took the lease itself
+        (to answer "running" before the run starts)."""
         stop = stop or threading.Event()
-        record = await self._take(session_id, event)
+        record = taken if taken is not None else await self.take(session_id, event)
         config = SessionConfig.from_dict(record.config)
         heartbeat = asyncio.create_task(self._heartbeat(session_id, stop))
         try:
@@ -375,7 +380,11 @@ class SessionRunner:
         fit = await self._fit_check(config, view)
         study = await asyncio.to_thread(self._study, record, config)
         evaluator = TrialEvaluator(
-            self.network.http, view.url, config.model_name, node=view.name, embedder=self.embedder
+            self.network.http,
+            view.url,
+            config.model_name,
+            node=view.name,
+            embedder=self.embedder if config.similarity else None,
         )
         loop = asyncio.get_running_loop()
         session_id = record.session_id

@@ -126,6 +126,9 @@ class SessionConfig:
     - ``timeout_minutes``: running time, summed over restarts.
     - ``eval_limit``: prompts per trial, the first ``eval_limit`` cases of the set; it is also
       Hyperband's largest budget.
+    - ``baseline``: run Ollama's defaults first (what ``overall_score`` is relative to).
+    - ``similarity``: score ``similarity`` cases with MiniLM embeddings; False scores them by
+      token F1, which needs no model (for machines where loading one is too much).
     """
 
     model_name: str
@@ -140,6 +143,7 @@ class SessionConfig:
     seed: int | None = None
     eval_limit: int | None = None
     baseline: bool = True
+    similarity: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -242,6 +246,7 @@ class SessionConfig:
             "seed": self.seed,
             "eval_limit": self.eval_limit,
             "baseline": self.baseline,
+            "similarity": self.similarity,
             "extra": dict(self.extra),
         }
 
@@ -261,6 +266,7 @@ class SessionConfig:
                 seed=data.get("seed"),
                 eval_limit=data.get("eval_limit"),
                 baseline=bool(data.get("baseline", True)),
+                similarity=bool(data.get("similarity", True)),
                 extra=dict(data.get("extra") or {}),
             )
         except KeyError as exc:
