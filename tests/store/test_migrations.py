@@ -68,6 +68,26 @@ EXPECTED_COLUMNS = {
         "created_at": ("TEXT", False),
         "updated_at": ("TEXT", False),
     },
+    "optimization_sessions": {
+        "id": ("INTEGER", False),
+        "model_name": ("TEXT", False),
+        "objective": ("TEXT", False),
+        "strategy": ("TEXT", False),
+        "model_type": ("TEXT", False),
+        "status": ("TEXT", False),
+        "config": ("TEXT", False),
+        "study_name": ("TEXT", False),
+        "current_iteration": ("INTEGER", False),
+        "best": ("TEXT", True),
+        "error": ("TEXT", True),
+        "elapsed_s": ("TEXT", False),
+        "runner": ("TEXT", True),
+        "heartbeat_at": ("TEXT", True),
+        "created_at": ("TEXT", False),
+        "started_at": ("TEXT", True),
+        "finished_at": ("TEXT", True),
+        "updated_at": ("TEXT", False),
+    },
 }
 NAMES = [
     "m001_nodes",
@@ -75,6 +95,7 @@ NAMES = [
     "m003_kv",
     "m004_model_evaluations",
     "m005_model_placements",
+    "m006_optimization_sessions",
 ]
 
 

@@ -186,7 +186,7 @@ class SessionRunner:
                 ("running",),
                 "running",
                 runner=self.identity,
-                expected_runner=record.runner,
+                expected_runner=record.runner or "",  # "": still released, not just adopted
             )
         allowed = [str(s) for (s, e) in SESSION_TRANSITIONS if e == event]
         if record.status not in allowed:
@@ -279,12 +279,22 @@ class SessionRunner:
             load_if_exists=True,
         )
         trials = study.get_trials(deepcopy=False)
+        if trials and config.seed is not None:
+            # A resumed run with the same seed would replay the draws made before the
+            # restart and try those configurations again: offset it by the trials so far.
+            study.sampler = make_sampler(
+                config.strategy,
+                config.space,
+                config.objective,
+                seed=config.seed + len(trials),
+                budget=config.max_iterations,
+            )
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for trial in trials:
             if trial.state == TrialState.RUNNING:
                 # Its runner died mid-trial: fail it and run the same configuration again.
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
                 storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             elif not trial.user_attrs.get("interrupted") or trial.number in retried:
                 continue
             study.enqueue_trial(dict(trial.params), user_attrs=_retry_attrs(trial))
@@ -461,13 +471,12 @@ class SessionRunner:
         record = repo.get(session_id)
         if record.status != "running" or record.runner != self.identity:
             return record  # cancelled, or adopted by another process: theirs to finish
-        stopped_early = self._stopped_early(record, config)
         try:
             if error is not None:
                 return repo.transition(
                     session_id, ("running",), "failed", error=error, expected_runner=self.identity
                 )
-            if stopped_early:
+            if self._stopped_early(record, config):
                 # Shutting down mid-session: give the lease back so the next start resumes it.
                 return repo.transition(
                     session_id, ("running",), "running", runner=None, expected_runner=self.identity

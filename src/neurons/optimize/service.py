@@ -111,6 +111,12 @@ class OptimizationService:
         failed or cancelled."""
         record = await asyncio.to_thread(self.store.optimization.get, session_id)
         next_status(record.status, SessionEvent.START)  # 409 before anything else happens
+        previous = self._tasks.get(record.session_id)
+        if previous is not None:
+            # Cancelled but still finishing its prompt: it runs under the same identity, so
+            # its end would release the new run's lease. Let it end first.
+            previous[1].set()
+            await asyncio.shield(previous[0])
         taken = await self.runner.take(record.session_id, SessionEvent.START)
         self._spawn(taken)
         return taken
@@ -119,7 +125,12 @@ class OptimizationService:
         stop = threading.Event()
         task = asyncio.create_task(self.runner.run(taken.session_id, stop=stop, taken=taken))
         self._tasks[taken.session_id] = (task, stop)
-        task.add_done_callback(lambda _: self._tasks.pop(taken.session_id, None))
+
+        def forget(done: asyncio.Task[SessionRecord]) -> None:
+            if self._tasks.get(taken.session_id, (None,))[0] is done:  # not a newer run's
+                del self._tasks[taken.session_id]
+
+        task.add_done_callback(forget)
 
     async def cancel(self, session_id: str) -> SessionRecord:
         """Cancel a pending or running session; a running trial stops after its prompt."""

@@ -33,7 +33,9 @@ from neurons.optimize.evalsets import EvalCase
 from neurons.optimize.objectives import TrialMetrics
 from neurons.optimize.scoring import Embedder, score
 
-__all__ = ["CaseResult", "TrialEvaluator", "aggregate"]
+__all__ = ["DEFAULT_NUM_PREDICT", "CaseResult", "TrialEvaluator", "aggregate", "request_options"]
+
+DEFAULT_NUM_PREDICT = 512
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,12 @@ def aggregate(results: Sequence[CaseResult], memory_bytes: int) -> TrialMetrics:
 
 
 def request_options(options: Mapping[str, Any], case: EvalCase) -> dict[str, Any]:
-    """The trial's options for ``case``: its ``max_tokens`` caps ``num_predict``."""
+    """The trial's options for ``case``: its ``max_tokens`` caps ``num_predict``; with
+    neither, :data:`DEFAULT_NUM_PREDICT` does (Ollama's -1 lets a rambling configuration
+    generate until the context is full, and one trial would take minutes)."""
     merged = dict(options)
+    if case.max_tokens is None and merged.get("num_predict") is None:
+        merged["num_predict"] = DEFAULT_NUM_PREDICT
     if case.max_tokens is not None:
         current = merged.get("num_predict")
         limit = case.max_tokens if current is None else min(int(current), case.max_tokens)

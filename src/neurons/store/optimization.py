@@ -206,7 +206,8 @@ class OptimizationSessionRepository:
         expected_runner: str | None = None,
     ) -> SessionRecord:
         """Move the session to ``new`` if its status is one of ``expected`` (and, when
-        ``expected_runner`` is given, its lease is still that runner's).
+        ``expected_runner`` is given, its lease is still that runner's; ``""``: still held by
+        no runner).
 
         Entering ``running`` takes the lease for ``runner`` and stamps ``started_at`` the first
         time; leaving it releases the lease and stamps ``finished_at``. Raises
@@ -223,7 +224,7 @@ class OptimizationSessionRepository:
                 raise SessionStateError(
                     f"session {key} is {row.status}, not {' or '.join(sorted(expected))}"
                 )
-            if expected_runner is not None and row.runner != expected_runner:
+            if expected_runner is not None and (row.runner or "") != expected_runner:
                 raise SessionStateError(f"session {key} is now run by another process")
             values: dict[str, Any] = {"status": new, "updated_at": now, "error": error}
             if new == "running":
