@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
         opened.close()
 
 
-def _config(**overrides: object) -> dict[str, object]:
+def _config(**overrides: Any) -> dict[str, Any]:
     config = SessionConfig.create(model_name="smollm2:135m", max_iterations=5, **overrides)
     return config.to_dict()
 
