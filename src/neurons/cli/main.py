@@ -13,6 +13,7 @@ from neurons.cli.hardware import hardware_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
 from neurons.cli.network import network_app, node_app
+from neurons.cli.optimize import optimize_app
 from neurons.cli.plugins import plugins_app
 from neurons.cli.serve_node import serve_node
 from neurons.cli.up import serve, up
@@ -35,6 +36,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(node_app, name="node")
 app.add_typer(network_app, name="network")
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(optimize_app, name="optimize")
 
 
 @app.command("version")

@@ -124,6 +124,8 @@ def trial_rows(study: optuna.Study, objective: str) -> list[dict[str, Any]]:
             row["overall_score"] = round(overall_score(objective, metrics, baseline), 4)
         if "pruned_reason" in trial.user_attrs:
             row["pruned_reason"] = trial.user_attrs["pruned_reason"]
+        if trial.user_attrs.get("interrupted"):
+            row["pruned_reason"] = "interrupted (runs again when the session resumes)"
         if trial.datetime_complete and trial.datetime_start:
             row["duration_s"] = round(
                 (trial.datetime_complete - trial.datetime_start).total_seconds(), 3

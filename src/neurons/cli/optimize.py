@@ -1,0 +1,524 @@
+"""``neurons optimize``: parameter optimization sessions from the command line.
+
+The same :class:`~neurons.optimize.service.OptimizationService` as the REST API, in-process
+against the state directory, on the nodes ``neurons up`` (or ``neurons node add``) registered.
+``run`` creates a session (within ``MAX_OPTIMIZATION_ITERATIONS`` and
+``OPTIMIZATION_TIMEOUT_MINUTES``) and runs it in the foreground with a progress bar; Ctrl-C
+cancels it (its finished trials are kept) and exits 130. A session run here is an ordinary
+stored session: ``status``, ``ls``, ``apply``, ``cancel`` and ``plot`` work on it, from here or
+through the API, and a control plane adopts it if this process dies mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from neurons.config import Settings
+from neurons.errors import NeuronsError, SessionStateError
+
+if TYPE_CHECKING:
+    from neurons.optimize.runner import Progress as TrialProgress
+    from neurons.optimize.service import OptimizationService
+    from neurons.store import SessionRecord
+
+__all__ = ["optimize_app"]
+
+optimize_app = typer.Typer(
+    help="Tune a model's parameters on the network: run sessions, inspect, apply the best.",
+    no_args_is_help=True,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+SessionArg = Annotated[str, typer.Argument(help="Session id (see `neurons optimize ls`).")]
+T = TypeVar("T")
+TOP = 5
+INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
+
+
+def _with_service(call: Callable[[OptimizationService], Awaitable[T]]) -> T:
+    from neurons.network.manager import NetworkManager
+    from neurons.optimize.service import OptimizationService
+    from neurons.store import open_store
+
+    settings = Settings()
+    store = open_store(settings.resolved_database_url)
+
+    async def main() -> T:
+        manager = NetworkManager(store, settings)
+        service = OptimizationService(store, settings, manager)
+        try:
+            return await call(service)
+        finally:
+            await service.aclose()
+            await manager.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
+def _emit(data: Mapping[str, Any], success: bool = True) -> None:
+    typer.echo(json.dumps({"success": success, **data}, indent=2, default=str))
+
+
+def default_plot_path(settings: Settings, session_id: str) -> Path:
+    """Where ``run`` and ``plot`` draw a session unless told otherwise."""
+    return settings.home / "optimization" / f"session-{session_id}.png"
+
+
+def _check_png(path: Path | None) -> None:
+    """Refuse a bad ``--plot`` before a session runs for minutes, not after."""
+    if path is not None:
+        from neurons.optimize.plot import png_path  # matplotlib: only when drawing
+
+        png_path(path)
+
+
+def _draw(details: Mapping[str, Any], path: Path) -> Path:
+    from neurons.optimize.plot import plot_convergence
+
+    return plot_convergence(details, path)
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _score(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.4f}"
+
+
+def _parameters(parameters: Mapping[str, Any]) -> str:
+    return " ".join(f"{name}={_value(value)}" for name, value in parameters.items())
+
+
+def _parameter_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        for name in row.get("parameters") or {}:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _trials_table(
+    rows: Sequence[Mapping[str, Any]], title: str, *, best: int | None, states: bool
+) -> Table:
+    """One row per trial: its number (``b`` the baseline, ``*`` the best), score, parameters
+    and measurements; ``states`` adds the state and, for pruned trials, why."""
+    names = _parameter_names(rows)
+    notes = states and any(row.get("pruned_reason") for row in rows)
+    table = Table(
+        title=title, caption="b: baseline (Ollama's defaults), *: best", box=box.SIMPLE_HEAD
+    )
+    table.add_column("trial", justify="right", no_wrap=True)
+    if states:
+        table.add_column("state")
+    table.add_column("score", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for column in ("quality", "total ms", "tok/s", "MiB"):
+        table.add_column(column, justify="right")
+    if notes:
+        table.add_column("note")
+    for row in rows:
+        marks = ("b" if row.get("baseline") else "") + (
+            "*" if best is not None and row["trial"] == best else ""
+        )
+        cells = [f"{row['trial']} {marks}".strip()]
+        if states:
+            cells.append(str(row.get("state", "-")))
+        cells.append(_score(row.get("overall_score")))
+        params = row.get("parameters") or {}
+        cells += [_value(params[n]) if n in params else "-" for n in names]
+        metrics = row.get("metrics") or {}
+        if metrics:
+            cells += [
+                f"{metrics['quality']:.3f}",
+                f"{metrics['total_ms']:.0f}",
+                f"{metrics['tokens_per_s']:.1f}",
+                f"{metrics['memory_bytes'] / 2**20:.0f}",
+            ]
+        else:
+            cells += ["-"] * 4
+        if notes:
+            cells.append(str(row.get("pruned_reason") or ""))
+        table.add_row(*cells)
+    return table
+
+
+def _best_trial(details: Mapping[str, Any]) -> int | None:
+    best = details.get("best")
+    return int(best["trial"]) if isinstance(best, Mapping) else None
+
+
+def _top(details: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    complete = [
+        t
+        for t in details.get("trials") or []
+        if t.get("state") == "complete" and t.get("overall_score") is not None
+    ]
+    return sorted(complete, key=lambda t: (-float(t["overall_score"]), t["trial"]))[:TOP]
+
+
+def _print_best(console: Console, details: Mapping[str, Any]) -> None:
+    best = details.get("best")
+    if not isinstance(best, Mapping):
+        console.print("no trial completed: no best parameters")
+        return
+    how = (
+        " (the knee of the quality/speed Pareto front)"
+        if details.get("objective") == "balance_quality_speed"
+        else ""
+    )
+    console.print(
+        f"best: trial {best['trial']}, score {_score(best.get('overall_score'))}{how}"
+        + (" (Ollama's defaults)" if best.get("baseline") else "")
+    )
+    console.print(f"best parameters: {_parameters(best.get('parameters') or {})}")
+
+
+def _summary(details: Mapping[str, Any]) -> str:
+    return (
+        f"session {details['session_id']}: {details['model_name']}, {details['objective']} by "
+        f"{details['strategy']}, {details['status']}, {details['current_iteration']}/"
+        f"{details['max_iterations']} trials, {details['elapsed_s']:.1f}s"
+        + (f" on {details['node']}" if details.get("node") else "")
+    )
+
+
+# -- neurons optimize run -----------------------------------------------------------------------
+
+
+def _read_eval_file(path: Path, model_type: str) -> str:
+    """The user's JSONL, checked here so its problems name the file and each line."""
+    from neurons.optimize.evalsets import load_jsonl
+
+    load_jsonl(path, model_type=model_type)  # every problem at once, by line
+    return path.read_text(encoding="utf-8")
+
+
+@optimize_app.command("run")
+def run(
+    model: Annotated[str, typer.Argument(help="Model to tune, e.g. smollm2:135m.")],
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="maximize_quality | minimize_latency | minimize_memory | "
+            "balance_quality_speed | maximize_throughput."
+        ),
+    ] = "balance_quality_speed",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="bayesian_optimization | random_search | grid_search | hyperband | "
+            "genetic_algorithm."
+        ),
+    ] = "bayesian_optimization",
+    model_type: Annotated[
+        str, typer.Option(help="general | code | creative | analysis: the search space.")
+    ] = "general",
+    iterations: Annotated[
+        int | None, typer.Option(help="Trials to run (default: MAX_OPTIMIZATION_ITERATIONS).")
+    ] = None,
+    timeout_minutes: Annotated[
+        float | None,
+        typer.Option(help="Running time (default: OPTIMIZATION_TIMEOUT_MINUTES)."),
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option(help="Run every trial on this node (default: the network picks).")
+    ] = None,
+    eval_file: Annotated[
+        Path | None, typer.Option(help="Your evaluation set (JSONL: prompt, reference, ...).")
+    ] = None,
+    eval_limit: Annotated[int | None, typer.Option(help="Prompts per trial (the first N).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Tune only this parameter (repeatable)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed, for a repeatable run.")] = None,
+    similarity: Annotated[
+        bool,
+        typer.Option(
+            "--similarity/--no-similarity",
+            help="Score similarity cases with MiniLM embeddings (off: token F1, no model).",
+        ),
+    ] = True,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Convergence PNG (default $NEURONS_HOME/optimization/session-ID.png)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a session and run it here, with a progress bar; Ctrl-C cancels it."""
+    from neurons.optimize.sessions import SessionEvent
+
+    _check_png(plot)
+    eval_jsonl = _read_eval_file(eval_file, model_type) if eval_file is not None else None
+    console = Console(stderr=True)
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TextColumn("{task.fields[node]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,
+    )
+    created: list[str] = []
+    stop = threading.Event()
+
+    async def optimize(
+        service: OptimizationService,
+    ) -> tuple[SessionRecord, dict[str, Any], bool]:
+        record = await service.create(
+            model_name=model,
+            objective=objective,
+            strategy=strategy,
+            model_type=model_type,
+            max_iterations=iterations,
+            timeout_minutes=timeout_minutes,
+            parameters=param,
+            eval_jsonl=eval_jsonl,
+            eval_name=eval_file.stem if eval_file is not None else "custom",
+            node=node,
+            seed=seed,
+            eval_limit=eval_limit,
+            similarity=similarity,
+        )
+        session_id = record.session_id
+        created.append(session_id)
+        total = int(record.config["max_iterations"])
+        bar = bars.add_task(f"session {session_id}: starting", total=total, best="-", node="-")
+
+        def on_progress(p: TrialProgress) -> None:  # from Optuna's thread; rich locks
+            score = _score(p.best.get("overall_score")) if p.best else "-"
+            bars.update(
+                bar,
+                completed=p.finished,
+                description=f"session {session_id}: trial {p.trial} {p.state}",
+                best=score,
+                node=p.node,
+            )
+
+        taken = await service.runner.take(session_id, SessionEvent.START)
+        task = asyncio.create_task(
+            service.runner.run(session_id, taken=taken, progress=on_progress, stop=stop)
+        )
+        interrupted = False
+        try:
+            with bars:
+                # Shielded: Ctrl-C cancels this coroutine, never the run in the middle of a
+                # trial (its Optuna thread would go on without its event loop).
+                final = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled here: asyncio.run must not re-raise it
+            interrupted = True
+            stop.set()  # the running trial stops after its prompt and runs again on resume
+            with contextlib.suppress(SessionStateError):
+                await service.cancel(session_id)
+            final = await task
+        details = await service.details(session_id)
+        return final, details, interrupted
+
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says it
+    try:
+        final, details, interrupted = _with_service(optimize)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
+        if created:
+            with contextlib.suppress(NeuronsError, KeyboardInterrupt):
+                _with_service(lambda s: s.cancel(created[0]))
+        where = f" (session {created[0]})" if created else ""
+        typer.echo(f"\ninterrupted{where}", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+    if interrupted:
+        if as_json:
+            _emit(details, success=False)
+        else:
+            _report_interrupted(details)
+        raise typer.Exit(INTERRUPTED)
+    path = _draw(details, plot or default_plot_path(Settings(), final.session_id))
+    failed = final.status == "failed"
+    if as_json:
+        _emit({**details, "plot": str(path)}, success=not failed)
+    else:
+        _report(details, path)
+    if failed:
+        typer.echo(f"Error: session {final.session_id} failed: {final.error}", err=True)
+        raise typer.Exit(1)
+
+
+def _report(details: Mapping[str, Any], path: Path) -> None:
+    console = Console()
+    console.print(_summary(details))
+    top = _top(details)
+    if top:
+        count = sum(1 for t in details["trials"] if t.get("state") == "complete")
+        title = f"top {len(top)} of {count} completed trials"
+        console.print(_trials_table(top, title, best=_best_trial(details), states=False))
+    _print_best(console, details)
+    if details.get("best"):
+        console.print(f"apply with: neurons optimize apply {details['session_id']}")
+    console.print(f"convergence plot: {path}")
+
+
+def _report_interrupted(details: Mapping[str, Any]) -> None:
+    console = Console(stderr=True)
+    session_id = details["session_id"]
+    console.print(
+        f"interrupted: session {session_id} {details['status']} after "
+        f"{details['current_iteration']} of {details['max_iterations']} trials"
+    )
+    top = _top(details)
+    if top:
+        console.print(_trials_table(top, "best so far", best=_best_trial(details), states=False))
+    _print_best(console, details)
+    console.print(
+        f"its finished trials are kept: neurons optimize status {session_id}, "
+        f"neurons optimize plot {session_id}"
+    )
+
+
+# -- the other commands -------------------------------------------------------------------------
+
+
+@optimize_app.command("status")
+def status(session_id: SessionArg, as_json: JsonFlag = False) -> None:
+    """A session: its progress, best result and every trial."""
+    details = _with_service(lambda s: s.details(session_id))
+    if as_json:
+        _emit(details)
+        return
+    console = Console()
+    console.print(_summary(details))
+    if details.get("error"):
+        console.print(f"error: {details['error']}")
+    trials = details.get("trials") or []
+    if trials:
+        title = f"{len(trials)} trial(s)"
+        console.print(_trials_table(trials, title, best=_best_trial(details), states=True))
+    _print_best(console, details)
+
+
+@optimize_app.command("ls")
+def list_sessions(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only sessions in this status (pending, running, completed, ...)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sessions, newest first."""
+    sessions = _with_service(lambda s: s.sessions(status))
+    if as_json:
+        _emit({"sessions": sessions})
+        return
+    table = Table(title=f"{len(sessions)} session(s)", box=box.SIMPLE_HEAD)
+    for column in ("id", "model", "objective", "status", "trials", "best", "node", "created"):
+        table.add_column(column, no_wrap=column in ("id", "status", "trials", "best", "created"))
+    for s in sessions:
+        best = s.get("best_result") or {}
+        table.add_row(
+            s["session_id"],
+            s["model_name"],
+            s["objective"],
+            s["status"],
+            f"{s['current_iteration']}/{s['max_iterations']}",
+            _score(best.get("overall_score")),
+            s.get("node") or "-",
+            s["created_at"][5:16].replace("T", " "),
+        )
+    Console().print(table)
+
+
+@optimize_app.command("apply")
+def apply(
+    session_id: SessionArg,
+    name: Annotated[
+        str | None, typer.Option(help="The new model's name (default: <model>-tuned).")
+    ] = None,
+    node: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node",
+            help="Create it on this node (repeatable; default: every healthy node holding "
+            "the model).",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a model from the session's best parameters on the nodes."""
+    result = _with_service(lambda s: s.apply(session_id, name=name, nodes=node))
+    outcomes: dict[str, str] = result["nodes"]
+    ok = all(outcome == "success" for outcome in outcomes.values())
+    if as_json:
+        _emit(result, success=ok)
+    else:
+        console = Console()
+        console.print(f"{result['model']} from {result['from']} (session {session_id}):")
+        console.print(result["modelfile"], end="", markup=False, highlight=False)
+        created = sum(outcome == "success" for outcome in outcomes.values())
+        console.print(f"created on {created} of {len(outcomes)} node(s):")
+        for node_name, outcome in outcomes.items():
+            console.print(f"  {node_name}: {outcome}", markup=False, highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@optimize_app.command("cancel")
+def cancel(session_id: SessionArg, as_json: JsonFlag = False) -> None:
+    """Cancel a pending or running session, wherever it runs; finished trials are kept."""
+    record = _with_service(lambda s: s.cancel(session_id))
+    if as_json:
+        _emit({"session": record.to_dict()})
+        return
+    typer.echo(f"session {record.session_id} cancelled after {record.current_iteration} trial(s)")
+
+
+@optimize_app.command("plot")
+def plot(
+    session_id: SessionArg,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="PNG path (default $NEURONS_HOME/optimization/session-ID.png)."
+        ),
+    ] = None,
+) -> None:
+    """Draw the session's convergence (and Pareto front) again, from its stored trials."""
+    _check_png(output)
+    details = _with_service(lambda s: s.details(session_id))
+    typer.echo(str(_draw(details, output or default_plot_path(Settings(), session_id))))
