@@ -236,7 +236,7 @@ def run(
         str,
         typer.Option(
             help="bayesian_optimization | random_search | grid_search | hyperband | "
-            "genetic_algorithm."
+            "evolutionary."
         ),
     ] = "bayesian_optimization",
     model_type: Annotated[
