@@ -105,3 +105,17 @@ def test_sessions_survive_reopening_the_database(tmp_path: Path) -> None:
         assert again.optimization.get(created.session_id).config["strategy"] == "grid_search"
     finally:
         again.close()
+
+
+def test_a_released_lease_is_adopted_once(store: Store) -> None:
+    """Two control planes adopting a session whose lease was given back: one wins."""
+    sid = store.optimization.create(_config()).session_id
+    store.optimization.transition(sid, ("pending",), "running", runner="a")
+    released = store.optimization.transition(
+        sid, ("running",), "running", runner=None, expected_runner="a"
+    )
+    assert (released.status, released.runner) == ("running", None)
+    store.optimization.transition(sid, ("running",), "running", runner="b", expected_runner="")
+    with pytest.raises(SessionStateError, match="another process"):
+        store.optimization.transition(sid, ("running",), "running", runner="c", expected_runner="")
+    assert store.optimization.get(sid).runner == "b"

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from neurons import __version__
-from neurons.api import routes_library, routes_network
+from neurons.api import routes_library, routes_network, routes_optimization
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
 from neurons.library.service import LibraryService
@@ -114,6 +114,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
 
     app.include_router(routes_library.router)
     app.include_router(routes_network.router)
+    app.include_router(routes_optimization.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:
