@@ -235,8 +235,7 @@ def run(
     strategy: Annotated[
         str,
         typer.Option(
-            help="bayesian_optimization | random_search | grid_search | hyperband | "
-            "evolutionary."
+            help="bayesian_optimization | random_search | grid_search | hyperband | evolutionary."
         ),
     ] = "bayesian_optimization",
     model_type: Annotated[
