@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,22 +12,11 @@ from fastapi.testclient import TestClient
 from neurons.api.app import NodeSpec, create_control_plane
 from neurons.config import Settings
 from neurons.neuron.process import NeuronProcess
+from tests.api.envelope import error, ok
 from tests.conftest import free_port
 
 SMOL = "smollm2:135m"
 BASE = "/api/ai/network"
-
-
-class Answer(Protocol):
-    """What the helpers read of a TestClient response (httpx or httpx2, whichever it uses)."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def text(self) -> str: ...
-
-    def json(self) -> Any: ...
 
 
 @pytest.fixture
@@ -36,22 +25,6 @@ def client(neuron: NeuronProcess, tmp_path: Path) -> Iterator[TestClient]:
     app = create_control_plane(settings, [NodeSpec("n1", neuron.url, "embedded")])
     with TestClient(app) as test_client:
         yield test_client
-
-
-def ok(response: Answer, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    data: dict[str, Any] = response.json()
-    assert data.pop("success") is True
-    return data
-
-
-def error(response: Answer, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"success", "error", "error_code", "timestamp"}
-    assert (body["success"], body["error_code"]) == (False, code)
-    message: str = body["error"]
-    return message
 
 
 def test_status_and_nodes(client: TestClient, neuron: NeuronProcess) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ollama
 import pytest
@@ -23,6 +23,7 @@ from neurons.config import Settings
 from neurons.neuron.process import NeuronProcess
 from neurons.optimize.service import load_study
 from neurons.store import Store, open_store
+from tests.api.envelope import error, ok
 
 SMOL = "smollm2:135m"
 TUNED = "smollm2:135m-tuned"
@@ -37,18 +38,6 @@ TINY = {
     "similarity": "false",
     "seed": "7",
 }
-
-
-class Answer(Protocol):
-    """What the helpers read of a TestClient response (httpx or httpx2, whichever it uses)."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def text(self) -> str: ...
-
-    def json(self) -> Any: ...
 
 
 def settings_for(home: Path, **overrides: Any) -> Settings:
@@ -66,22 +55,6 @@ def control_plane(neuron: NeuronProcess, settings: Settings) -> Iterator[TestCli
 def client(neuron: NeuronProcess, tmp_path: Path) -> Iterator[TestClient]:
     with control_plane(neuron, settings_for(tmp_path)) as test_client:
         yield test_client
-
-
-def ok(response: Answer, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    data: dict[str, Any] = response.json()
-    assert data.pop("success") is True
-    return data
-
-
-def error(response: Answer, status: int, code: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"success", "error", "error_code", "timestamp"}
-    assert (body["success"], body["error_code"]) == (False, code)
-    message: str = body["error"]
-    return message
 
 
 def create(

@@ -153,19 +153,7 @@ def _convergence(ax: Axes, details: Mapping[str, Any]) -> None:
         numbers = [int(r["trial"]) for r in rows] or [int(h["trial"]) for h in history]
         ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize="small")
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no trial completed yet",
-            transform=ax.transAxes,
-            ha="center",
-            va="center",
-            color=_BASELINE,
-        )
+    _finish_axes(ax)
 
 
 def _metrics(row: Mapping[str, Any]) -> tuple[float, float] | None:
@@ -228,6 +216,11 @@ def _pareto(ax: Axes, details: Mapping[str, Any]) -> None:
     ax.set_ylabel("quality")
     ax.set_title("quality vs speed")
     ax.set_ylim(-0.05, 1.05)
+    _finish_axes(ax)
+
+
+def _finish_axes(ax: Axes) -> None:
+    """A grid, and a legend, or a note where nothing was drawn yet."""
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize="small")
