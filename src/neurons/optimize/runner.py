@@ -307,12 +307,12 @@ class SessionRunner:
     async def _evaluate(
         self,
         trial: Trial,
+        params: dict[str, Any],
         config: SessionConfig,
         evaluator: TrialEvaluator,
         fit: FitCheck | None,
         stop: threading.Event,
     ) -> float | tuple[float, float]:
-        params = config.space.suggest(trial)
         trial.set_user_attr("node", evaluator.node)
         if fit is not None:
             problem = fit.problem(params)
@@ -404,8 +404,13 @@ class SessionRunner:
         errors: list[str] = []
 
         def objective(trial: Trial) -> float | tuple[float, float]:
+            # Sample here, in study.optimize's thread: Optuna caches a study's trials per thread
+            # and refreshes the cache only in the thread that asks for a trial, so a sampler run
+            # on the event loop saw the study as it was at the first trial, and TPE, CMA-ES and
+            # NSGA-II never left their random start.
+            params = config.space.suggest(trial)
             future = asyncio.run_coroutine_threadsafe(
-                self._evaluate(trial, config, evaluator, fit, stop), loop
+                self._evaluate(trial, params, config, evaluator, fit, stop), loop
             )
             try:
                 result = future.result()
