@@ -125,7 +125,25 @@ class Settings(BaseSettings):
         "over by a control plane (its runner died).",
     )
 
-    @field_validator("home", "models_dir", "host_stats", "gpu_stats", mode="after")
+    fine_tuning_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "FINE_TUNING_PATH", "NEURONS_FINE_TUNING_PATH", "fine_tuning_path"
+        ),
+        description="Fine-tuning directory (seed 002's FINE_TUNING_PATH): training data the "
+        "API may read lives under its data/ folder; jobs' work files under jobs/. Default "
+        "$NEURONS_HOME/fine_tuning.",
+    )
+    fine_tuning_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running fine-tuning job whose control plane has not written for this "
+        "long is taken over (resumed from its checkpoint) by another control plane.",
+    )
+
+    @field_validator(
+        "home", "models_dir", "host_stats", "gpu_stats", "fine_tuning_path", mode="after"
+    )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
@@ -153,6 +171,14 @@ class Settings(BaseSettings):
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir if self.models_dir is not None else self.home / "models"
+
+    @property
+    def resolved_fine_tuning_path(self) -> Path:
+        return (
+            self.fine_tuning_path
+            if self.fine_tuning_path is not None
+            else self.home / "fine_tuning"
+        )
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,12 +18,14 @@ status codes.
     │   ├── ModelfileError             a Modelfile does not parse or validate 400
     │   │                              (also a ValueError, as the seed's manager promises)
     │   ├── NodeExistsError            a node with that name already exists   409
-    │   └── SessionStateError          not allowed in the session's status    409
+    │   ├── SessionStateError          not allowed in the session's status    409
+    │   └── JobStateError              not allowed in the job's status        409
     ├── NotFoundError                  something named does not exist         404
     │   ├── ModelNotFoundError         no manifest for that model             404
     │   ├── BlobNotFoundError          no blob with that digest               404
     │   ├── NodeNotFoundError          no node with that id or name           404
-    │   └── SessionNotFoundError       no optimization session with that id   404
+    │   ├── SessionNotFoundError       no optimization session with that id   404
+    │   └── JobNotFoundError           no fine-tuning job with that id        404
     ├── ServerBusyError                the request queue is full              503
     │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
@@ -47,6 +49,8 @@ __all__ = [
     "InvalidModelNameError",
     "InvalidOptionError",
     "InvalidRequestError",
+    "JobNotFoundError",
+    "JobStateError",
     "MigrationError",
     "ModelNotFoundError",
     "ModelfileError",
@@ -148,6 +152,13 @@ class SessionStateError(InvalidRequestError):
     http_status = 409
 
 
+class JobStateError(InvalidRequestError):
+    """The fine-tuning job's status does not allow this (e.g. starting a completed job)."""
+
+    error_code = "invalid_job_state"
+    http_status = 409
+
+
 class NotFoundError(NeuronsError):
     error_code = "not_found"
     http_status = 404
@@ -167,6 +178,10 @@ class NodeNotFoundError(NotFoundError):
 
 class SessionNotFoundError(NotFoundError):
     error_code = "session_not_found"
+
+
+class JobNotFoundError(NotFoundError):
+    error_code = "job_not_found"
 
 
 class ServerBusyError(NeuronsError):

@@ -502,9 +502,9 @@ OLLAMA_SHOW: dict[str, Any] = {
 
 
 def test_show_of_an_ollama_model_becomes_the_same_create_body() -> None:
-    from neurons.network.sync import _recipe
+    from neurons.network.sync import model_recipe
 
-    recipe = _recipe("llama3.2:latest", OLLAMA_SHOW)
+    recipe = model_recipe("llama3.2:latest", OLLAMA_SHOW)
     assert recipe.digests == [WEIGHTS, LORA]
     assert recipe.body == {
         "model": "llama3.2:latest",
@@ -525,7 +525,7 @@ def test_show_of_an_ollama_model_becomes_the_same_create_body() -> None:
 
 
 def test_show_with_a_modelfile_our_parser_refuses_still_names_its_blobs() -> None:
-    from neurons.network.sync import _recipe
+    from neurons.network.sync import model_recipe
 
     shown = {
         **OLLAMA_SHOW,
@@ -534,7 +534,7 @@ def test_show_with_a_modelfile_our_parser_refuses_still_names_its_blobs() -> Non
         "template": OLLAMA_SHOW["model_info"]["tokenizer.chat_template"],
         "parameters": "",
     }
-    recipe = _recipe("m:1", shown)
+    recipe = model_recipe("m:1", shown)
     assert recipe.digests == [WEIGHTS, LORA]
     assert "template" not in recipe.body and "parameters" not in recipe.body
     assert recipe.body["license"] == ["Community license\nAcceptable use"]
@@ -549,7 +549,7 @@ def test_show_with_a_modelfile_our_parser_refuses_still_names_its_blobs() -> Non
     ],
 )
 def test_show_that_cannot_be_copied_is_a_sync_error(shown: dict[str, Any], match: str) -> None:
-    from neurons.network.sync import _recipe
+    from neurons.network.sync import model_recipe
 
     with pytest.raises(SyncError, match=match):
-        _recipe("m:1", shown)
+        model_recipe("m:1", shown)

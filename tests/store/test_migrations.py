@@ -88,6 +88,28 @@ EXPECTED_COLUMNS = {
         "finished_at": ("TEXT", True),
         "updated_at": ("TEXT", False),
     },
+    "fine_tuning_jobs": {
+        "id": ("INTEGER", False),
+        "base_model": ("TEXT", False),
+        "target_model_name": ("TEXT", False),
+        "data_type": ("TEXT", False),
+        "status": ("TEXT", False),
+        "current_phase": ("TEXT", True),
+        "progress": ("TEXT", False),
+        "config": ("TEXT", False),
+        "logs": ("TEXT", False),
+        "metrics": ("TEXT", False),
+        "eta_s": ("TEXT", True),
+        "error": ("TEXT", True),
+        "runner": ("TEXT", True),
+        "heartbeat_at": ("TEXT", True),
+        "worker_pid": ("INTEGER", True),
+        "attempts": ("INTEGER", False),
+        "created_at": ("TEXT", False),
+        "started_at": ("TEXT", True),
+        "finished_at": ("TEXT", True),
+        "updated_at": ("TEXT", False),
+    },
 }
 NAMES = [
     "m001_nodes",
@@ -96,6 +118,7 @@ NAMES = [
     "m004_model_evaluations",
     "m005_model_placements",
     "m006_optimization_sessions",
+    "m007_fine_tuning_jobs",
 ]
 
 

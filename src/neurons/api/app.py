@@ -21,9 +21,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from neurons import __version__
-from neurons.api import routes_library, routes_network, routes_optimization
+from neurons.api import routes_finetune, routes_library, routes_network, routes_optimization
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
+from neurons.finetune.service import FineTuningService
 from neurons.library.service import LibraryService
 from neurons.network.fanout import ModelOperations
 from neurons.network.gateway import Gateway, OverheadHeaderMiddleware, upstream_session
@@ -86,12 +87,16 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         app.state.library = LibraryService(store, settings, http)
         optimization = OptimizationService(store, settings, network)
         app.state.optimization = optimization
+        fine_tuning = FineTuningService(store, settings, network)
+        app.state.fine_tuning = fine_tuning
         await network.monitor.check_all()
         network.monitor.start()
         optimization.start_supervisor()  # resumes sessions a previous process left running
+        fine_tuning.start_supervisor()  # and jobs, from their checkpoints
         try:
             yield
         finally:
+            await fine_tuning.aclose()
             await optimization.aclose()
             await network.aclose()
             await session.close()
@@ -115,6 +120,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     app.include_router(routes_library.router)
     app.include_router(routes_network.router)
     app.include_router(routes_optimization.router)
+    app.include_router(routes_finetune.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:

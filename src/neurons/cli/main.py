@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from neurons import __version__
+from neurons.cli.finetune import finetune_app
 from neurons.cli.hardware import hardware_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
@@ -37,6 +38,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(network_app, name="network")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(optimize_app, name="optimize")
+app.add_typer(finetune_app, name="finetune")
 
 
 @app.command("version")

@@ -46,18 +46,23 @@ from neurons.errors import (
 from neurons.library.discovery import canonical_name
 from neurons.modelfile.parser import Modelfile, parse
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, coerce_parameter
+from neurons.network.routing import NodeView
 from neurons.network.states import NodeState
 from neurons.neuron.names import digest_to_filename, normalize_digest
 from neurons.store import NodeRecord, Placement, Store
 
 __all__ = [
     "CopyResult",
+    "ModelRecipe",
     "NodeInventory",
     "SyncPlan",
     "SyncProgress",
     "SyncReport",
     "Transfer",
     "copy_model",
+    "model_recipe",
+    "node_models_dir",
+    "open_blob",
     "plan",
     "synchronize",
     "verified_chunks",
@@ -159,7 +164,7 @@ async def _prepend(first: bytes, rest: BlobStream) -> AsyncGenerator[bytes, None
         await rest.aclose()
 
 
-async def _open_blob(
+async def open_blob(
     source: NodeClient, digest: str, models_dir: Path | None
 ) -> tuple[AsyncGenerator[bytes, None], int | None]:
     """The blob's bytes and its size if known: from the source's ``GET /api/blobs`` or, when
@@ -196,7 +201,7 @@ async def _copy_blob(
 ) -> int:
     """Stream one blob into ``target``; returns the bytes sent."""
     status = f"copying {digest.split(':', 1)[1][:12]}"
-    chunks, total = await _open_blob(source, digest, models_dir)
+    chunks, total = await open_blob(source, digest, models_dir)
     sent = 0
 
     def on_bytes(done: int) -> None:
@@ -217,7 +222,7 @@ async def _copy_blob(
 
 
 @dataclass(frozen=True)
-class _Recipe:
+class ModelRecipe:
     """What ``/api/show`` says a model is made of, as an ``/api/create`` body."""
 
     files: dict[str, str]
@@ -263,7 +268,7 @@ def _parameters(text: str) -> dict[str, Any]:
     return values
 
 
-def _recipe(model: str, shown: Mapping[str, Any]) -> _Recipe:
+def model_recipe(model: str, shown: Mapping[str, Any]) -> ModelRecipe:
     text = str(shown.get("modelfile") or "")
     modelfile: Modelfile | None
     try:
@@ -308,7 +313,7 @@ def _recipe(model: str, shown: Mapping[str, Any]) -> _Recipe:
         licenses = [str(shown["license"])]
     if licenses:
         body["license"] = licenses
-    return _Recipe(files=files, adapters=adapter_files, body=body)
+    return ModelRecipe(files=files, adapters=adapter_files, body=body)
 
 
 async def copy_model(
@@ -334,7 +339,7 @@ async def copy_model(
             progress(SyncProgress(model, source.name, target.name, status, **details))
 
     report("reading manifest")
-    recipe = _recipe(model, await source.show(model))
+    recipe = model_recipe(model, await source.show(model))
     copied: list[str] = []
     present: list[str] = []
     sent = 0
@@ -352,7 +357,7 @@ async def copy_model(
     except (InvalidRequestError, NodeError) as exc:
         raise SyncError(f"{target.name} could not create {model}: {exc}") from exc
     report("verifying")
-    made = _recipe(model, await target.show(model))
+    made = model_recipe(model, await target.show(model))
     if made.files != recipe.files or made.adapters != recipe.adapters:
         raise SyncError(
             f"{model} on {target.name} uses blobs {made.digests}, not {recipe.digests} "
@@ -494,8 +499,10 @@ async def _inventory(record: NodeRecord, http: httpx.AsyncClient) -> NodeInvento
     return NodeInventory(record, frozenset(names))
 
 
-def _models_dir(record: NodeRecord) -> Path | None:
-    value = record.labels.get("models_dir")
+def node_models_dir(node: NodeRecord | NodeView) -> Path | None:
+    """Where a node that cannot serve blobs keeps its models, as this machine sees it (its
+    ``models_dir`` label)."""
+    value = node.labels.get("models_dir")
     return Path(value).expanduser() if value else None
 
 
@@ -537,7 +544,7 @@ async def synchronize(
                     NodeClient(target.url, name=target.name, client=http),
                     transfer.model,
                     progress=progress,
-                    source_models_dir=_models_dir(source),
+                    source_models_dir=node_models_dir(source),
                 )
             )
         except NeuronsError as exc:

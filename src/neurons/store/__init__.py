@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from neurons.store.engine import create_engine_for, open_store
 from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
+from neurons.store.finetune import FineTuningJobRepository, JobRecord
 from neurons.store.kv import KeyValueRepository
 from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
 from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
@@ -22,6 +23,8 @@ __all__ = [
     "NODE_KINDS",
     "EvaluationRecord",
     "EvaluationRepository",
+    "FineTuningJobRepository",
+    "JobRecord",
     "KeyValueRepository",
     "Migration",
     "NodeRecord",
@@ -48,6 +51,7 @@ class Store:
     evaluations: EvaluationRepository
     placements: PlacementRepository
     optimization: OptimizationSessionRepository
+    fine_tuning: FineTuningJobRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

@@ -146,6 +146,7 @@ def open_store(url: str) -> Store:
     # Imported here: the repositories and migrations import this module's transaction helpers.
     from neurons.store import Store
     from neurons.store.evaluations import EvaluationRepository
+    from neurons.store.finetune import FineTuningJobRepository
     from neurons.store.kv import KeyValueRepository
     from neurons.store.migrations import migrate
     from neurons.store.nodes import NodeRepository
@@ -165,4 +166,5 @@ def open_store(url: str) -> Store:
         evaluations=EvaluationRepository(engine),
         placements=PlacementRepository(engine),
         optimization=OptimizationSessionRepository(engine),
+        fine_tuning=FineTuningJobRepository(engine),
     )

@@ -323,3 +323,43 @@ def m006_optimization_sessions(conn: Connection) -> None:
         sqlite_autoincrement=True,
     )
     sessions.create(conn)
+
+
+@migration
+def m007_fine_tuning_jobs(conn: Connection) -> None:
+    """Fine-tuning jobs (seed 002). ``config`` is the validated JobConfig (JSON); ``logs`` the
+    last lines of the job's log (JSON list); ``metrics`` what training measured. ``runner``
+    and ``heartbeat_at`` are the lease of the control plane driving the job, ``worker_pid``
+    its training subprocess; ``attempts`` counts runs, so a job that keeps dying stops."""
+    metadata = MetaData()
+    jobs = Table(
+        "fine_tuning_jobs",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("base_model", Text, nullable=False),
+        Column("target_model_name", Text, nullable=False),
+        Column("data_type", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("current_phase", Text, nullable=True),
+        Column("progress", Text, nullable=False, server_default=text("'0'")),
+        Column("config", Text, nullable=False),
+        Column("logs", Text, nullable=False, server_default=text("'[]'")),
+        Column("metrics", Text, nullable=False, server_default=text("'{}'")),
+        Column("eta_s", Text, nullable=True),
+        Column("error", Text, nullable=True),
+        Column("runner", Text, nullable=True),
+        Column("heartbeat_at", Text, nullable=True),
+        Column("worker_pid", Integer, nullable=True),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("created_at", Text, nullable=False),
+        Column("started_at", Text, nullable=True),
+        Column("finished_at", Text, nullable=True),
+        Column("updated_at", Text, nullable=False),
+        CheckConstraint(
+            "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
+            name="ck_fine_tuning_jobs_status",
+        ),
+        Index("ix_fine_tuning_jobs_status", "status"),
+        sqlite_autoincrement=True,
+    )
+    jobs.create(conn)

@@ -1,0 +1,309 @@
+"""Fine-tuning jobs in the shared database (migration ``m007``).
+
+A row holds the job's validated config (JSON), its status and phase, its progress, the last
+lines of its log, its metrics, and the lease of the control plane driving it (``runner``,
+``heartbeat_at``) with the pid of its training subprocess. Status changes are compare-and-set
+(:meth:`FineTuningJobRepository.transition`), so two control planes cannot both start or both
+adopt a job. Which moves are allowed is decided by :mod:`neurons.finetune.jobs`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy.engine import Engine
+
+from neurons.errors import InvalidRequestError, JobNotFoundError, JobStateError
+from neurons.store.engine import (
+    from_db_time,
+    read_connection,
+    to_db_time,
+    utc_now,
+    write_transaction,
+)
+
+__all__ = ["MAX_LOG_LINES", "FineTuningJobRepository", "JobRecord", "jobs_table"]
+
+MAX_LOG_LINES = 200  # the row keeps the newest; the whole log is in the job's directory
+
+jobs_table = Table(
+    "fine_tuning_jobs",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("base_model", Text, nullable=False),
+    Column("target_model_name", Text, nullable=False),
+    Column("data_type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("current_phase", Text, nullable=True),
+    Column("progress", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("logs", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("eta_s", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("runner", Text, nullable=True),
+    Column("heartbeat_at", Text, nullable=True),
+    Column("worker_pid", Integer, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("started_at", Text, nullable=True),
+    Column("finished_at", Text, nullable=True),
+    Column("updated_at", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One stored job. ``job_id`` is the row id as text, as the seed's API spells it."""
+
+    job_id: str
+    base_model: str
+    target_model_name: str
+    data_type: str
+    status: str
+    current_phase: str | None
+    progress: float
+    config: dict[str, Any]
+    logs: list[str]
+    metrics: dict[str, Any]
+    eta_s: float | None
+    error: str | None
+    runner: str | None
+    heartbeat_at: datetime | None
+    worker_pid: int | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The seed's job shape: ``status`` is the phase while the job runs (as in the seed's
+        example, ``"training"``); ``state`` is always the lifecycle status."""
+        shown = self.current_phase if self.status == "running" and self.current_phase else None
+        return {
+            "job_id": self.job_id,
+            "base_model": self.base_model,
+            "target_model_name": self.target_model_name,
+            "data_type": self.data_type,
+            "status": shown or self.status,
+            "state": self.status,
+            "current_phase": self.current_phase,
+            "progress": round(self.progress, 4),
+            "start_time": self.started_at.isoformat() if self.started_at else None,
+            "end_time": self.finished_at.isoformat() if self.finished_at else None,
+            "eta_seconds": None if self.eta_s is None else round(self.eta_s, 1),
+            "logs": list(self.logs),
+            "metrics": dict(self.metrics),
+            "error": self.error,
+            "hyperparameters": self.config.get("hyperparameters"),
+            "target_capabilities": self.config.get("target_capabilities", []),
+            "training_data_path": self.config.get("training_data"),
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _job_key(job_id: str | int) -> int:
+    text = str(job_id).strip()
+    if not text.isdigit() or len(text) > 18:
+        raise JobNotFoundError(f"no fine-tuning job '{job_id}'")
+    return int(text)
+
+
+def _time(value: str | None) -> datetime | None:
+    return from_db_time(value) if value else None
+
+
+def _to_record(row: Row[Any]) -> JobRecord:
+    return JobRecord(
+        job_id=str(row.id),
+        base_model=row.base_model,
+        target_model_name=row.target_model_name,
+        data_type=row.data_type,
+        status=row.status,
+        current_phase=row.current_phase,
+        progress=float(row.progress),
+        config=json.loads(row.config),
+        logs=json.loads(row.logs),
+        metrics=json.loads(row.metrics),
+        eta_s=None if row.eta_s is None else float(row.eta_s),
+        error=row.error,
+        runner=row.runner,
+        heartbeat_at=_time(row.heartbeat_at),
+        worker_pid=row.worker_pid,
+        attempts=row.attempts,
+        created_at=from_db_time(row.created_at),
+        started_at=_time(row.started_at),
+        finished_at=_time(row.finished_at),
+        updated_at=from_db_time(row.updated_at),
+    )
+
+
+# Phases a job may be listed by: ``?status=training`` finds running jobs in that phase.
+_PHASES = ("validating", "preparing", "training", "evaluating", "exporting", "deploying")
+
+
+class FineTuningJobRepository:
+    """Jobs in the shared database; safe to use from several processes."""
+
+    STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(self, config: Mapping[str, Any]) -> JobRecord:
+        """Store a new ``pending`` job for ``config`` (a ``JobConfig.to_dict()``)."""
+        now = to_db_time(utc_now())
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(
+                jobs_table.insert().values(
+                    base_model=config["base_model"],
+                    target_model_name=config["target_model_name"],
+                    data_type=config["data_type"],
+                    status="pending",
+                    progress="0",
+                    config=json.dumps(dict(config), sort_keys=True),
+                    logs="[]",
+                    metrics="{}",
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            key = result.inserted_primary_key
+        assert key is not None
+        return self.get(str(key[0]))
+
+    def get(self, job_id: str | int) -> JobRecord:
+        """The job; :class:`JobNotFoundError` (404) for an unknown or malformed id."""
+        key = _job_key(job_id)
+        with read_connection(self._engine) as conn:
+            row = conn.execute(select(jobs_table).where(jobs_table.c.id == key)).first()
+        if row is None:
+            raise JobNotFoundError(f"no fine-tuning job '{job_id}'")
+        return _to_record(row)
+
+    def list(self, status: str | None = None) -> builtins.list[JobRecord]:
+        """Jobs, newest first; filtered by a status or, for running jobs, a phase."""
+        query = select(jobs_table).order_by(jobs_table.c.id.desc())
+        if status is not None:
+            if status in self.STATUSES:
+                query = query.where(jobs_table.c.status == status)
+            elif status in _PHASES:
+                query = query.where(
+                    jobs_table.c.status == "running", jobs_table.c.current_phase == status
+                )
+            else:
+                valid = ", ".join((*self.STATUSES, *_PHASES))
+                raise InvalidRequestError(f"unknown job status '{status}'; valid: {valid}")
+        with read_connection(self._engine) as conn:
+            return [_to_record(row) for row in conn.execute(query)]
+
+    def transition(
+        self,
+        job_id: str | int,
+        expected: Collection[str],
+        new: str,
+        *,
+        runner: str | None = None,
+        error: str | None = None,
+        expected_runner: str | None = None,
+        log: str | None = None,
+        progress: float | None = None,
+    ) -> JobRecord:
+        """Move the job to ``new`` if its status is one of ``expected`` (and, when
+        ``expected_runner`` is given, its lease is still that runner's; ``""``: held by no
+        one). Entering ``running`` takes the lease for ``runner``, counts an attempt and
+        stamps ``started_at`` the first time; leaving it releases the lease and stamps
+        ``finished_at``. :class:`JobStateError` (409) when the job moved on meanwhile."""
+        key = _job_key(job_id)
+        now = to_db_time(utc_now())
+        table = jobs_table
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(select(table).where(table.c.id == key)).first()
+            if row is None:
+                raise JobNotFoundError(f"no fine-tuning job '{job_id}'")
+            if row.status not in expected:
+                raise JobStateError(
+                    f"job {key} is {row.status}, not {' or '.join(sorted(expected))}"
+                )
+            if expected_runner is not None and (row.runner or "") != expected_runner:
+                raise JobStateError(f"job {key} is now run by another process")
+            values: dict[str, Any] = {"status": new, "updated_at": now, "error": error}
+            if new == "running":
+                values.update(runner=runner, heartbeat_at=now, attempts=row.attempts + 1)
+                if row.started_at is None:
+                    values["started_at"] = now
+                values["finished_at"] = None
+            else:
+                values.update(runner=None, heartbeat_at=None, worker_pid=None, eta_s=None)
+                if new in ("completed", "failed", "cancelled"):
+                    values["finished_at"] = now
+            if progress is not None:
+                values["progress"] = repr(float(progress))
+            if log is not None:
+                values["logs"] = json.dumps((json.loads(row.logs) + [log])[-MAX_LOG_LINES:])
+            conn.execute(table.update().where(table.c.id == key).values(**values))
+        return self.get(key)
+
+    def release(self, job_id: str | int, runner: str) -> bool:
+        """Give the lease back while the job stays ``running`` (a control plane shutting down
+        with a resumable job): the next control plane adopts it at once."""
+        key = _job_key(job_id)
+        with write_transaction(self._engine) as conn:
+            updated = conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.id == key, jobs_table.c.runner == runner)
+                .values(runner=None, worker_pid=None, updated_at=to_db_time(utc_now()))
+            )
+        return updated.rowcount == 1
+
+    def record_progress(
+        self,
+        job_id: str | int,
+        runner: str,
+        *,
+        phase: str | None = None,
+        progress: float | None = None,
+        logs: Sequence[str] = (),
+        metrics: Mapping[str, Any] | None = None,
+        eta_s: float | None = None,
+        worker_pid: int | None = None,
+    ) -> bool:
+        """Write progress and renew the lease; False when ``runner`` no longer holds it (the
+        job was cancelled, or adopted after this runner was presumed dead). ``metrics`` are
+        merged into the stored ones; ``logs`` are appended."""
+        key = _job_key(job_id)
+        now = to_db_time(utc_now())
+        table = jobs_table
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(
+                select(table).where(
+                    table.c.id == key, table.c.runner == runner, table.c.status == "running"
+                )
+            ).first()
+            if row is None:
+                return False
+            values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+            if phase is not None:
+                values["current_phase"] = phase
+            if progress is not None:
+                values["progress"] = repr(float(progress))
+            if logs:
+                values["logs"] = json.dumps((json.loads(row.logs) + list(logs))[-MAX_LOG_LINES:])
+            if metrics:
+                values["metrics"] = json.dumps(
+                    {**json.loads(row.metrics), **dict(metrics)}, sort_keys=True
+                )
+            if eta_s is not None:
+                values["eta_s"] = repr(float(eta_s))
+            if worker_pid is not None:
+                values["worker_pid"] = worker_pid
+            conn.execute(table.update().where(table.c.id == key).values(**values))
+        return True
