@@ -217,6 +217,7 @@ def beeps(client: ollama.Client, model: str) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_fine_tuning_learns_survives_a_restart_and_deploys(
     neuron: NeuronProcess, home: Path
 ) -> None:
