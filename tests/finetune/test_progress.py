@@ -61,3 +61,9 @@ def test_tail_reads_only_complete_new_lines(tmp_path: Path) -> None:
         handle.write("}\nnot json\n[1]\n")
     assert tail.read() == [{"type": "b"}]
     assert EventTail(tmp_path / "missing.jsonl").read() == []
+
+
+def test_the_phase_the_job_is_in_is_not_logged_twice() -> None:
+    tracker = ProgressTracker(phase="preparing")
+    assert not tracker.feed({"type": "phase", "phase": "preparing"})
+    assert tracker.feed({"type": "phase", "phase": "training"}).logs == ["Phase: training"]

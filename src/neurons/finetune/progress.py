@@ -80,10 +80,12 @@ class ProgressTracker:
     the mean step time of this attempt (steps done before a resume do not skew it), plus the
     usual share of the phases still to come."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, phase: str | None = None
+    ) -> None:
         self._clock = clock
         self._first_step: tuple[int, float] | None = None  # (step, time) at this attempt's start
-        self.phase: str | None = None
+        self.phase = phase  # the phase the job is in already (not logged again)
         self.done: dict[str, Any] | None = None
         self.error: str | None = None
 
@@ -94,6 +96,8 @@ class ProgressTracker:
 
     def _on_phase(self, event: Mapping[str, Any]) -> Update:
         phase = str(event.get("phase"))
+        if phase == self.phase:
+            return Update()
         self.phase = phase
         try:
             progress = overall_progress(phase)

@@ -400,7 +400,7 @@ class FineTuningService:
         """Run the worker to its end; its ``done`` event, or None when it was stopped."""
         events = folder / "events.jsonl"
         tail = EventTail(events)
-        tracker = ProgressTracker()
+        tracker = ProgressTracker(phase="preparing")
         env = dict(os.environ)
         with (folder / "worker.log").open("ab") as log_file:
             process = await asyncio.create_subprocess_exec(
