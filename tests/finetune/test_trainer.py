@@ -14,15 +14,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from neurons.errors import InvalidRequestError
 from neurons.finetune.examples import Example, Message
+from neurons.finetune.labels import IGNORE, encode_example, encode_examples
 from neurons.finetune.presets import Hyperparameters
-from neurons.finetune.trainer import (
-    CHECKPOINT,
-    IGNORE,
-    encode_example,
-    encode_examples,
-    split_indices,
-    train_lora,
-)
+from neurons.finetune.trainer import CHECKPOINT, split_indices, train_lora
 
 SPECIALS = ["<unk>", "<pad>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
 SPECIALS += ["<sot>", "<eot>"]
