@@ -28,8 +28,6 @@ from typing import Any
 from neurons.client import NodeClient
 from neurons.errors import (
     NeuronsError,
-    NodeNotFoundError,
-    NoNodeAvailableError,
     SyncError,
 )
 from neurons.library.discovery import canonical_name
@@ -62,18 +60,11 @@ def file_digest(path: Path) -> str:
     return "sha256:" + sha.hexdigest()
 
 
-def _holders(monitor: HealthMonitor, model: str) -> list[NodeView]:
-    holders = monitor.eligible(model)
-    if not holders:
-        raise NoNodeAvailableError(f"no healthy node holds {model}")
-    return holders
-
-
 async def fetch_base_model(monitor: HealthMonitor, model: str, cache_dir: Path) -> BaseModelFile:
     """The GGUF of ``model``, from the first healthy node holding it (cached by digest)."""
     if not monitor.views:
         await monitor.check_all()
-    view = _holders(monitor, model)[0]
+    view = monitor.targets(model)[0]
     source = NodeClient(view.url, name=view.name, client=monitor.http)
     recipe = model_recipe(model, await source.show(model))
     digest = recipe.files["model.gguf"]
@@ -99,18 +90,6 @@ async def fetch_base_model(monitor: HealthMonitor, model: str, cache_dir: Path) 
     return BaseModelFile(path, digest, view.name, downloaded=True)
 
 
-def _targets(monitor: HealthMonitor, base: str, nodes: Sequence[str]) -> list[NodeView]:
-    if not nodes:
-        return _holders(monitor, base)
-    views = []
-    for name in nodes:
-        view = monitor.find(name)
-        if view is None:
-            raise NodeNotFoundError(f"no node named '{name}'")
-        views.append(view)
-    return views
-
-
 async def _deploy_one(
     monitor: HealthMonitor,
     view: NodeView,
@@ -124,7 +103,7 @@ async def _deploy_one(
     outcome: dict[str, Any] = {"node": view.name}
     try:
         if not any(_same(base, name) for name in view.models):
-            holder = _holders(monitor, base)[0]
+            holder = monitor.targets(base)[0]
             source = NodeClient(holder.url, name=holder.name, client=monitor.http)
             await copy_model(source, client, base, source_models_dir=node_models_dir(holder))
             outcome["copied_base_from"] = holder.name
@@ -155,7 +134,7 @@ async def deploy_adapter(
     no node could be asked at all."""
     if not monitor.views:
         await monitor.check_all()
-    views = _targets(monitor, base, nodes)
+    views = monitor.targets(base, nodes)
     digest = await asyncio.to_thread(file_digest, adapter)
     outcomes = await asyncio.gather(
         *(

@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from neurons.errors import NeuronsError
+from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
 from neurons.library.discovery import canonical_name
 from neurons.network.routing import NodeView
 from neurons.network.states import (
@@ -121,6 +122,22 @@ class HealthMonitor:
 
     def eligible(self, model: str) -> list[NodeView]:
         return [v for v in self.routable() if v.has(model)]
+
+    def targets(self, model: str, nodes: Sequence[str] | None = None) -> list[NodeView]:
+        """Where to create something built on ``model``: the nodes named (404 for an unknown
+        one), else every healthy node holding it (503 when there is none)."""
+        if nodes:
+            views = []
+            for name in nodes:
+                view = self.find(name)
+                if view is None:
+                    raise NodeNotFoundError(f"no node named '{name}'")
+                views.append(view)
+            return views
+        holders = self.eligible(model)
+        if not holders:
+            raise NoNodeAvailableError(f"no healthy node holds {model}")
+        return holders
 
     # -- probes -----------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from neurons.client import NodeClient
-from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
+from neurons.errors import NeuronsError
 from neurons.modelfile.schema import format_parameter_value
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView
@@ -38,21 +38,6 @@ def tuned_modelfile(model: str, parameters: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _targets(monitor: HealthMonitor, model: str, nodes: Sequence[str] | None) -> list[NodeView]:
-    if nodes:
-        views = []
-        for name in nodes:
-            view = monitor.find(name)
-            if view is None:
-                raise NodeNotFoundError(f"no node named '{name}'")
-            views.append(view)
-        return views
-    holders = monitor.eligible(model)
-    if not holders:
-        raise NoNodeAvailableError(f"no healthy node holds {model}")
-    return holders
-
-
 async def _create(view: NodeView, monitor: HealthMonitor, body: dict[str, Any]) -> str:
     client = NodeClient(view.url, name=view.name, client=monitor.http)
     try:
@@ -75,7 +60,7 @@ async def apply_parameters(
     that failed is reported with its error, and the others keep their new model)."""
     target = name or tuned_name(model)
     ModelName.parse(target)  # InvalidModelNameError (400) before any node is asked
-    views = _targets(monitor, model, nodes)
+    views = monitor.targets(model, nodes)
     body = {"model": target, "from": model, "parameters": dict(parameters)}
     outcomes = await asyncio.gather(*(_create(v, monitor, body) for v in views))
     monitor.note_inventory_changed()
