@@ -87,7 +87,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 from transformers.utils import logging as transformers_logging
 
-from neurons.finetune.base import file_digest, load_base
+from neurons.finetune.base import load_base
 from neurons.finetune.data import validate_file
 from neurons.finetune.examples import Example
 from neurons.finetune.labels import IGNORE, Encoded, encode_examples
@@ -98,6 +98,7 @@ from neurons.finetune.worker import EVENTS, SPEC, THREADS_ENV, WorkerSpec, read_
 # The worker's own event writer (private: the benchmark writes events exactly as a job does)
 from neurons.finetune.worker import _EventLog as EventLog
 from neurons.neuron.defaults import _smollm2_path
+from neurons.neuron.names import file_digest
 
 DATA = Path(__file__).resolve().parents[1] / "src/neurons/finetune/datasets/beep_boop.jsonl"
 TARGET = 0.05  # issue 7: the job's tokens/s within 5% of a bare loop's

@@ -21,13 +21,13 @@ from neurons.finetune import base as base_module
 from neurons.finetune.base import (
     MARKER,
     base_cache_path,
-    file_digest,
     gguf_architecture,
     load_base,
     read_base_info,
 )
 from neurons.neuron.defaults import _smollm2_path
 from neurons.neuron.llama import configure_llama_cpp
+from neurons.neuron.names import file_digest
 
 SMOLLM2 = _smollm2_path(Path())
 
@@ -36,7 +36,7 @@ SMOLLM2 = _smollm2_path(Path())
 def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, float]:
     """One real conversion of SmolLM2 for the module: (cache dir, digest, seconds taken)."""
     cache = tmp_path_factory.mktemp("base-cache")
-    digest = file_digest(SMOLLM2)
+    digest = file_digest(SMOLLM2).removeprefix("sha256:")  # the cache names entries by hex
     started = time.monotonic()
     load_base(SMOLLM2, cache, digest=digest)
     return cache, digest, time.monotonic() - started

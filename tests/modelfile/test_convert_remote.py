@@ -24,7 +24,7 @@ def no_disk(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("to_create_request(local_files=False) touched the disk")
 
     monkeypatch.setattr(convert, "_local_path", refuse)
-    monkeypatch.setattr(convert, "_sha256", refuse)
+    monkeypatch.setattr(convert, "file_digest", refuse)
 
 
 def remote(text: str, base_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Path]]:

@@ -20,7 +20,6 @@ Two quirks of a GGUF-loaded model are handled here so that callers never meet th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -38,11 +37,11 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from neurons.errors import EngineError, InvalidDigestError, InvalidRequestError
 from neurons.neuron.ggufmeta import read_gguf_info
+from neurons.neuron.names import file_digest
 
 __all__ = [
     "BaseInfo",
     "base_cache_path",
-    "file_digest",
     "gguf_architecture",
     "load_base",
     "read_base_info",
@@ -96,15 +95,6 @@ def gguf_architecture(path: Path) -> str:
     return read_base_info(path).architecture
 
 
-def file_digest(path: Path) -> str:
-    """Hex sha256 of a file (what the neuron's blob store names blobs by)."""
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
 def _normalize_digest(digest: str) -> str:
     hex_digest = digest.removeprefix("sha256:").removeprefix("sha256-").lower()
     if not _HEX64.fullmatch(hex_digest):
@@ -140,7 +130,7 @@ def load_base(
             f"cannot fine-tune a {info.architecture!r} model: transformers reads GGUF files "
             f"of the architectures {', '.join(sorted(_READABLE_ARCHS))}"
         )
-    hex_digest = _normalize_digest(digest) if digest else file_digest(gguf_path)
+    hex_digest = _normalize_digest(digest or file_digest(gguf_path))
     entry = cache_dir / hex_digest
 
     loaded = _load_cached(entry, dtype)

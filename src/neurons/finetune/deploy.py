@@ -34,9 +34,9 @@ from neurons.library.discovery import canonical_name
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView
 from neurons.network.sync import copy_model, model_recipe, node_models_dir, open_blob
-from neurons.neuron.names import digest_to_filename
+from neurons.neuron.names import digest_to_filename, file_digest
 
-__all__ = ["BaseModelFile", "deploy_adapter", "fetch_base_model", "file_digest"]
+__all__ = ["BaseModelFile", "deploy_adapter", "fetch_base_model"]
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,6 @@ class BaseModelFile:
     digest: str
     node: str
     downloaded: bool
-
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file, read in 1 MiB chunks."""
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-    return "sha256:" + sha.hexdigest()
 
 
 async def fetch_base_model(monitor: HealthMonitor, model: str, cache_dir: Path) -> BaseModelFile:

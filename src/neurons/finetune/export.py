@@ -39,7 +39,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 
 from neurons.errors import InvalidRequestError
-from neurons.finetune.base import BaseInfo, file_digest, read_base_info
+from neurons.finetune.base import BaseInfo, read_base_info
+from neurons.neuron.names import file_digest
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",
@@ -170,7 +171,7 @@ def write_lora_gguf(
         alpha=float(alpha),
         tensor_type=tensor_type,
         size=out.stat().st_size,
-        digest="sha256:" + file_digest(out),
+        digest=file_digest(out),
     )
 
 

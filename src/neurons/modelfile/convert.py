@@ -18,7 +18,6 @@ keep them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -35,6 +34,7 @@ from neurons.modelfile.parser import (
     validate,
 )
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, format_parameter_value
+from neurons.neuron.names import file_digest
 
 __all__ = ["BLOB_REFERENCE", "blob_reference", "from_create_request", "to_create_request"]
 
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 BLOB_REFERENCE = re.compile(r"@sha256[:-]([0-9a-fA-F]{64})", re.ASCII)
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})", re.ASCII)
-_CHUNK = 1 << 20
 _BODY_ORDER = (
     "model",
     "from",
@@ -72,14 +71,6 @@ def _at(instruction: Instruction, message: str) -> str:
     return f"(line {instruction.line}): {message}" if instruction.line > 0 else message
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
-
-
 def _local_path(instruction: Instruction, base_dir: Path) -> Path | None:
     """The existing local file an instruction names (Ollama's expandPath), or None."""
     try:
@@ -107,7 +98,7 @@ def _blob_file(
     path = _local_path(instruction, base_dir) if base_dir is not None else None
     if path is not None:
         try:
-            return path.name, _sha256(path), path
+            return path.name, file_digest(path), path
         except OSError as exc:
             raise ModelfileError(_at(instruction, f"{path}: {exc.strerror}")) from None
     reference = BLOB_REFERENCE.fullmatch(instruction.value)

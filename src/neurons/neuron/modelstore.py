@@ -27,7 +27,7 @@ from neurons.errors import (
     ModelNotFoundError,
     NeuronsError,
 )
-from neurons.neuron.names import ModelName, digest_to_filename, normalize_digest
+from neurons.neuron.names import ModelName, digest_to_filename, file_digest, normalize_digest
 
 __all__ = [
     "MANIFEST_MEDIA_TYPE",
@@ -57,8 +57,6 @@ MEDIA_SYSTEM = "application/vnd.ollama.image.system"
 MEDIA_PARAMS = "application/vnd.ollama.image.params"
 MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 MEDIA_LICENSE = "application/vnd.ollama.image.license"
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,7 @@ class ModelStore:
 
     def add_blob_file(self, path: Path) -> Layer:
         """Import a file (hashing it); hard-links when possible so big GGUFs are not copied."""
-        digest = "sha256:" + _sha256_file(path)
+        digest = file_digest(path)
         target = self.blob_path(digest)
         size = path.stat().st_size
         if not target.is_file():
@@ -370,11 +368,3 @@ class ModelStore:
             elif kind == MEDIA_LICENSE:
                 model.licenses.append(self.read_blob_text(layer.digest))
         return model
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()

@@ -17,9 +17,10 @@ reach the file system.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from neurons.errors import InvalidDigestError, InvalidModelNameError
 
@@ -112,6 +113,15 @@ def normalize_digest(digest: str) -> str:
     if match is None:
         raise InvalidDigestError("invalid digest format")
     return "sha256:" + match.group(1).lower()
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes (how blobs are named), read in 1 MiB chunks."""
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha.update(chunk)
+    return "sha256:" + sha.hexdigest()
 
 
 def digest_to_filename(digest: str) -> str:
