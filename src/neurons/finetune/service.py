@@ -56,7 +56,7 @@ from neurons.finetune.presets import Hyperparameters, parse_hyperparameters
 from neurons.finetune.progress import EventTail, ProgressTracker, Update
 from neurons.finetune.worker import WorkerSpec
 from neurons.network.manager import NetworkManager
-from neurons.optimize.runner import runner_identity, runner_is_dead
+from neurons.optimize.runner import pid_exists, runner_identity, runner_is_dead
 from neurons.store import JobRecord, Store
 from neurons.store.engine import utc_now
 
@@ -466,7 +466,7 @@ class FineTuningService:
             if not self._orphaned(record):
                 continue
             here = record.runner is None or record.runner.startswith(socket.gethostname() + ":")
-            if here and record.worker_pid is not None and runner_is_alive(record.worker_pid):
+            if here and record.worker_pid is not None and pid_exists(record.worker_pid):
                 continue  # its worker is still checkpointing; adopt on a later pass
             try:
                 taken = await asyncio.to_thread(
@@ -521,18 +521,6 @@ class _JobFailure(Exception):
 
 class _LeaseLost(Exception):
     """The job was cancelled or adopted meanwhile."""
-
-
-def runner_is_alive(pid: int) -> bool:
-    """True when process ``pid`` exists on this host (a worker still writing its checkpoint;
-    a worker of another host's control plane is not in our table: it has no local pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -73,7 +73,15 @@ from neurons.optimize.strategies import (
 from neurons.optimize.trials import CaseResult, TrialEvaluator, aggregate
 from neurons.store import SessionRecord, Store
 
-__all__ = ["TRIAL_SEED", "FitCheck", "Progress", "SessionRunner", "runner_identity"]
+__all__ = [
+    "TRIAL_SEED",
+    "FitCheck",
+    "Progress",
+    "SessionRunner",
+    "pid_exists",
+    "runner_identity",
+    "runner_is_dead",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +102,18 @@ def runner_is_dead(runner: str | None) -> bool:
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
+    return not pid_exists(int(pid_text))
+
+
+def pid_exists(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host (one we may not signal counts)."""
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
