@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from neurons.config import Settings
+from neurons.cli.common import emit, run_with_network
 from neurons.errors import JobStateError, NeuronsError
 from neurons.finetune.data import DATA_TYPES, ValidationReport, validate_file
 
@@ -131,29 +131,8 @@ finetune_app.command("validate")(validate_command)
 
 def _with_service(call: Callable[[FineTuningService], Awaitable[T]]) -> T:
     from neurons.finetune.service import FineTuningService
-    from neurons.network.manager import NetworkManager
-    from neurons.store import open_store
 
-    settings = Settings()
-    store = open_store(settings.resolved_database_url)
-
-    async def main() -> T:
-        manager = NetworkManager(store, settings)
-        service = FineTuningService(store, settings, manager)
-        try:
-            return await call(service)
-        finally:
-            await service.aclose()
-            await manager.aclose()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        store.close()
-
-
-def _emit(data: Mapping[str, Any], success: bool = True) -> None:
-    typer.echo(json.dumps({"success": success, **data}, indent=2, default=str))
+    return run_with_network(FineTuningService, call)
 
 
 def _loss(value: Any) -> str:
@@ -288,7 +267,7 @@ def run(
         typer.echo("\ninterrupted", err=True)
         raise typer.Exit(INTERRUPTED) from None
     if as_json:
-        _emit({"job": job}, success=job["state"] == "completed")
+        emit({"job": job}, success=job["state"] == "completed")
     else:
         _report(job, Console(), logs=0)
     if interrupted:
@@ -307,7 +286,7 @@ def status(job_id: JobArg, as_json: JsonFlag = False) -> None:
     """A job: its phase, progress, metrics and latest log lines."""
     job = _with_service(lambda s: s.status(job_id))
     if as_json:
-        _emit({"job": job})
+        emit({"job": job})
     else:
         _report(job, Console(), logs=20)
 
@@ -322,7 +301,7 @@ def ls(
     """Fine-tuning jobs, newest first."""
     jobs = _with_service(lambda s: s.jobs(status))
     if as_json:
-        _emit({"jobs": jobs, "count": len(jobs)})
+        emit({"jobs": jobs, "count": len(jobs)})
         return
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("job", "base", "target", "status", "progress", "loss before → after"):
@@ -361,6 +340,6 @@ def cancel(job_id: JobArg, as_json: JsonFlag = False) -> None:
     """Cancel a pending or running job (training stops at a checkpoint)."""
     record = _with_service(lambda s: s.cancel(job_id))
     if as_json:
-        _emit({"job": record.to_dict()})
+        emit({"job": record.to_dict()})
     else:
         typer.echo(f"job {record.job_id} {record.status}")

@@ -7,7 +7,6 @@ against the state directory: nodes are the ones ``neurons up`` registered.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
+from neurons.cli.common import emit
 from neurons.config import Settings
 
 __all__ = ["models_app"]
@@ -58,10 +58,6 @@ def _run(
         store.close()
 
 
-def _emit_json(data: dict[str, Any]) -> None:
-    typer.echo(json.dumps({"success": True, **data}, indent=2, default=str))
-
-
 def _gb(value: int | float | None) -> str:
     return "-" if value is None else f"{value / 1e9:.1f} GB"
 
@@ -97,7 +93,7 @@ def library(
     """Every library model by category."""
     data = _run(lambda s: s.get_library(category))
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     console = Console()
     for name, rows in data["categories"].items():
@@ -131,7 +127,7 @@ def search(
         )
     )
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     title = f"{data['count']} models match '{query}'" if query else f"{data['count']} models"
     Console().print(_model_table(title, data["results"], "relevance score"))
@@ -157,7 +153,7 @@ def recommend(
         gpu_stats,
     )
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     info = data["system_info"]
     table = Table(
@@ -195,7 +191,7 @@ def compat(
     """Does MODEL fit here (or on --node), and how fast will it run?"""
     data = _run(lambda s: s.compatibility(model, node=node, num_ctx=num_ctx), host_stats, gpu_stats)
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     result = data["compatibility"]
     console = Console()
@@ -225,7 +221,7 @@ def compare(
     """Compare models side by side."""
     data = _run(lambda s: s.compare(models, node=node), host_stats, gpu_stats)
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     table = Table(title=f"compared on {data['target']}")
     table.add_column("")
@@ -244,7 +240,7 @@ def list_models(as_json: JsonFlag = False) -> None:
     """Models installed on the nodes."""
     data = _run(lambda s: s.installed())
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     table = Table(title=f"{data['count']} installed models")
     for column in ("name", "size", "quantization", "nodes", "in catalog"):
@@ -282,7 +278,7 @@ def pull(
 
         data = _run(lambda s: s.pull(model, node=node, insecure=insecure, progress=progress))
     if as_json:
-        _emit_json(data)
+        emit(data)
     else:
         typer.echo(f"pulled {model} onto {', '.join(data['results'])}")
 
@@ -292,7 +288,7 @@ def rm(model: str, node: NodeOption = None, as_json: JsonFlag = False) -> None:
     """Delete MODEL from a node (or from every node that holds it)."""
     data = _run(lambda s: s.delete(model, node=node))
     if as_json:
-        _emit_json(data)
+        emit(data)
     else:
         typer.echo(f"deleted {data['model']} from {', '.join(data['deleted_from'])}")
 
@@ -302,7 +298,7 @@ def cp(source: str, destination: str, node: NodeOption = None, as_json: JsonFlag
     """Copy SOURCE to DESTINATION on the nodes that hold it."""
     data = _run(lambda s: s.copy(source, destination, node=node))
     if as_json:
-        _emit_json(data)
+        emit(data)
     else:
         typer.echo(f"copied {source} to {destination} on {', '.join(data['nodes'])}")
 
@@ -318,7 +314,7 @@ def create(
     text = modelfile.read_text(encoding="utf-8")
     data = _run(lambda s: s.create(name, text, node=node))
     if as_json:
-        _emit_json(data)
+        emit(data)
     else:
         typer.echo(f"created {name} on {', '.join(data['results'])}")
 
@@ -333,7 +329,7 @@ def evaluate(
     """Measure MODEL's quality and speed on a node; the library then uses the measurement."""
     data = _run(lambda s: s.evaluate(model, node=node, limit=limit))
     if as_json:
-        _emit_json(data)
+        emit(data)
         return
     speed = data["tokens_per_second"]
     typer.echo(

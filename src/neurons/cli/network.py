@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from neurons.cli.common import emit
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError
 
@@ -65,10 +66,6 @@ def _run(call: Callable[[NetworkManager], Awaitable[T]]) -> T:
         store.close()
 
 
-def _emit(data: Any) -> None:
-    typer.echo(json.dumps({"success": True, **data}, indent=2, default=str))
-
-
 def _node_table(nodes: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for column in ("name", "url", "kind", "state", "version", "models", "loaded", "slots", "ms"):
@@ -105,7 +102,7 @@ def add(
     labels = parse_labels(label)
     node = _run(lambda m: m.add_neuron(url, name=name, labels=labels, priority=priority, kind=kind))
     if as_json:
-        _emit({"node": node})
+        emit({"node": node})
         return
     Console().print(_node_table([node], "node added"))
 
@@ -140,7 +137,7 @@ def list_nodes(as_json: JsonFlag = False) -> None:
         for r in records
     ]
     if as_json:
-        _emit({"nodes": rows})
+        emit({"nodes": rows})
         return
     table = Table(title=f"{len(rows)} node(s)")
     for column in ("name", "url", "kind", "labels", "priority", "status", "last seen"):
@@ -180,7 +177,7 @@ def node_status(
 
     nodes = _run(probe)
     if as_json:
-        _emit({"nodes": nodes})
+        emit({"nodes": nodes})
         return
     Console().print(_node_table(nodes, "nodes"))
     for node in nodes:
@@ -218,7 +215,7 @@ def network_status(as_json: JsonFlag = False) -> None:
 
     status = _run(gather)
     if as_json:
-        _emit(status)
+        emit(status)
         return
     console = Console()
     console.print(_node_table(status["nodes"], f"{status['healthy']}/{status['total']} healthy"))
@@ -311,7 +308,7 @@ def sync(
 
     report = _run(run)
     if as_json:
-        _emit({"report": report})
+        emit({"report": report})
         return
     table = Table(title=f"sync finished in {report.get('seconds', 0):.1f}s")
     for column in ("model", "from", "to", "blobs copied", "bytes", "seconds"):

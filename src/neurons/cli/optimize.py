@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from neurons.cli.common import emit, run_with_network
 from neurons.config import Settings
 from neurons.errors import NeuronsError, SessionStateError
 
@@ -54,30 +54,9 @@ INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
 
 
 def _with_service(call: Callable[[OptimizationService], Awaitable[T]]) -> T:
-    from neurons.network.manager import NetworkManager
     from neurons.optimize.service import OptimizationService
-    from neurons.store import open_store
 
-    settings = Settings()
-    store = open_store(settings.resolved_database_url)
-
-    async def main() -> T:
-        manager = NetworkManager(store, settings)
-        service = OptimizationService(store, settings, manager)
-        try:
-            return await call(service)
-        finally:
-            await service.aclose()
-            await manager.aclose()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        store.close()
-
-
-def _emit(data: Mapping[str, Any], success: bool = True) -> None:
-    typer.echo(json.dumps({"success": success, **data}, indent=2, default=str))
+    return run_with_network(OptimizationService, call)
 
 
 def default_plot_path(settings: Settings, session_id: str) -> Path:
@@ -365,14 +344,14 @@ def run(
 
     if interrupted:
         if as_json:
-            _emit(details, success=False)
+            emit(details, success=False)
         else:
             _report_interrupted(details)
         raise typer.Exit(INTERRUPTED)
     path = _draw(details, plot or default_plot_path(Settings(), final.session_id))
     failed = final.status == "failed"
     if as_json:
-        _emit({**details, "plot": str(path)}, success=not failed)
+        emit({**details, "plot": str(path)}, success=not failed)
     else:
         _report(details, path)
     if failed:
@@ -419,7 +398,7 @@ def status(session_id: SessionArg, as_json: JsonFlag = False) -> None:
     """A session: its progress, best result and every trial."""
     details = _with_service(lambda s: s.details(session_id))
     if as_json:
-        _emit(details)
+        emit(details)
         return
     console = Console()
     console.print(_summary(details))
@@ -443,7 +422,7 @@ def list_sessions(
     """Sessions, newest first."""
     sessions = _with_service(lambda s: s.sessions(status))
     if as_json:
-        _emit({"sessions": sessions})
+        emit({"sessions": sessions})
         return
     table = Table(title=f"{len(sessions)} session(s)", box=box.SIMPLE_HEAD)
     for column in ("id", "model", "objective", "status", "trials", "best", "node", "created"):
@@ -484,7 +463,7 @@ def apply(
     outcomes: dict[str, str] = result["nodes"]
     ok = all(outcome == "success" for outcome in outcomes.values())
     if as_json:
-        _emit(result, success=ok)
+        emit(result, success=ok)
     else:
         console = Console()
         console.print(f"{result['model']} from {result['from']} (session {session_id}):")
@@ -502,7 +481,7 @@ def cancel(session_id: SessionArg, as_json: JsonFlag = False) -> None:
     """Cancel a pending or running session, wherever it runs; finished trials are kept."""
     record = _with_service(lambda s: s.cancel(session_id))
     if as_json:
-        _emit({"session": record.to_dict()})
+        emit({"session": record.to_dict()})
         return
     typer.echo(f"session {record.session_id} cancelled after {record.current_iteration} trial(s)")
 

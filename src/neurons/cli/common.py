@@ -1,0 +1,58 @@
+"""What several command groups share: the JSON answer of ``--json`` and running a service
+that needs the network, in-process against the state directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import typer
+
+from neurons.config import Settings
+
+if TYPE_CHECKING:
+    from neurons.network.manager import NetworkManager
+    from neurons.store import Store
+
+__all__ = ["emit", "run_with_network"]
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Closable)
+T = TypeVar("T")
+
+
+def emit(data: Mapping[str, Any], success: bool = True) -> None:
+    """Print ``data`` as the management API answers it: ``{"success": ..., ...}``."""
+    typer.echo(json.dumps({"success": success, **data}, indent=2, default=str))
+
+
+def run_with_network(
+    build: Callable[[Store, Settings, NetworkManager], S], call: Callable[[S], Awaitable[T]]
+) -> T:
+    """Open the store, build the service over a network manager, await ``call(service)``,
+    and close all three whatever happens."""
+    from neurons.network.manager import NetworkManager
+    from neurons.store import open_store
+
+    settings = Settings()
+    store = open_store(settings.resolved_database_url)
+
+    async def main() -> T:
+        manager = NetworkManager(store, settings)
+        service = build(store, settings, manager)
+        try:
+            return await call(service)
+        finally:
+            await service.aclose()
+            await manager.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
