@@ -417,14 +417,18 @@ class FineTuningService:
         held = await self._progress(job_id, Update(), pid=process.pid)
         exited = asyncio.create_task(process.wait())
         stopping_since: float | None = None
+        heartbeat_s = max(POLL_S, self.settings.fine_tuning_lease_s / 3)
+        written = time.monotonic()
         try:
             while True:
                 await asyncio.wait({exited}, timeout=POLL_S)
                 update = Update()
                 for event in tail.read():
                     update.merge(tracker.feed(event))
-                if update or not exited.done():
+                # New events are written at once; a quiet worker renews the lease only.
+                if update or time.monotonic() - written >= heartbeat_s:
                     held = await self._progress(job_id, update) and held
+                    written = time.monotonic()
                 if exited.done():
                     break
                 if (stop.is_set() or not held) and stopping_since is None:
