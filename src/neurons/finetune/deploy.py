@@ -17,7 +17,6 @@ Both go through the Ollama API only, as model sync does (:mod:`neurons.network.s
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -28,12 +27,17 @@ from typing import Any
 from neurons.client import NodeClient
 from neurons.errors import (
     NeuronsError,
-    SyncError,
 )
 from neurons.library.discovery import canonical_name
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView
-from neurons.network.sync import copy_model, model_recipe, node_models_dir, open_blob
+from neurons.network.sync import (
+    copy_model,
+    model_recipe,
+    node_models_dir,
+    open_blob,
+    verified_chunks,
+)
 from neurons.neuron.names import digest_to_filename, file_digest
 
 __all__ = ["BaseModelFile", "deploy_adapter", "fetch_base_model"]
@@ -65,16 +69,14 @@ async def fetch_base_model(monitor: HealthMonitor, model: str, cache_dir: Path) 
         return BaseModelFile(path, digest, view.name, downloaded=False)
     chunks, _ = await open_blob(source, digest, node_models_dir(view))
     partial = path.with_name(path.name + f".partial-{os.getpid()}")
-    sha = hashlib.sha256()
+    checked = verified_chunks(chunks, digest)  # SyncError before the file is kept
     try:
         with partial.open("wb") as handle:
-            async for chunk in chunks:
-                sha.update(chunk)
+            async for chunk in checked:
                 await asyncio.to_thread(handle.write, chunk)
-        if "sha256:" + sha.hexdigest() != digest:
-            raise SyncError(f"the base model from {view.name} does not hash to {digest}")
         partial.replace(path)
     finally:
+        await checked.aclose()
         await chunks.aclose()
         partial.unlink(missing_ok=True)
     log.info("fetched %s (%s) from %s into %s", model, digest, view.name, path)
