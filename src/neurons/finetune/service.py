@@ -54,7 +54,7 @@ from neurons.finetune.jobs import (
 )
 from neurons.finetune.presets import Hyperparameters, parse_hyperparameters
 from neurons.finetune.progress import EventTail, ProgressTracker, Update
-from neurons.finetune.worker import WorkerSpec
+from neurons.finetune.worker import EXIT_OK, EXIT_STOPPED, WorkerSpec
 from neurons.network.manager import NetworkManager
 from neurons.optimize.runner import pid_exists, runner_identity, runner_is_dead
 from neurons.store import JobRecord, Store
@@ -65,7 +65,6 @@ __all__ = ["MAX_ATTEMPTS", "FineTuningService"]
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # runs of one job before an interrupted job is failed instead of resumed
-EXIT_STOPPED = 75  # the worker's "stopped at a checkpoint, resumable"
 STOP_GRACE_S = 60.0  # how long a stopping worker may take to write its checkpoint
 POLL_S = 0.5
 UPLOAD_LIMIT = 512 << 20
@@ -444,7 +443,7 @@ class FineTuningService:
                     process.kill()
                 await exited
         code = process.returncode
-        if code == 0 and tracker.done is not None:
+        if code == EXIT_OK and tracker.done is not None:
             return tracker.done
         if code == EXIT_STOPPED or stopping_since is not None:
             if not held:
