@@ -19,13 +19,15 @@ status codes.
     │   │                              (also a ValueError, as the seed's manager promises)
     │   ├── NodeExistsError            a node with that name already exists   409
     │   ├── SessionStateError          not allowed in the session's status    409
-    │   └── JobStateError              not allowed in the job's status        409
+    │   ├── JobStateError              not allowed in the job's status        409
+    │   └── LearningStateError         a learning node or run cannot do that  409
     ├── NotFoundError                  something named does not exist         404
     │   ├── ModelNotFoundError         no manifest for that model             404
     │   ├── BlobNotFoundError          no blob with that digest               404
     │   ├── NodeNotFoundError          no node with that id or name           404
     │   ├── SessionNotFoundError       no optimization session with that id   404
-    │   └── JobNotFoundError           no fine-tuning job with that id        404
+    │   ├── JobNotFoundError           no fine-tuning job with that id        404
+    │   └── LearningRunNotFoundError   no learning run with that id           404
     ├── ServerBusyError                the request queue is full              503
     │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
@@ -51,6 +53,8 @@ __all__ = [
     "InvalidRequestError",
     "JobNotFoundError",
     "JobStateError",
+    "LearningRunNotFoundError",
+    "LearningStateError",
     "MigrationError",
     "ModelNotFoundError",
     "ModelfileError",
@@ -159,6 +163,13 @@ class JobStateError(InvalidRequestError):
     http_status = 409
 
 
+class LearningStateError(InvalidRequestError):
+    """A learning node or run cannot do that now (a full teacher, a finished run)."""
+
+    error_code = "invalid_learning_state"
+    http_status = 409
+
+
 class NotFoundError(NeuronsError):
     error_code = "not_found"
     http_status = 404
@@ -182,6 +193,10 @@ class SessionNotFoundError(NotFoundError):
 
 class JobNotFoundError(NotFoundError):
     error_code = "job_not_found"
+
+
+class LearningRunNotFoundError(NotFoundError):
+    error_code = "learning_run_not_found"
 
 
 class ServerBusyError(NeuronsError):

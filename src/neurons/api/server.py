@@ -19,7 +19,9 @@ class ServerThread:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
         self.host = host
         self.port = port
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", ws="none"
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
 

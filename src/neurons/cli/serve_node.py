@@ -48,6 +48,6 @@ def serve_node(
     # SIGTERM ends like Ctrl-C: graceful shutdown (models unloaded), then exit code 0.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, ws="none")
     except KeyboardInterrupt:
         pass

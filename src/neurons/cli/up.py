@@ -56,4 +56,4 @@ def serve(
     app = create_control_plane(settings, [])
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"gateway on {base} (Ollama API {base}/api, OpenAI API {base}/v1); Ctrl-C stops")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws="none")

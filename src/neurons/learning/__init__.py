@@ -1,0 +1,1 @@
+"""Distributed learning between nodes: distillation, ensembles and federated averaging."""

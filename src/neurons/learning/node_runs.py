@@ -1,0 +1,181 @@
+"""The node-based run modes (``distill`` and ``ensemble``): setting the nodes up, one round of
+each, and the snapshot a checkpoint holds. ``runs.py`` describes what the modes mean."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from neurons.learning.data import Dataset, LearningData, partition
+from neurons.learning.ensemble import ensemble_accuracy, knowledge_weights
+from neurons.learning.node import LearningNode
+from neurons.learning.system import DistributedLearningSystem, NodeShare, SystemConfig
+
+if TYPE_CHECKING:
+    from neurons.learning.runs import Emit, RunConfig
+
+__all__ = ["NodeSetup", "distill_round", "ensemble_round", "setup_nodes"]
+
+
+@dataclass
+class NodeSetup:
+    system: DistributedLearningSystem
+    shares: dict[str, NodeShare]
+    # distill only: each student's scratch twin (same model and labels, never taught)
+    twins: dict[str, LearningNode] = field(default_factory=dict)
+
+    def every_node(self) -> dict[str, LearningNode]:
+        nodes = dict(self.system.nodes)
+        nodes.update({f"{key}~scratch": twin for key, twin in self.twins.items()})
+        return nodes
+
+    def snapshot(self) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
+        arrays, state = {}, {}
+        for key, node in self.every_node().items():
+            if node.learning_events:
+                arrays[key] = node.get_parameters()
+            state[key] = {
+                "knowledge_level": node.knowledge_level,
+                "learning_events": node.learning_events,
+                "teaching_events": node.teaching_events,
+                "students": sorted(node.students),
+                "teachers": sorted(node.teachers),
+            }
+        system = self.system
+        return arrays, {
+            "nodes": state,
+            "system": {
+                "total_learning_events": system.total_learning_events,
+                "teaching_events": system.teaching_events,
+                "rounds_done": system.rounds_done,
+            },
+        }
+
+    def restore(
+        self, arrays: dict[str, list[np.ndarray]], state: dict[str, Any], dataset: Dataset
+    ) -> None:
+        for key, node in self.every_node().items():
+            if key in arrays:
+                node.set_parameters(arrays[key], dataset.train)
+            saved = state["nodes"].get(key, {})
+            node.knowledge_level = float(saved.get("knowledge_level", 0.0))
+            node.learning_events = int(saved.get("learning_events", 0))
+            node.teaching_events = int(saved.get("teaching_events", 0))
+            node.students = set(saved.get("students", []))
+            node.teachers = set(saved.get("teachers", []))
+        for name, value in state["system"].items():
+            setattr(self.system, name, value)
+
+
+def setup_nodes(config: RunConfig, dataset: Dataset) -> NodeSetup:
+    parts = partition(dataset.train, config.nodes, config.partition, config.seed)
+    validation = dataset.validation
+    system = DistributedLearningSystem(
+        SystemConfig(
+            min_nodes=2,
+            max_nodes=max(config.nodes, 2),
+            evaluation_interval=config.local_steps,
+        )
+    )
+    shares: dict[str, NodeShare] = {}
+    twins: dict[str, LearningNode] = {}
+    rng = np.random.default_rng(config.seed)
+    for index, part in enumerate(parts):
+        node_id = f"node-{index}"
+        if config.mode == "distill" and index > 0:
+            shares[node_id] = _few_labels(part, config.labelled_fraction, rng)
+            twin = LearningNode(config.node_config(node_id, seed=config.seed + index), validation)
+            twins[node_id] = twin
+        else:
+            shares[node_id] = NodeShare(part)
+        node = LearningNode(config.node_config(node_id, seed=config.seed + index), validation)
+        system.add_node(node)
+    return NodeSetup(system, shares, twins)
+
+
+def _few_labels(part: LearningData, fraction: float, rng: np.random.Generator) -> NodeShare:
+    """``fraction`` of ``part`` keeps its labels (at least one example); the rest hides them."""
+    keep = max(1, round(len(part) * fraction))
+    order = rng.permutation(len(part))
+    return NodeShare(
+        part.subset(np.sort(order[:keep])), part.subset(np.sort(order[keep:])).unlabelled()
+    )
+
+
+async def distill_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict[str, Any]:
+    def relay(kind: str, payload: dict[str, Any]) -> None:
+        emit(kind, payload)
+
+    await setup.system.start_learning(setup.shares, rounds=1, on_event=relay)
+    for node_id, twin in setup.twins.items():
+        labelled = setup.shares[node_id].labelled
+        if labelled is not None:
+            await twin.learn(labelled)
+    students = {k: setup.system.nodes[k].evaluate(dataset.test) for k in setup.twins}
+    scratch = {k: twin.evaluate(dataset.test) for k, twin in setup.twins.items()}
+    state = setup.system.get_system_state()
+    return {
+        "test_accuracy": max(n.evaluate(dataset.test) for n in setup.system.nodes.values()),
+        "student_accuracy": float(np.mean(list(students.values()))),
+        "scratch_accuracy": float(np.mean(list(scratch.values()))),
+        "students": students,
+        "scratch": scratch,
+        "teaching_events": state["teaching_events"],
+        "pairs": [
+            [teacher, student]
+            for teacher, node in state["nodes"].items()
+            for student in node["students"]
+        ],
+        "knowledge": {k: round(v["knowledge_level"], 4) for k, v in state["nodes"].items()},
+    }
+
+
+async def ensemble_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict[str, Any]:
+    nodes = list(setup.system.nodes.values())
+    first = all(node.learning_events == 0 for node in nodes)
+    for node in nodes:
+        labelled = setup.shares[node.node_id].labelled
+        assert labelled is not None  # ensemble shares always carry labels
+        if first or node.config.collaboration_weight == 0:
+            metrics = await node.learn(labelled)
+        else:
+            metrics = await node.collaborate(nodes, labelled)
+        setup.system.total_learning_events += 1
+        emit("learned", {"node_id": node.node_id, **metrics})
+    test = dataset.test
+    assert test.y is not None
+    predictions = [await node.predict(test) for node in nodes]
+    weights = knowledge_weights([node.knowledge_level for node in nodes])
+    members = {node.node_id: node.evaluate(test) for node in nodes}
+    ensemble = ensemble_accuracy(predictions, weights, test.y)
+    return {
+        "test_accuracy": ensemble,
+        "ensemble_accuracy": ensemble,
+        "best_member_accuracy": max(members.values()),
+        "members": members,
+        "weights": {n.node_id: round(w, 4) for n, w in zip(nodes, weights, strict=True)},
+        "cross_validation": _cross_validation(setup, nodes, dataset),
+    }
+
+
+def _cross_validation(
+    setup: NodeSetup, nodes: list[LearningNode], dataset: Dataset
+) -> dict[str, dict[str, float]]:
+    """Each node's model scored on every node's share of the validation split."""
+    shares = partition(dataset.validation, len(nodes), _partition_of(setup), 0)
+    return {
+        node.node_id: {
+            other.node_id: round(node.evaluate(share), 4)
+            for other, share in zip(nodes, shares, strict=True)
+        }
+        for node in nodes
+    }
+
+
+def _partition_of(setup: NodeSetup) -> str:
+    labels = [share.labelled for share in setup.shares.values()]
+    classes = [len(np.unique(part.y)) for part in labels if part is not None and part.y is not None]
+    full = max(classes) if classes else 0
+    return "skewed" if classes and min(classes) < full else "iid"

@@ -1,0 +1,303 @@
+"""A learning run: one experiment on real data, by any of the modes, with events and checkpoints.
+
+Modes, all on the same dataset split and node partitions:
+
+- ``centralized``: one model on all training examples: the yardstick;
+- ``fedavg`` / ``fedprox`` / ``fedmedian`` / ``fedtrimmedavg``: Flower strategies over
+  ``nodes`` in-process nodes (``federated.py``);
+- ``distill``: a :class:`DistributedLearningSystem`. Node 0 holds its share with labels; the
+  others keep labels on only ``labelled_fraction`` of theirs. Teachers emerge from measured
+  knowledge levels and teach on the students' unlabelled examples. Beside every student a
+  *scratch twin* (same model, same labels, no teacher) is trained, so the run reports what
+  distillation added;
+- ``ensemble``: nodes learn locally and collaborate; the knowledge-weighted ensemble is scored
+  against its best member, with a cross-node validation matrix.
+
+Every round ends with one ``round`` event (test and validation accuracy) and a checkpoint;
+``execute`` resumes from the latest checkpoint when one exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurons.errors import InvalidRequestError
+from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
+from neurons.learning.federated import (
+    FEDERATED_MODES,
+    FederatedSettings,
+    ModelUpdate,
+    flower_identity,
+    run_federated,
+)
+from neurons.learning.flower_app import LocalGrid
+from neurons.learning.models import MODEL_TYPES, ModelSpec, build_model, get_arrays, set_arrays
+from neurons.learning.node import NodeConfig
+from neurons.learning.training import LocalTraining, accuracy, train_local
+
+__all__ = ["MODES", "RunConfig", "RunStopped", "execute"]
+
+MODES: tuple[str, ...] = ("centralized", "distill", "ensemble", *FEDERATED_MODES)
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class RunStopped(Exception):
+    """Raised inside a run when its stop event is set; the last checkpoint stays."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str = "digits"
+    nodes: int = 4
+    mode: str = "fedavg"
+    partition: str = "iid"
+    rounds: int = 20
+    model_type: str = "mlp"
+    local_steps: int = 20
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    labelled_fraction: float = 0.05
+    proximal_mu: float = 0.1
+    hidden_size: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset must be one of {', '.join(DATASETS)}")
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {', '.join(MODES)}")
+        if self.partition not in PARTITIONS:
+            problems.append("partition must be iid or skewed")
+        if self.model_type not in MODEL_TYPES:
+            problems.append(f"model_type must be one of {', '.join(MODEL_TYPES)}")
+        if not 2 <= self.nodes <= 32:
+            problems.append("nodes must be 2-32")
+        if not 1 <= self.rounds <= 1000:
+            problems.append("rounds must be 1-1000")
+        if not 1 <= self.local_steps <= 10_000 or not 1 <= self.batch_size <= 4096:
+            problems.append("local_steps must be 1-10000 and batch_size 1-4096")
+        if not 0 < self.learning_rate <= 1:
+            problems.append("learning_rate must be in (0, 1]")
+        if not 0 < self.labelled_fraction <= 1:
+            problems.append("labelled_fraction must be in (0, 1]")
+        if self.proximal_mu < 0 or self.hidden_size < 0:
+            problems.append("proximal_mu and hidden_size must not be negative")
+        if problems:
+            raise InvalidRequestError("invalid learning run: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequestError(f"unknown learning run fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def federated(self) -> FederatedSettings:
+        return FederatedSettings(
+            mode=self.mode,
+            dataset=self.dataset,
+            partition=self.partition,
+            num_nodes=self.nodes,
+            rounds=self.rounds,
+            model_type=self.model_type,
+            local_steps=self.local_steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            proximal_mu=self.proximal_mu,
+            hidden_size=self.hidden_size,
+            seed=self.seed,
+        )
+
+    def node_config(self, node_id: str, **overrides: Any) -> NodeConfig:
+        return replace(
+            NodeConfig(
+                node_id=node_id,
+                model_type=self.model_type,
+                learning_rate=self.learning_rate,
+                teach_interval=self.local_steps,
+                batch_size=self.batch_size,
+                hidden_size=self.hidden_size,
+                seed=self.seed,
+            ),
+            **overrides,
+        )
+
+
+class _Checkpoint:
+    """The latest round's weights (``weights.npz``) and bookkeeping (``state.json``)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def save(
+        self, round_done: int, arrays: dict[str, list[np.ndarray]], state: dict[str, Any]
+    ) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        flat = {f"{owner}::{i}": a for owner, items in arrays.items() for i, a in enumerate(items)}
+        partial = self.folder / "weights.tmp.npz"
+        np.savez(partial, **flat)  # type: ignore[arg-type]
+        partial.replace(self.folder / "weights.npz")
+        text = json.dumps({"round": round_done, **state})
+        (self.folder / "state.tmp.json").write_text(text, encoding="utf-8")
+        (self.folder / "state.tmp.json").replace(self.folder / "state.json")
+
+    def load(self) -> tuple[int, dict[str, list[np.ndarray]], dict[str, Any]] | None:
+        if self.folder is None or not (self.folder / "state.json").exists():
+            return None
+        state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
+        arrays: dict[str, list[np.ndarray]] = {}
+        with np.load(self.folder / "weights.npz") as saved:
+            keys = sorted(
+                saved.files, key=lambda k: (k.rsplit("::", 1)[0], int(k.rsplit("::", 1)[1]))
+            )
+            for key in keys:
+                arrays.setdefault(key.rsplit("::", 1)[0], []).append(saved[key])
+        return int(state.pop("round")), arrays, state
+
+
+def execute(
+    config: RunConfig,
+    emit: Emit,
+    *,
+    checkpoint: Path | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run ``config`` to the end (or resume it) and return the final summary."""
+    dataset = load_dataset(config.dataset, config.seed)
+    saved = _Checkpoint(checkpoint)
+    stopper = stop or threading.Event()
+    if config.mode in FEDERATED_MODES:
+        return _federated(config, dataset, emit, saved, stopper)
+    if config.mode == "centralized":
+        return _centralized(config, dataset, emit, saved, stopper)
+    return asyncio.run(_nodes(config, dataset, emit, saved, stopper))
+
+
+def _federated(
+    config: RunConfig, dataset: Dataset, emit: Emit, saved: _Checkpoint, stop: threading.Event
+) -> dict[str, Any]:
+    settings = config.federated()
+    resumed = saved.load()
+    first, initial = 1, None
+    if resumed is not None:
+        first, initial = resumed[0] + 1, resumed[1]["global"]
+        emit("resumed", {"round": resumed[0]})
+        if first > config.rounds:
+            return dict(resumed[2].get("summary", {}))
+    history: list[dict[str, Any]] = []
+
+    def observe(node_id: str, reply: Any) -> None:
+        if reply.has_content() and reply.content.array_records:
+            update = ModelUpdate.from_reply(reply, node_id, 0)
+            emit(
+                "update",
+                {"node_id": node_id, "num_examples": update.num_examples, **update.metrics},
+            )
+
+    def on_round(server_round: int, weights: list[np.ndarray], metrics: dict[str, float]) -> None:
+        history.append({"round": server_round, **metrics})
+        emit("round", {"round": server_round, **metrics})
+        summary = {
+            "test_accuracy": metrics["test_accuracy"],
+            "val_accuracy": metrics["val_accuracy"],
+        }
+        saved.save(server_round, {"global": weights}, {"summary": summary})
+        if stop.is_set() and server_round < config.rounds:
+            raise RunStopped(f"stopped after round {server_round}")
+
+    with flower_identity():
+        last = run_federated(
+            settings,
+            LocalGrid(settings, observe=observe),
+            on_round,
+            initial=initial,
+            first_round=first,
+        )
+    return {"test_accuracy": last["test_accuracy"], "val_accuracy": last["val_accuracy"]}
+
+
+def _centralized(
+    config: RunConfig, dataset: Dataset, emit: Emit, saved: _Checkpoint, stop: threading.Event
+) -> dict[str, Any]:
+    """The same total number of optimizer steps as all nodes of a federated run together."""
+    model = build_model(_spec(config, dataset), config.seed)
+    first = 1
+    resumed = saved.load()
+    if resumed is not None:
+        set_arrays(model, resumed[1]["global"])
+        first = resumed[0] + 1
+        emit("resumed", {"round": resumed[0]})
+    metrics: dict[str, float] = {}
+    for server_round in range(first, config.rounds + 1):
+        train_local(
+            model,
+            dataset.train,
+            LocalTraining(
+                steps=config.local_steps * config.nodes,
+                batch_size=config.batch_size,
+                learning_rate=config.learning_rate,
+                seed=config.seed * 1000 + server_round,
+            ),
+        )
+        metrics = {
+            "val_accuracy": accuracy(model, dataset.validation),
+            "test_accuracy": accuracy(model, dataset.test),
+        }
+        emit("round", {"round": server_round, **metrics})
+        saved.save(server_round, {"global": get_arrays(model)}, {"summary": metrics})
+        if stop.is_set() and server_round < config.rounds:
+            raise RunStopped(f"stopped after round {server_round}")
+    if not metrics and resumed is not None:
+        return dict(resumed[2].get("summary", {}))
+    return metrics
+
+
+def _spec(config: RunConfig, dataset: Dataset) -> ModelSpec:
+    return ModelSpec(
+        config.model_type,
+        dataset.train.num_features,
+        dataset.num_classes,
+        dataset.train.sequence_shape,
+        hidden_size=config.hidden_size,
+    )
+
+
+async def _nodes(
+    config: RunConfig, dataset: Dataset, emit: Emit, saved: _Checkpoint, stop: threading.Event
+) -> dict[str, Any]:
+    from neurons.learning.node_runs import distill_round, ensemble_round, setup_nodes
+
+    setup = setup_nodes(config, dataset)
+    first = 1
+    resumed = saved.load()
+    if resumed is not None:
+        setup.restore(resumed[1], resumed[2], dataset)
+        first = resumed[0] + 1
+        emit("resumed", {"round": resumed[0]})
+    summary: dict[str, Any] = dict(resumed[2].get("summary", {})) if resumed else {}
+    for server_round in range(first, config.rounds + 1):
+        if config.mode == "distill":
+            summary = await distill_round(setup, dataset, emit)
+        else:
+            summary = await ensemble_round(setup, dataset, emit)
+        emit("round", {"round": server_round, **summary})
+        arrays, state = setup.snapshot()
+        saved.save(server_round, arrays, {**state, "summary": summary})
+        if stop.is_set() and server_round < config.rounds:
+            raise RunStopped(f"stopped after round {server_round}")
+    return summary
