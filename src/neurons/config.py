@@ -181,6 +181,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def learning_path(self) -> Path:
+        """Distributed-learning runs' checkpoints, one folder per run."""
+        return self.home / "learning"
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -59,7 +59,9 @@ def run_up(settings: Settings) -> None:
             )
         )
         server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", ws="none")
+            uvicorn.Config(
+                app, host=settings.host, port=settings.port, log_level="warning", ws="none"
+            )
         )
         try:
             server.run()

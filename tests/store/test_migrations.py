@@ -110,6 +110,30 @@ EXPECTED_COLUMNS = {
         "finished_at": ("TEXT", True),
         "updated_at": ("TEXT", False),
     },
+    "learning_runs": {
+        "id": ("INTEGER", False),
+        "mode": ("TEXT", False),
+        "dataset": ("TEXT", False),
+        "status": ("TEXT", False),
+        "config": ("TEXT", False),
+        "current_round": ("INTEGER", False),
+        "total_rounds": ("INTEGER", False),
+        "result": ("TEXT", False),
+        "error": ("TEXT", True),
+        "created_at": ("TEXT", False),
+        "started_at": ("TEXT", True),
+        "finished_at": ("TEXT", True),
+        "updated_at": ("TEXT", False),
+    },
+    "learning_events": {
+        "id": ("INTEGER", False),
+        "run_id": ("INTEGER", False),
+        "round": ("INTEGER", True),
+        "kind": ("TEXT", False),
+        "node_id": ("TEXT", True),
+        "payload": ("TEXT", False),
+        "created_at": ("TEXT", False),
+    },
 }
 NAMES = [
     "m001_nodes",
@@ -119,6 +143,7 @@ NAMES = [
     "m005_model_placements",
     "m006_optimization_sessions",
     "m007_fine_tuning_jobs",
+    "m008_learning_runs",
 ]
 
 

@@ -21,10 +21,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from neurons import __version__
-from neurons.api import routes_finetune, routes_library, routes_network, routes_optimization
+from neurons.api import (
+    routes_finetune,
+    routes_learning,
+    routes_library,
+    routes_network,
+    routes_optimization,
+)
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
 from neurons.finetune.service import FineTuningService
+from neurons.learning.service import LearningService
 from neurons.library.service import LibraryService
 from neurons.network.fanout import ModelOperations
 from neurons.network.gateway import Gateway, OverheadHeaderMiddleware, upstream_session
@@ -89,13 +96,17 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         app.state.optimization = optimization
         fine_tuning = FineTuningService(store, settings, network)
         app.state.fine_tuning = fine_tuning
+        learning = LearningService(store, settings)
+        app.state.learning = learning
         await network.monitor.check_all()
         network.monitor.start()
         optimization.start_supervisor()  # resumes sessions a previous process left running
         fine_tuning.start_supervisor()  # and jobs, from their checkpoints
+        await learning.resume_interrupted()  # and learning runs, likewise
         try:
             yield
         finally:
+            await learning.aclose()
             await fine_tuning.aclose()
             await optimization.aclose()
             await network.aclose()
@@ -121,6 +132,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     app.include_router(routes_network.router)
     app.include_router(routes_optimization.router)
     app.include_router(routes_finetune.router)
+    app.include_router(routes_learning.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:

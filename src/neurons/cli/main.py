@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from neurons import __version__
 from neurons.cli.finetune import finetune_app
 from neurons.cli.hardware import hardware_app
+from neurons.cli.learn import learn_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
 from neurons.cli.network import network_app, node_app
@@ -39,6 +40,7 @@ app.add_typer(network_app, name="network")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(optimize_app, name="optimize")
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(learn_app, name="learn")
 
 
 @app.command("version")

@@ -26,6 +26,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from neurons.errors import InvalidRequestError
+from neurons.learning.choices import FEDERATED_MODES
 from neurons.learning.data import DATASETS, PARTITIONS, LearningData, load_dataset, partition
 from neurons.learning.models import MODEL_TYPES, ModelSpec, build_model, get_arrays, set_arrays
 from neurons.learning.training import accuracy
@@ -39,7 +40,6 @@ __all__ = [
     "run_federated",
 ]
 
-FEDERATED_MODES: tuple[str, ...] = ("fedavg", "fedprox", "fedmedian", "fedtrimmedavg")
 RoundCallback = Callable[[int, list[np.ndarray], dict[str, float]], None]
 
 

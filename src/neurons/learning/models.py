@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from neurons.errors import InvalidRequestError
+from neurons.learning.choices import MODEL_TYPES
 
 __all__ = [
     "MODEL_TYPES",
@@ -26,8 +27,6 @@ __all__ = [
     "get_arrays",
     "set_arrays",
 ]
-
-MODEL_TYPES: tuple[str, ...] = ("mlp", "transformer")
 
 
 @dataclass(frozen=True)

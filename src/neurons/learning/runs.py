@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from neurons.errors import InvalidRequestError
+from neurons.learning.choices import FEDERATED_MODES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
 from neurons.learning.federated import (
-    FEDERATED_MODES,
     FederatedSettings,
     ModelUpdate,
     flower_identity,
@@ -45,7 +45,6 @@ from neurons.learning.training import LocalTraining, accuracy, train_local
 
 __all__ = ["MODES", "RunConfig", "RunStopped", "execute"]
 
-MODES: tuple[str, ...] = ("centralized", "distill", "ensemble", *FEDERATED_MODES)
 Emit = Callable[[str, dict[str, Any]], None]
 
 

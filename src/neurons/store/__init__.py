@@ -13,6 +13,7 @@ from neurons.store.engine import create_engine_for, open_store
 from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
 from neurons.store.finetune import FineTuningJobRepository, JobRecord
 from neurons.store.kv import KeyValueRepository
+from neurons.store.learning import LearningEvent, LearningRunRecord, LearningRunRepository
 from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
 from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
 from neurons.store.optimization import OptimizationSessionRepository, SessionRecord
@@ -26,6 +27,9 @@ __all__ = [
     "FineTuningJobRepository",
     "JobRecord",
     "KeyValueRepository",
+    "LearningEvent",
+    "LearningRunRecord",
+    "LearningRunRepository",
     "Migration",
     "NodeRecord",
     "NodeRepository",
@@ -52,6 +56,7 @@ class Store:
     placements: PlacementRepository
     optimization: OptimizationSessionRepository
     fine_tuning: FineTuningJobRepository
+    learning: LearningRunRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

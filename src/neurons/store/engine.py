@@ -148,6 +148,7 @@ def open_store(url: str) -> Store:
     from neurons.store.evaluations import EvaluationRepository
     from neurons.store.finetune import FineTuningJobRepository
     from neurons.store.kv import KeyValueRepository
+    from neurons.store.learning import LearningRunRepository
     from neurons.store.migrations import migrate
     from neurons.store.nodes import NodeRepository
     from neurons.store.optimization import OptimizationSessionRepository
@@ -167,4 +168,5 @@ def open_store(url: str) -> Store:
         placements=PlacementRepository(engine),
         optimization=OptimizationSessionRepository(engine),
         fine_tuning=FineTuningJobRepository(engine),
+        learning=LearningRunRepository(engine),
     )

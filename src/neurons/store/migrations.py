@@ -363,3 +363,53 @@ def m007_fine_tuning_jobs(conn: Connection) -> None:
         sqlite_autoincrement=True,
     )
     jobs.create(conn)
+
+
+@migration
+def m008_learning_runs(conn: Connection) -> None:
+    """Distributed-learning runs (issue 8) and their events. ``config`` is the validated
+    RunConfig (JSON), ``result`` the latest round's summary, ``checkpoint`` the run's folder;
+    ``learning_events`` holds every round, update, teaching and pairing event in order."""
+    metadata = MetaData()
+    runs = Table(
+        "learning_runs",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("mode", Text, nullable=False),
+        Column("dataset", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("config", Text, nullable=False),
+        Column("current_round", Integer, nullable=False, server_default=text("0")),
+        Column("total_rounds", Integer, nullable=False),
+        Column("result", Text, nullable=False, server_default=text("'{}'")),
+        Column("error", Text, nullable=True),
+        Column("created_at", Text, nullable=False),
+        Column("started_at", Text, nullable=True),
+        Column("finished_at", Text, nullable=True),
+        Column("updated_at", Text, nullable=False),
+        CheckConstraint(
+            "status IN ('pending', 'running', 'completed', 'failed', 'cancelled')",
+            name="ck_learning_runs_status",
+        ),
+        Index("ix_learning_runs_status", "status"),
+        sqlite_autoincrement=True,
+    )
+    events = Table(
+        "learning_events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(
+            "run_id",
+            Integer,
+            ForeignKey("learning_runs.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        Column("round", Integer, nullable=True),
+        Column("kind", Text, nullable=False),
+        Column("node_id", Text, nullable=True),
+        Column("payload", Text, nullable=False),
+        Column("created_at", Text, nullable=False),
+        Index("ix_learning_events_run", "run_id", "id"),
+    )
+    runs.create(conn)
+    events.create(conn)

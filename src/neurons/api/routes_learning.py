@@ -1,0 +1,81 @@
+"""Distributed-learning runs under ``/api/ai/learning``: thin routes over
+:class:`~neurons.learning.service.LearningService`.
+
+``POST /runs`` takes a JSON body with :class:`~neurons.learning.runs.RunConfig`'s fields
+(unknown fields are refused) and ``"start": true|false`` (default true); the run trains in the
+background. ``GET /runs/{id}`` is its state with the per-round history, ``GET /runs/{id}/events``
+its events in order (``after`` = the last event id seen), ``POST /runs/{id}/start`` resumes a
+cancelled or failed run from its checkpoint, ``POST /runs/{id}/cancel`` stops it after the
+current round. Errors use the seed's envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+
+from neurons.errors import InvalidRequestError
+from neurons.learning.choices import MODES
+from neurons.learning.runs import RunConfig
+from neurons.learning.service import LearningService
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/ai/learning", tags=["learning"])
+RUN = "{run_id:path}"  # any id, ``../x`` included, reaches the store and answers 404
+
+
+def _service(request: Request) -> LearningService:
+    service: LearningService = request.app.state.learning
+    return service
+
+
+@router.post("/runs")
+async def create_run(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Create a learning run from RunConfig fields and (unless ``start`` is false) start it."""
+    fields = dict(body)
+    start = fields.pop("start", True)
+    if not isinstance(start, bool):
+        raise InvalidRequestError("start must be true or false")
+    config = RunConfig.from_dict(fields)
+    service = _service(request)
+    record = await service.create(config)
+    if start:
+        record = await service.start(record.run_id)
+    return {"success": True, "run_id": record.run_id, "run": record.to_dict()}
+
+
+@router.get("/runs")
+async def list_runs(request: Request, status: str | None = None) -> dict[str, Any]:
+    runs = await _service(request).runs(status)
+    return {"success": True, "runs": runs, "total": len(runs), "modes": list(MODES)}
+
+
+@router.get(f"/runs/{RUN}/events")
+async def run_events(
+    request: Request,
+    run_id: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    kind: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> dict[str, Any]:
+    events = await _service(request).events(run_id, after=after, kind=kind, limit=limit)
+    return {"success": True, "run_id": run_id, "events": events}
+
+
+@router.post(f"/runs/{RUN}/start")
+async def start_run(request: Request, run_id: str) -> dict[str, Any]:
+    record = await _service(request).start(run_id)
+    return {"success": True, "run": record.to_dict()}
+
+
+@router.post(f"/runs/{RUN}/cancel")
+async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
+    record = await _service(request).cancel(run_id)
+    return {"success": True, "run": record.to_dict()}
+
+
+@router.get(f"/runs/{RUN}")
+async def run_state(request: Request, run_id: str) -> dict[str, Any]:
+    return {"success": True, "run": await _service(request).status(run_id)}

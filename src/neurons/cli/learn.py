@@ -1,0 +1,253 @@
+"""``neurons learn``: distributed-learning runs from the command line.
+
+``run`` stores a run and trains it here, in this process, with a progress bar and a final
+table, through the same :class:`~neurons.learning.service.LearningService` as the REST API;
+Ctrl-C cancels it after the current round (``neurons learn start RUN`` resumes it from its
+checkpoint) and exits 130. ``status``, ``ls`` and ``cancel`` work on any stored run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from neurons.cli.common import emit
+from neurons.config import Settings
+from neurons.errors import NeuronsError
+from neurons.learning.choices import MODEL_TYPES, MODES
+from neurons.learning.data import DATASETS, PARTITIONS
+
+if TYPE_CHECKING:
+    from neurons.learning.service import LearningService
+
+__all__ = ["learn_app"]
+
+learn_app = typer.Typer(
+    help="Distributed learning between nodes: distillation, ensembles, federated averaging.",
+    no_args_is_help=True,
+)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+RunArg = Annotated[str, typer.Argument(help="Run id (see `neurons learn ls`).")]
+T = TypeVar("T")
+INTERRUPTED = 130
+POLL_S = 0.3
+
+
+def _with_service(call: Callable[[LearningService], Awaitable[T]]) -> T:
+    from neurons.learning.service import LearningService
+    from neurons.store import open_store
+
+    settings = Settings()
+    store = open_store(settings.resolved_database_url)
+
+    async def main() -> T:
+        service = LearningService(store, settings)
+        try:
+            return await call(service)
+        finally:
+            await service.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
+def _fail(exc: NeuronsError, as_json: bool) -> typer.Exit:
+    if as_json:
+        emit({"error": exc.message, "error_code": exc.error_code}, success=False)
+    else:
+        typer.echo(f"error: {exc.message}", err=True)
+    return typer.Exit(1)
+
+
+def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"choose one of {', '.join(choices)}", param_hint=name)
+    return value
+
+
+@learn_app.command("run")
+def run(
+    dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "digits",
+    nodes: Annotated[int, typer.Option(help="Learning nodes.")] = 4,
+    mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "fedavg",
+    partition: Annotated[str, typer.Option(help="iid or skewed (sorted by label).")] = "iid",
+    rounds: Annotated[int, typer.Option(help="Rounds.")] = 20,
+    model: Annotated[str, typer.Option(help="mlp or transformer.")] = "mlp",
+    local_steps: Annotated[int, typer.Option(help="Optimizer steps per node and round.")] = 20,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 3e-3,
+    labelled_fraction: Annotated[
+        float, typer.Option(help="distill: share of each student's examples with labels.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed for splits, partitions and weights.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a learning run here and print its result."""
+    _choice(dataset, DATASETS, "--dataset")
+    _choice(mode, MODES, "--mode")
+    _choice(partition, PARTITIONS, "--partition")
+    _choice(model, MODEL_TYPES, "--model")
+    from neurons.learning.runs import RunConfig  # torch and Flower: only when running
+
+    try:
+        config = RunConfig(
+            dataset=dataset,
+            nodes=nodes,
+            mode=mode,
+            partition=partition,
+            rounds=rounds,
+            model_type=model,
+            local_steps=local_steps,
+            learning_rate=learning_rate,
+            labelled_fraction=labelled_fraction,
+            seed=seed,
+        )
+    except NeuronsError as exc:
+        raise _fail(exc, as_json) from exc
+
+    async def go(service: LearningService) -> dict[str, Any]:
+        record = await service.create(config)
+        return await _follow(service, record.run_id, as_json, start=True)
+
+    _finish(_with_service(go), as_json)
+
+
+@learn_app.command("start")
+def start(run_id: RunArg, as_json: JsonFlag = False) -> None:
+    """Resume a cancelled or failed run from its checkpoint, here."""
+
+    async def go(service: LearningService) -> dict[str, Any]:
+        return await _follow(service, run_id, as_json, start=True)
+
+    _finish(_with_service(go), as_json)
+
+
+@learn_app.command("status")
+def status(run_id: RunArg, as_json: JsonFlag = False) -> None:
+    """A run's state and per-round history."""
+    try:
+        state = _with_service(lambda service: service.status(run_id))
+    except NeuronsError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        emit({"run": state})
+        return
+    _print_run(state)
+
+
+@learn_app.command("ls")
+def ls(
+    state: Annotated[str | None, typer.Option("--status", help="Only runs in this status.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stored runs, newest first."""
+    try:
+        runs = _with_service(lambda service: service.runs(state))
+    except NeuronsError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        emit({"runs": runs, "total": len(runs)})
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("id", "mode", "dataset", "status", "round", "test acc"):
+        table.add_column(column)
+    for item in runs:
+        accuracy = item["result"].get("test_accuracy")
+        table.add_row(
+            item["run_id"],
+            item["mode"],
+            item["dataset"],
+            item["status"],
+            f"{item['current_round']}/{item['total_rounds']}",
+            "" if accuracy is None else f"{accuracy:.4f}",
+        )
+    Console().print(table)
+
+
+@learn_app.command("cancel")
+def cancel(run_id: RunArg, as_json: JsonFlag = False) -> None:
+    """Cancel a pending run (a run training in another process stops at its next round)."""
+    try:
+        record = _with_service(lambda service: service.cancel(run_id))
+    except NeuronsError as exc:
+        raise _fail(exc, as_json) from exc
+    if as_json:
+        emit({"run": record.to_dict()})
+    else:
+        typer.echo(f"run {record.run_id}: {record.status}")
+
+
+async def _follow(
+    service: LearningService, run_id: str, as_json: bool, *, start: bool
+) -> dict[str, Any]:
+    if start:
+        await service.start(run_id)
+    total = (await service.status(run_id))["total_rounds"]
+    progress = Progress(
+        TextColumn("[bold]run {task.fields[run]}[/] {task.fields[mode]}"),
+        BarColumn(),
+        TextColumn("round {task.completed}/{task.total}"),
+        TextColumn("{task.fields[metric]}"),
+        TimeElapsedColumn(),
+        disable=as_json,
+    )
+    try:
+        with progress:
+            state = await service.status(run_id)
+            task = progress.add_task(
+                "learn", total=total, run=run_id, mode=state["mode"], metric=""
+            )
+            while True:
+                state = await service.status(run_id)
+                accuracy = state["result"].get("test_accuracy")
+                metric = "" if accuracy is None else f"test acc {accuracy:.4f}"
+                progress.update(task, completed=state["current_round"], metric=metric)
+                if state["status"] != "running":
+                    return state
+                await asyncio.sleep(POLL_S)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        await service.cancel(run_id)
+        raise
+
+
+def _finish(state: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit({"run": state}, success=state["status"] == "completed")
+    else:
+        _print_run(state)
+    if state["status"] == "cancelled":
+        raise typer.Exit(INTERRUPTED)
+    if state["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _print_run(state: dict[str, Any]) -> None:
+    console = Console()
+    result = state["result"]
+    console.print(
+        f"run {state['run_id']}: {state['mode']} on {state['dataset']} "
+        f"({state['config']['partition']}, {state['config']['nodes']} nodes), "
+        f"{state['status']}, round {state['current_round']}/{state['total_rounds']}"
+    )
+    if state.get("error"):
+        console.print(f"[red]error:[/] {state['error']}")
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+        elif isinstance(value, int):
+            table.add_row(key, str(value))
+        elif isinstance(value, dict) and all(isinstance(v, float) for v in value.values()):
+            for name, number in value.items():
+                table.add_row(f"{key} {name}", f"{number:.4f}")
+    console.print(table)

@@ -1,0 +1,250 @@
+"""Distributed-learning runs and their events in the shared database (migration ``m008``).
+
+A run row holds the validated RunConfig (JSON), its status, the round reached and the latest
+round's summary. Events (rounds, model updates, teaching, pairings) are appended in order and
+read back by id, so a client can page through them with ``after``. Which status moves are
+allowed is decided by :mod:`neurons.finetune.jobs`' table, shared by every kind of job.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy.engine import Engine
+
+from neurons.errors import InvalidRequestError, LearningRunNotFoundError
+from neurons.store.engine import (
+    from_db_time,
+    read_connection,
+    to_db_time,
+    utc_now,
+    write_transaction,
+)
+
+__all__ = ["LearningEvent", "LearningRunRecord", "LearningRunRepository"]
+
+_metadata = MetaData()
+runs_table = Table(
+    "learning_runs",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mode", Text, nullable=False),
+    Column("dataset", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("current_round", Integer, nullable=False),
+    Column("total_rounds", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", Text, nullable=False),
+    Column("started_at", Text, nullable=True),
+    Column("finished_at", Text, nullable=True),
+    Column("updated_at", Text, nullable=False),
+)
+events_table = Table(
+    "learning_events",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, nullable=False),
+    Column("round", Integer, nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("node_id", Text, nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class LearningRunRecord:
+    run_id: str
+    mode: str
+    dataset: str
+    status: str
+    config: dict[str, Any]
+    current_round: int
+    total_rounds: int
+    result: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "dataset": self.dataset,
+            "status": self.status,
+            "config": self.config,
+            "current_round": self.current_round,
+            "total_rounds": self.total_rounds,
+            "progress": round(self.current_round / max(self.total_rounds, 1), 4),
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class LearningEvent:
+    event_id: int
+    round: int | None
+    kind: str
+    node_id: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "round": self.round,
+            "kind": self.kind,
+            "node_id": self.node_id,
+            "payload": self.payload,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _key(run_id: str | int) -> int:
+    text = str(run_id)
+    if not text.isdigit() or len(text) > 18:
+        raise LearningRunNotFoundError(f"learning run {run_id!r} not found")
+    return int(text)
+
+
+def _record(row: Row[Any]) -> LearningRunRecord:
+    return LearningRunRecord(
+        run_id=str(row.id),
+        mode=row.mode,
+        dataset=row.dataset,
+        status=row.status,
+        config=json.loads(row.config),
+        current_round=row.current_round,
+        total_rounds=row.total_rounds,
+        result=json.loads(row.result),
+        error=row.error,
+        created_at=from_db_time(row.created_at),
+        started_at=from_db_time(row.started_at) if row.started_at else None,
+        finished_at=from_db_time(row.finished_at) if row.finished_at else None,
+    )
+
+
+class LearningRunRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(self, config: Mapping[str, Any]) -> LearningRunRecord:
+        now = to_db_time(utc_now())
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(
+                runs_table.insert().values(
+                    mode=config["mode"],
+                    dataset=config["dataset"],
+                    status="pending",
+                    config=json.dumps(dict(config), sort_keys=True),
+                    current_round=0,
+                    total_rounds=int(config["rounds"]),
+                    result="{}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            key = result.inserted_primary_key
+        assert key is not None
+        return self.get(int(key[0]))
+
+    def get(self, run_id: str | int) -> LearningRunRecord:
+        key = _key(run_id)
+        with read_connection(self._engine) as conn:
+            row = conn.execute(select(runs_table).where(runs_table.c.id == key)).first()
+        if row is None:
+            raise LearningRunNotFoundError(f"learning run {run_id!r} not found")
+        return _record(row)
+
+    def list(self, status: str | None = None) -> builtins.list[LearningRunRecord]:
+        query = select(runs_table).order_by(runs_table.c.id.desc())
+        if status is not None:
+            query = query.where(runs_table.c.status == status)
+        with read_connection(self._engine) as conn:
+            return [_record(row) for row in conn.execute(query)]
+
+    def set_status(
+        self, run_id: str | int, expected: str, status: str, *, error: str | None = None
+    ) -> bool:
+        """Compare-and-set: move from ``expected`` to ``status``; False if it had moved."""
+        key = _key(run_id)
+        now = to_db_time(utc_now())
+        values: dict[str, Any] = {"status": status, "updated_at": now, "error": error}
+        if status == "running":
+            values["started_at"] = now
+            values["finished_at"] = None
+        elif status in ("completed", "failed", "cancelled"):
+            values["finished_at"] = now
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(
+                runs_table.update()
+                .where(runs_table.c.id == key, runs_table.c.status == expected)
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    def record_round(self, run_id: str | int, round_done: int, summary: Mapping[str, Any]) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                runs_table.update()
+                .where(runs_table.c.id == _key(run_id))
+                .values(
+                    current_round=round_done,
+                    result=json.dumps(dict(summary), sort_keys=True, default=float),
+                    updated_at=to_db_time(utc_now()),
+                )
+            )
+
+    def add_event(self, run_id: str | int, kind: str, payload: Mapping[str, Any]) -> None:
+        data = dict(payload)
+        raw_round, node = data.get("round"), data.get("node_id")
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                events_table.insert().values(
+                    run_id=_key(run_id),
+                    round=int(raw_round) if isinstance(raw_round, int) else None,
+                    kind=kind,
+                    node_id=str(node) if node is not None else None,
+                    payload=json.dumps(data, sort_keys=True, default=float),
+                    created_at=to_db_time(utc_now()),
+                )
+            )
+
+    def events(
+        self, run_id: str | int, *, after: int = 0, kind: str | None = None, limit: int = 500
+    ) -> builtins.list[LearningEvent]:
+        if not 1 <= limit <= 5000:
+            raise InvalidRequestError("limit must be 1-5000")
+        query = (
+            select(events_table)
+            .where(events_table.c.run_id == _key(run_id), events_table.c.id > after)
+            .order_by(events_table.c.id)
+            .limit(limit)
+        )
+        if kind is not None:
+            query = query.where(events_table.c.kind == kind)
+        with read_connection(self._engine) as conn:
+            return [
+                LearningEvent(
+                    event_id=row.id,
+                    round=row.round,
+                    kind=row.kind,
+                    node_id=row.node_id,
+                    payload=json.loads(row.payload),
+                    created_at=from_db_time(row.created_at),
+                )
+                for row in conn.execute(query)
+            ]
