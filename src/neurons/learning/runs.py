@@ -98,10 +98,17 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        defaults = cls()
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise InvalidRequestError(f"unknown learning run fields: {', '.join(unknown)}")
+        for name, value in data.items():
+            expected = type(getattr(defaults, name))
+            fits = isinstance(value, expected) and not isinstance(value, bool)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                fits = True
+            if not fits:
+                raise InvalidRequestError(f"{name} must be {expected.__name__}, got {value!r}")
         return cls(**data)
 
     def federated(self) -> FederatedSettings:
