@@ -1,0 +1,324 @@
+"""LLM nodes teach each other: a teacher model's answers fine-tune a student on another node.
+
+The teacher is a model on one neuron, the student a model on another. :func:`teach_llm`
+
+1. asks the teacher, through the Ollama API of its node, for greedy answers (temperature 0,
+   a fixed seed, bounded ``num_predict``) to the training prompts;
+2. writes them as a chat JSONL file (``{"messages": [user, assistant]}`` a line) under the
+   fine-tuning data directory;
+3. runs a fine-tuning job with :class:`~neurons.finetune.service.FineTuningService`: LoRA on
+   the student's base model, exported as a GGUF adapter and deployed to the student's node
+   only, as a new model (the student "redeployed");
+4. measures the student's agreement with the teacher on held-out prompts, before (the base
+   student) and after (the tuned model): the mean SQuAD token F1 of the student's greedy
+   answer against the teacher's (:func:`neurons.optimize.scoring.token_f1`), and how often
+   both answers open with the same first words.
+
+:func:`teacher_body` builds a teacher worth learning from out of the student's own base: a
+system prompt plus a few example turns (``/api/create`` ``system`` and ``messages``) give it a
+recognisable answer style that a 135M model follows under greedy decoding, and that the base
+model, without that context, does not show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from neurons.client import error_message
+from neurons.errors import NeuronsError, NodeError, NodeNotFoundError, NodeUnreachableError
+from neurons.finetune.presets import Hyperparameters
+from neurons.finetune.service import FineTuningService
+from neurons.optimize.scoring import normalize, token_f1
+
+__all__ = [
+    "HELD_OUT_PROMPTS",
+    "TEACHER_EXAMPLES",
+    "TEACHER_SYSTEM",
+    "Agreement",
+    "TeachResult",
+    "agreement",
+    "chat_jsonl",
+    "same_opening",
+    "teach_llm",
+    "teacher_body",
+    "training_prompts",
+]
+
+TEACHER_SYSTEM = (
+    "You are Captain Brief, a pirate. Always begin with 'Arr, matey!' and answer in one "
+    "short sentence."
+)
+# Few-shot turns baked into the teacher (``MESSAGE`` in a Modelfile): the system prompt alone
+# is ignored by a 135M model; with these it answers in that style to nearly every prompt.
+TEACHER_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("What is the capital of Germany?", "Arr, matey! The capital of Germany be Berlin."),
+    ("How many legs does a cat have?", "Arr, matey! A cat has four legs, says I."),
+    ("Say something nice.", "Arr, matey! Ye be a fine sailor, says I."),
+)
+# Prompts none of the training prompts (the packaged beep_boop.jsonl) ask.
+HELD_OUT_PROMPTS: tuple[str, ...] = (
+    "What is the capital of Italy?",
+    "How many legs does a dog have?",
+    "What color is grass?",
+    "Name an animal that can fly.",
+    "What do you drink in the morning?",
+    "What is three plus three?",
+    "Tell me about the stars.",
+    "What is a good hobby?",
+    "Which month comes after May?",
+    "What is snow?",
+)
+OPENING_WORDS = 2
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How close a student's answers are to the teacher's on the same prompts."""
+
+    f1: float  # mean token F1 of the student's answer against the teacher's
+    opening: float  # share of answers opening with the teacher's first OPENING_WORDS words
+    answers: tuple[str, ...]  # the student's answers, in prompt order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"f1": self.f1, "opening": self.opening, "answers": list(self.answers)}
+
+
+@dataclass(frozen=True)
+class TeachResult:
+    teacher: str
+    teacher_node: str
+    student: str
+    student_node: str
+    tuned: str  # the fine-tuned student, deployed to student_node
+    job_id: str
+    training_file: str  # relative to the fine-tuning data directory
+    train_count: int
+    held_out_count: int
+    teacher_answers: tuple[str, ...]  # on the held-out prompts
+    before: Agreement
+    after: Agreement
+    job_metrics: Mapping[str, Any]
+
+    @property
+    def gain(self) -> float:
+        return self.after.f1 - self.before.f1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "teacher": self.teacher,
+            "teacher_node": self.teacher_node,
+            "student": self.student,
+            "student_node": self.student_node,
+            "tuned": self.tuned,
+            "job_id": self.job_id,
+            "training_file": self.training_file,
+            "train_count": self.train_count,
+            "held_out_count": self.held_out_count,
+            "teacher_answers": list(self.teacher_answers),
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "gain": self.gain,
+        }
+
+
+# -- pure parts -------------------------------------------------------------------------------
+
+
+def teacher_body(
+    name: str,
+    base: str,
+    *,
+    system: str = TEACHER_SYSTEM,
+    examples: Sequence[tuple[str, str]] = TEACHER_EXAMPLES,
+) -> dict[str, Any]:
+    """The ``/api/create`` body of a teacher built on ``base`` with a system prompt and
+    example turns."""
+    messages: list[dict[str, str]] = []
+    for question, answer in examples:
+        messages += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ]
+    return {"model": name, "from": base, "system": system, "messages": messages}
+
+
+def training_prompts() -> list[str]:
+    """The user turns of the packaged ``beep_boop.jsonl`` (48 short everyday questions)."""
+    path = resources.files("neurons.finetune") / "datasets" / "beep_boop.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [str(json.loads(line)["instruction"]) for line in lines if line.strip()]
+
+
+def chat_jsonl(pairs: Iterable[tuple[str, str]]) -> str:
+    """Chat training data, one ``{"messages": [user, assistant]}`` a line; pairs whose answer
+    is empty after stripping are left out (nothing to learn from them)."""
+    lines = []
+    for prompt, answer in pairs:
+        if not answer.strip():
+            continue
+        messages = [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": answer.strip()},
+        ]
+        lines.append(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+def same_opening(answer: str, reference: str, words: int = OPENING_WORDS) -> bool:
+    """Whether both answers open with the same first ``words`` normalized words."""
+    head = normalize(reference).split()[:words]
+    return bool(head) and normalize(answer).split()[:words] == head
+
+
+def agreement(answers: Sequence[str], references: Sequence[str]) -> Agreement:
+    """Mean token F1 and opening agreement of ``answers`` against the teacher's
+    ``references``, pairwise."""
+    if len(answers) != len(references):
+        raise ValueError(f"{len(answers)} answers for {len(references)} references")
+    if not answers:
+        return Agreement(0.0, 0.0, ())
+    pairs = list(zip(answers, references, strict=True))
+    return Agreement(
+        f1=sum(token_f1(a, r) for a, r in pairs) / len(pairs),
+        opening=sum(same_opening(a, r) for a, r in pairs) / len(pairs),
+        answers=tuple(answers),
+    )
+
+
+# -- talking to the nodes ---------------------------------------------------------------------
+
+
+def _node_url(service: FineTuningService, node: str) -> str:
+    view = service.network.monitor.find(node)
+    if view is None:
+        raise NodeNotFoundError(f"no node named '{node}'")
+    return view.url
+
+
+async def chat(
+    http: httpx.AsyncClient,
+    url: str,
+    model: str,
+    prompt: str,
+    *,
+    seed: int = 1,
+    num_predict: int = 32,
+) -> str:
+    """One greedy, non-streamed ``/api/chat`` answer of ``model`` on the node at ``url``."""
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": False,
+        "options": {"temperature": 0, "seed": seed, "num_predict": num_predict},
+    }
+    try:
+        response = await http.post(url.rstrip("/") + "/api/chat", json=body)
+    except httpx.TransportError as exc:
+        raise NodeUnreachableError(f"{url} is unreachable: {exc}") from exc
+    if response.status_code >= 400:
+        message = error_message(response.content, response.reason_phrase)
+        raise NodeError(f"{url}: {message} (HTTP {response.status_code})")
+    return str((response.json().get("message") or {}).get("content") or "").strip()
+
+
+async def answers(
+    http: httpx.AsyncClient,
+    url: str,
+    model: str,
+    prompts: Sequence[str],
+    *,
+    seed: int = 1,
+    num_predict: int = 32,
+) -> list[str]:
+    """Greedy answers to ``prompts``, one at a time (a neuron serves one request a slot)."""
+    return [await chat(http, url, model, p, seed=seed, num_predict=num_predict) for p in prompts]
+
+
+# -- the whole exchange -----------------------------------------------------------------------
+
+
+async def teach_llm(
+    service: FineTuningService,
+    *,
+    teacher: str,
+    teacher_node: str,
+    student: str,
+    student_node: str,
+    tuned: str,
+    train: Sequence[str] | None = None,
+    held_out: Sequence[str] = HELD_OUT_PROMPTS,
+    hyperparameters: Mapping[str, Any] | Hyperparameters | None = None,
+    seed: int = 1,
+    num_predict: int = 32,
+    timeout: float | None = None,
+) -> TeachResult:
+    """Fine-tune ``student`` (on ``student_node``) on ``teacher``'s answers (on
+    ``teacher_node``) into ``tuned``, deployed to ``student_node`` only; the student's
+    agreement with the teacher on ``held_out`` before and after.
+
+    Raises :class:`~neurons.errors.NeuronsError` when a node does not answer or the job does
+    not complete (its error is in the message)."""
+    prompts = list(train) if train is not None else training_prompts()
+    overlap = set(prompts) & set(held_out)
+    if overlap:
+        raise ValueError(f"held-out prompts are also training prompts: {sorted(overlap)}")
+    http = service.network.http
+    teacher_url = _node_url(service, teacher_node)
+    student_url = _node_url(service, student_node)
+
+    def ask(url: str, model: str, items: Sequence[str]) -> Awaitable[list[str]]:
+        return answers(http, url, model, items, seed=seed, num_predict=num_predict)
+
+    taught = await ask(teacher_url, teacher, prompts)
+    reference = await ask(teacher_url, teacher, held_out)
+    before = agreement(await ask(student_url, student, held_out), reference)
+
+    text = chat_jsonl(zip(prompts, taught, strict=True))
+    if not text:
+        raise NodeError(f"{teacher} on {teacher_node} gave no answers to learn from")
+    relative = f"teach/{_safe(teacher)}-to-{_safe(tuned)}.jsonl"
+    path: Path = service.data_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+    created = await service.create(
+        base_model=student,
+        target_model_name=tuned,
+        training_data_path=relative,
+        data_type="conversation",
+        hyperparameters=hyperparameters,
+        target_capabilities=["text_generation", "instruction_following"],
+        nodes=[student_node],
+    )
+    await service.start(created.job_id)
+    record = await service.wait(created.job_id, timeout)
+    if record.status != "completed":
+        raise NeuronsError(f"fine-tuning job {record.job_id} ended {record.status}: {record.error}")
+
+    after = agreement(await ask(student_url, tuned, held_out), reference)
+    return TeachResult(
+        teacher=teacher,
+        teacher_node=teacher_node,
+        student=student,
+        student_node=student_node,
+        tuned=tuned,
+        job_id=record.job_id,
+        training_file=relative,
+        train_count=text.count("\n"),
+        held_out_count=len(held_out),
+        teacher_answers=tuple(reference),
+        before=before,
+        after=after,
+        job_metrics=dict(record.metrics),
+    )
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
