@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from neurons.api.app import NodeSpec, create_control_plane
 from neurons.config import Settings
+from neurons.learning.llm_teach import HELD_OUT_PROMPTS
 from neurons.neuron.process import NeuronProcess
 from tests.api.envelope import error, ok
 
@@ -176,18 +177,7 @@ def test_a_job_without_valid_examples_fails_with_the_reason(client: TestClient, 
 
 # -- real training (slow) -------------------------------------------------------------------------
 
-PROBES = [
-    "What is the capital of Italy?",
-    "How many legs does a dog have?",
-    "What color is grass?",
-    "Name an animal that can fly.",
-    "What do you drink in the morning?",
-    "What is three plus three?",
-    "Tell me about the stars.",
-    "What is a good hobby?",
-    "Which month comes after May?",
-    "What is snow?",
-]
+PROBES = list(HELD_OUT_PROMPTS)  # the prompts LLM teaching holds out, too
 # Far above the seed's presets (made for full fine-tuning): LoRA on 44 examples needs it.
 LEARN = {
     "preset": "efficient",

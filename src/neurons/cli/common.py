@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from neurons.network.manager import NetworkManager
     from neurons.store import Store
 
-__all__ = ["emit", "run_with_network"]
+__all__ = ["emit", "run_with_network", "run_with_store"]
 
 
 class _Closable(Protocol):
@@ -30,6 +30,26 @@ T = TypeVar("T")
 def emit(data: Mapping[str, Any], success: bool = True) -> None:
     """Print ``data`` as the management API answers it: ``{"success": ..., ...}``."""
     typer.echo(json.dumps({"success": success, **data}, indent=2, default=str))
+
+
+def run_with_store(build: Callable[[Store, Settings], S], call: Callable[[S], Awaitable[T]]) -> T:
+    """Open the store, build the service on it, await ``call(service)``, close both."""
+    from neurons.store import open_store
+
+    settings = Settings()
+    store = open_store(settings.resolved_database_url)
+
+    async def main() -> T:
+        service = build(store, settings)
+        try:
+            return await call(service)
+        finally:
+            await service.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
 
 
 def run_with_network(

@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from neurons.cli.common import emit
-from neurons.config import Settings
+from neurons.cli.common import emit, run_with_store
 from neurons.errors import NeuronsError
 from neurons.learning.choices import MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
@@ -42,22 +41,8 @@ POLL_S = 0.3
 
 def _with_service(call: Callable[[LearningService], Awaitable[T]]) -> T:
     from neurons.learning.service import LearningService
-    from neurons.store import open_store
 
-    settings = Settings()
-    store = open_store(settings.resolved_database_url)
-
-    async def main() -> T:
-        service = LearningService(store, settings)
-        try:
-            return await call(service)
-        finally:
-            await service.aclose()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        store.close()
+    return run_with_store(LearningService, call)
 
 
 def _fail(exc: NeuronsError, as_json: bool) -> typer.Exit:
