@@ -65,6 +65,7 @@ def test_mlp_default_hidden_size() -> None:
     first = model[0]
     assert isinstance(first, nn.Linear) and first.out_features == 64
     wide = build_model(ModelSpec("mlp", 64, 10, hidden_size=12))
+    assert isinstance(wide, nn.Sequential)
     assert isinstance(wide[0], nn.Linear) and wide[0].out_features == 12
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def test_run_config_validation(fields: dict[str, Any], message: str) -> None:
 
 def test_run_config_json_round_trip() -> None:
     config = RunConfig(mode="distill", nodes=5, partition="skewed", labelled_fraction=0.1, seed=3)
-    assert RunConfig.from_dict(__import__("json").loads(config.to_json())) == config
+    assert RunConfig.from_dict(json.loads(config.to_json())) == config
     with pytest.raises(InvalidRequestError, match="unknown learning run fields: epochs"):
         RunConfig.from_dict({"mode": "fedavg", "epochs": 3})
     settings = RunConfig(mode="fedprox", nodes=6, proximal_mu=0.4).federated()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.exception import InconsistentMessageReplies
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from neurons.errors import InvalidRequestError
@@ -221,7 +222,10 @@ def aggregate_updates(
             asked = Message(RecordDict(), number + 1, "train")
             asked.metadata.__dict__["_message_id"] = f"update-{number}"
             replies.append(Message(update.content(), reply_to=asked))
-        arrays, _ = strategy.aggregate_train(updates[0].round, replies)
+        try:
+            arrays, _ = strategy.aggregate_train(updates[0].round, replies)
+        except (InconsistentMessageReplies, ValueError) as exc:
+            raise InvalidRequestError(f"updates do not fit together: {exc}") from exc
     if arrays is None:
         raise InvalidRequestError("Flower rejected the updates (mismatched arrays or metrics)")
     merged = arrays.to_numpy_ndarrays()

@@ -182,4 +182,6 @@ class LocalGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        return list(self.pull_messages(self.push_messages(messages)))
+        replies = self.pull_messages(self.push_messages(messages))
+        # Flower samples nodes in random order; a fixed order keeps float sums reproducible.
+        return sorted(replies, key=lambda m: m.metadata.src_node_id)

@@ -79,13 +79,28 @@ def train_local(
     if len(data) == 0:
         raise ValueError("no examples to train on")
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    x = torch.as_tensor(data.x)
-    y = None if data.y is None else torch.as_tensor(data.y)
     soft = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
     anchors = None
     if config.proximal_mu > 0 and global_arrays is not None:
         anchors = [t.detach().clone() for t in _parameter_arrays(model, global_arrays)]
+    # Dropout draws from torch's global generator: fork it, seeded per call, so runs repeat
+    # and resume exactly and callers' random state is left alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return _loop(model, data, config, soft, anchors, generator)
+
+
+def _loop(
+    model: nn.Module,
+    data: LearningData,
+    config: LocalTraining,
+    soft: torch.Tensor | None,
+    anchors: list[torch.Tensor] | None,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    x = torch.as_tensor(data.x)
+    y = None if data.y is None else torch.as_tensor(data.y)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     model.train()
     total, batch = 0.0, min(config.batch_size, len(data))
     order = torch.randperm(len(data), generator=generator)
