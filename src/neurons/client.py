@@ -151,6 +151,11 @@ class NodeClient:
         result: dict[str, Any] = await self._json("POST", "/api/generate", json=payload)
         return result
 
+    async def chat(self, model: str, messages: list[dict[str, Any]], **body: Any) -> dict[str, Any]:
+        payload = {"model": model, "messages": messages, "stream": False, **body}
+        result: dict[str, Any] = await self._json("POST", "/api/chat", json=payload)
+        return result
+
     async def embed(self, model: str, inputs: list[str]) -> list[list[float]]:
         result = await self._json("POST", "/api/embed", json={"model": model, "input": inputs})
         return [list(map(float, v)) for v in result.get("embeddings") or []]

@@ -13,6 +13,7 @@ import pytest
 
 from neurons.client import NodeClient
 from neurons.config import Settings
+from neurons.errors import ModelNotFoundError
 from neurons.finetune.data import validate_text
 from neurons.finetune.service import FineTuningService
 from neurons.learning.llm_teach import (
@@ -20,6 +21,7 @@ from neurons.learning.llm_teach import (
     TEACHER_EXAMPLES,
     TeachResult,
     agreement,
+    answers,
     chat_jsonl,
     same_opening,
     teach_llm,
@@ -115,6 +117,23 @@ def test_held_out_prompts_must_not_be_trained_on(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_answers_are_greedy_and_repeatable_on_a_real_neuron(neuron: NeuronProcess) -> None:
+    """``answers`` asks through NodeClient.chat: the same greedy answer twice, and a model the
+    node lacks is Ollama's 404 as ModelNotFoundError."""
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with NodeClient(neuron.url) as node:
+            first = await answers(node, SMOL, ["What is snow?"], num_predict=8)
+            second = await answers(node, SMOL, ["What is snow?"], num_predict=8)
+            with pytest.raises(ModelNotFoundError):
+                await answers(node, "no-such-model:1b", ["Hi"], num_predict=2)
+            return first, second
+
+    first, second = asyncio.run(run())
+    assert len(first) == 1 and first[0]
+    assert first == second
 
 
 # -- two real neurons (slow) ------------------------------------------------------------------

@@ -29,10 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from neurons.client import error_message
-from neurons.errors import NeuronsError, NodeError, NodeNotFoundError, NodeUnreachableError
+from neurons.client import NodeClient
+from neurons.errors import NeuronsError, NodeError, NodeNotFoundError
 from neurons.finetune.presets import Hyperparameters
 from neurons.finetune.service import FineTuningService
 from neurons.optimize.scoring import normalize, token_f1
@@ -44,6 +42,7 @@ __all__ = [
     "Agreement",
     "TeachResult",
     "agreement",
+    "answers",
     "chat_jsonl",
     "same_opening",
     "teach_llm",
@@ -202,43 +201,22 @@ def _node_url(service: FineTuningService, node: str) -> str:
     return view.url
 
 
-async def chat(
-    http: httpx.AsyncClient,
-    url: str,
-    model: str,
-    prompt: str,
-    *,
-    seed: int = 1,
-    num_predict: int = 32,
-) -> str:
-    """One greedy, non-streamed ``/api/chat`` answer of ``model`` on the node at ``url``."""
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": False,
-        "options": {"temperature": 0, "seed": seed, "num_predict": num_predict},
-    }
-    try:
-        response = await http.post(url.rstrip("/") + "/api/chat", json=body)
-    except httpx.TransportError as exc:
-        raise NodeUnreachableError(f"{url} is unreachable: {exc}") from exc
-    if response.status_code >= 400:
-        message = error_message(response.content, response.reason_phrase)
-        raise NodeError(f"{url}: {message} (HTTP {response.status_code})")
-    return str((response.json().get("message") or {}).get("content") or "").strip()
-
-
 async def answers(
-    http: httpx.AsyncClient,
-    url: str,
+    node: NodeClient,
     model: str,
     prompts: Sequence[str],
     *,
     seed: int = 1,
     num_predict: int = 32,
 ) -> list[str]:
-    """Greedy answers to ``prompts``, one at a time (a neuron serves one request a slot)."""
-    return [await chat(http, url, model, p, seed=seed, num_predict=num_predict) for p in prompts]
+    """Greedy, non-streamed ``/api/chat`` answers of ``model`` to ``prompts``, one at a time
+    (a neuron serves one request a slot)."""
+    options = {"temperature": 0, "seed": seed, "num_predict": num_predict}
+    replies = []
+    for prompt in prompts:
+        answer = await node.chat(model, [{"role": "user", "content": prompt}], options=options)
+        replies.append(str((answer.get("message") or {}).get("content") or "").strip())
+    return replies
 
 
 # -- the whole exchange -----------------------------------------------------------------------
@@ -270,15 +248,15 @@ async def teach_llm(
     if overlap:
         raise ValueError(f"held-out prompts are also training prompts: {sorted(overlap)}")
     http = service.network.http
-    teacher_url = _node_url(service, teacher_node)
-    student_url = _node_url(service, student_node)
+    teacher_client = NodeClient(_node_url(service, teacher_node), name=teacher_node, client=http)
+    student_client = NodeClient(_node_url(service, student_node), name=student_node, client=http)
 
-    def ask(url: str, model: str, items: Sequence[str]) -> Awaitable[list[str]]:
-        return answers(http, url, model, items, seed=seed, num_predict=num_predict)
+    def ask(node: NodeClient, model: str, items: Sequence[str]) -> Awaitable[list[str]]:
+        return answers(node, model, items, seed=seed, num_predict=num_predict)
 
-    taught = await ask(teacher_url, teacher, prompts)
-    reference = await ask(teacher_url, teacher, held_out)
-    before = agreement(await ask(student_url, student, held_out), reference)
+    taught = await ask(teacher_client, teacher, prompts)
+    reference = await ask(teacher_client, teacher, held_out)
+    before = agreement(await ask(student_client, student, held_out), reference)
 
     text = chat_jsonl(zip(prompts, taught, strict=True))
     if not text:
@@ -302,7 +280,7 @@ async def teach_llm(
     if record.status != "completed":
         raise NeuronsError(f"fine-tuning job {record.job_id} ended {record.status}: {record.error}")
 
-    after = agreement(await ask(student_url, tuned, held_out), reference)
+    after = agreement(await ask(student_client, tuned, held_out), reference)
     return TeachResult(
         teacher=teacher,
         teacher_node=teacher_node,
