@@ -82,6 +82,11 @@ def test_node_config_json_round_trip() -> None:
     assert NodeConfig.from_dict(json.loads(text)) == config
     with pytest.raises(InvalidRequestError, match="unknown node config fields: colour"):
         NodeConfig.from_dict({"node_id": "n", "colour": "blue"})
+    with pytest.raises(InvalidRequestError, match="max_students must be int"):
+        NodeConfig.from_dict({"node_id": "n", "max_students": "5"})
+    with pytest.raises(InvalidRequestError, match="teach_interval must be int"):
+        NodeConfig.from_dict({"node_id": "n", "teach_interval": True})
+    assert NodeConfig.from_dict({"node_id": "n", "learning_rate": 1}).learning_rate == 1
 
 
 def _node(name: str, validation: LearningData | None, **overrides: Any) -> LearningNode:

@@ -129,6 +129,8 @@ def test_system_config_round_trip() -> None:
     assert SystemConfig() == SystemConfig(3, 10, 100, 0.02)  # the seed's defaults
     with pytest.raises(InvalidRequestError, match="unknown system config fields"):
         SystemConfig.from_dict({"min_nodes": 1, "nodes": 3})
+    with pytest.raises(InvalidRequestError, match="margin must be float"):
+        SystemConfig.from_dict({"margin": "0.1"})
 
 
 def test_min_and_max_nodes() -> None:

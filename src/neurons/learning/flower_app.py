@@ -21,8 +21,10 @@ from flwr.clientapp import ClientApp
 from flwr.proto.node_pb2 import NodeInfo
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
+from torch import nn
 
 from neurons.errors import InvalidRequestError
+from neurons.learning.data import LearningData
 from neurons.learning.federated import FederatedSettings, ModelUpdate, node_share, run_federated
 from neurons.learning.models import build_model, get_arrays, set_arrays
 from neurons.learning.training import LocalTraining, accuracy, train_local
@@ -52,13 +54,21 @@ def _number(record: Any, key: str, default: float) -> Any:
     return value
 
 
+def _received_model(
+    settings: FederatedSettings, data: LearningData, msg: Message
+) -> tuple[nn.Module, list[np.ndarray]]:
+    """The network with the global weights ``msg`` carries, and those weights."""
+    model = build_model(settings.spec(data), settings.seed)
+    arrays = msg.content["arrays"].to_numpy_ndarrays()  # type: ignore[union-attr]
+    set_arrays(model, arrays)
+    return model, arrays
+
+
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
     settings, partition_id = _settings(context)
     data, _ = node_share(settings, partition_id)
-    model = build_model(settings.spec(data), settings.seed)
-    global_arrays = msg.content["arrays"].to_numpy_ndarrays()  # type: ignore[union-attr]
-    set_arrays(model, global_arrays)
+    model, global_arrays = _received_model(settings, data, msg)
     config = msg.content["config"]
     server_round = _number(config, "server-round", 1) + _number(config, "round-offset", 0)
     mu = float(_number(config, "proximal-mu", 0.0))
@@ -89,8 +99,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Cross-node validation: the global model on this node's share of the validation split."""
     settings, partition_id = _settings(context)
     data, validation = node_share(settings, partition_id)
-    model = build_model(settings.spec(data), settings.seed)
-    set_arrays(model, msg.content["arrays"].to_numpy_ndarrays())  # type: ignore[union-attr]
+    model, _ = _received_model(settings, data, msg)
     metrics = MetricRecord(
         {"accuracy": accuracy(model, validation), "num-examples": len(validation)}
     )

@@ -24,13 +24,14 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from neurons.errors import InvalidRequestError, LearningStateError
+from neurons.learning.choices import checked_fields
 from neurons.learning.data import LearningData
 from neurons.learning.ensemble import knowledge_weights, weighted_average
 from neurons.learning.models import MODEL_TYPES, ModelSpec, build_model, get_arrays, set_arrays
@@ -87,11 +88,7 @@ class NodeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidRequestError(f"unknown node config fields: {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data, "node config"))
 
     @classmethod
     def from_json(cls, text: str) -> NodeConfig:

@@ -23,6 +23,8 @@ __all__ = ["NodeSetup", "distill_round", "ensemble_round", "setup_nodes"]
 class NodeSetup:
     system: DistributedLearningSystem
     shares: dict[str, NodeShare]
+    partition: str  # how the training split was cut, so validation is cut the same way
+    seed: int
     # distill only: each student's scratch twin (same model and labels, never taught)
     twins: dict[str, LearningNode] = field(default_factory=dict)
 
@@ -92,7 +94,7 @@ def setup_nodes(config: RunConfig, dataset: Dataset) -> NodeSetup:
             shares[node_id] = NodeShare(part)
         node = LearningNode(config.node_config(node_id, seed=config.seed + index), validation)
         system.add_node(node)
-    return NodeSetup(system, shares, twins)
+    return NodeSetup(system, shares, config.partition, config.seed, twins)
 
 
 def _few_labels(part: LearningData, fraction: float, rng: np.random.Generator) -> NodeShare:
@@ -105,10 +107,7 @@ def _few_labels(part: LearningData, fraction: float, rng: np.random.Generator) -
 
 
 async def distill_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict[str, Any]:
-    def relay(kind: str, payload: dict[str, Any]) -> None:
-        emit(kind, payload)
-
-    await setup.system.start_learning(setup.shares, rounds=1, on_event=relay)
+    await setup.system.start_learning(setup.shares, rounds=1, on_event=emit)
     for node_id, twin in setup.twins.items():
         labelled = setup.shares[node_id].labelled
         if labelled is not None:
@@ -164,7 +163,7 @@ def _cross_validation(
     setup: NodeSetup, nodes: list[LearningNode], dataset: Dataset
 ) -> dict[str, dict[str, float]]:
     """Each node's model scored on every node's share of the validation split."""
-    shares = partition(dataset.validation, len(nodes), _partition_of(setup), 0)
+    shares = partition(dataset.validation, len(nodes), setup.partition, setup.seed)
     return {
         node.node_id: {
             other.node_id: round(node.evaluate(share), 4)
@@ -172,10 +171,3 @@ def _cross_validation(
         }
         for node in nodes
     }
-
-
-def _partition_of(setup: NodeSetup) -> str:
-    labels = [share.labelled for share in setup.shares.values()]
-    classes = [len(np.unique(part.y)) for part in labels if part is not None and part.y is not None]
-    full = max(classes) if classes else 0
-    return "skewed" if classes and min(classes) < full else "iid"

@@ -23,14 +23,14 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neurons.errors import InvalidRequestError
-from neurons.learning.choices import FEDERATED_MODES, MODES
+from neurons.learning.choices import FEDERATED_MODES, MODES, checked_fields
 from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
 from neurons.learning.federated import (
     FederatedSettings,
@@ -98,18 +98,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        defaults = cls()
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise InvalidRequestError(f"unknown learning run fields: {', '.join(unknown)}")
-        for name, value in data.items():
-            expected = type(getattr(defaults, name))
-            fits = isinstance(value, expected) and not isinstance(value, bool)
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                fits = True
-            if not fits:
-                raise InvalidRequestError(f"{name} must be {expected.__name__}, got {value!r}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data, "learning run"))
 
     def federated(self) -> FederatedSettings:
         return FederatedSettings(
@@ -205,7 +194,6 @@ def _federated(
         emit("resumed", {"round": resumed[0]})
         if first > config.rounds:
             return dict(resumed[2].get("summary", {}))
-    history: list[dict[str, Any]] = []
 
     def observe(node_id: str, reply: Any) -> None:
         if reply.has_content() and reply.content.array_records:
@@ -216,7 +204,6 @@ def _federated(
             )
 
     def on_round(server_round: int, weights: list[np.ndarray], metrics: dict[str, float]) -> None:
-        history.append({"round": server_round, **metrics})
         emit("round", {"round": server_round, **metrics})
         summary = {
             "test_accuracy": metrics["test_accuracy"],

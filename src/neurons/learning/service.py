@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,8 +77,7 @@ class LearningService:
     async def status(self, run_id: str) -> dict[str, Any]:
         record = await asyncio.to_thread(self.store.learning.get, run_id)
         state = record.to_dict()
-        last_round = await asyncio.to_thread(self._latest_round, run_id)
-        state["history"] = last_round
+        state["history"] = await asyncio.to_thread(self._history, run_id)
         return state
 
     async def runs(self, status: str | None = None) -> list[dict[str, Any]]:
@@ -119,9 +117,6 @@ class LearningService:
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / str(int(run_id))
-
-    def delete_checkpoint(self, run_id: str) -> None:
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -170,7 +165,7 @@ class LearningService:
         if kind == "round":
             self.store.learning.record_round(run_id, int(payload["round"]), payload)
 
-    def _latest_round(self, run_id: str) -> list[dict[str, Any]]:
+    def _history(self, run_id: str) -> list[dict[str, Any]]:
         rounds = self.store.learning.events(run_id, kind="round", limit=5000)
         return [{"round": e.round, **_headline(e.payload)} for e in rounds]
 

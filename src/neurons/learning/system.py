@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from neurons.errors import InvalidRequestError, LearningStateError
+from neurons.learning.choices import checked_fields
 from neurons.learning.data import LearningData, partition
 from neurons.learning.node import LearningNode
 
@@ -54,11 +55,7 @@ class SystemConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SystemConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidRequestError(f"unknown system config fields: {', '.join(unknown)}")
-        return cls(**data)
+        return cls(**checked_fields(cls, data, "system config"))
 
 
 @dataclass(frozen=True)
