@@ -278,6 +278,7 @@ async def real_session(
     budget: int,
     seed: int,
     eval_limit: int,
+    samples: int,
     similarity: bool,
     threshold: float | None,
 ) -> tuple[list[dict[str, Any]], list[FrozenTrial], float]:
@@ -295,6 +296,7 @@ async def real_session(
         node="n1",
         seed=seed,
         eval_limit=eval_limit,
+        samples=samples,
         baseline=False,
         similarity=similarity,
     )
@@ -341,7 +343,9 @@ def real_count(
     return Count(None, None, wall)
 
 
-async def real_benchmark(budget: int | None, eval_limit: int, seeds: int, similarity: bool) -> Part:
+async def real_benchmark(
+    budget: int | None, eval_limit: int, samples: int, seeds: int, similarity: bool
+) -> Part:
     space = SearchSpace.for_model_type("general").restrict(REAL_PARAMETERS)
     grid_budget = budget if budget is not None else REAL_GRID_BUDGET
     grid_size = space.grid_size(grid_points_for_budget(space, grid_budget))
@@ -363,8 +367,12 @@ async def real_benchmark(budget: int | None, eval_limit: int, seeds: int, simila
                 await http.post(neuron.url + "/api/generate", json=body)
             embedder: Embedder | None = MiniLMEmbedder() if similarity else None
             runner = SessionRunner(store, settings, network, embedder=embedder)
-            options: dict[str, Any] = {"eval_limit": eval_limit, "similarity": similarity}
-            # The whole grid once: its best and worst quality set the threshold.
+            options: dict[str, Any] = {
+                "eval_limit": eval_limit,
+                "samples": samples,
+                "similarity": similarity,
+            }
+            # The whole grid once: its best quality sets the threshold.
             rows, trials, wall = await real_session(
                 store,
                 settings,
@@ -377,7 +385,7 @@ async def real_benchmark(budget: int | None, eval_limit: int, seeds: int, simila
             )
             scores = [r["overall_score"] for r in rows if r["state"] == "complete"]
             best, worst = max(scores), min(scores)
-            threshold = worst + FRACTION * (best - worst)
+            threshold = FRACTION * best
             qualifying = sum(1 for score in scores if score >= threshold - 1e-9)
             seconds_per_trial = wall / len(rows)
             grid_count = real_count(rows, trials, threshold, eval_limit, math.nan)
@@ -405,7 +413,8 @@ async def real_benchmark(budget: int | None, eval_limit: int, seeds: int, simila
         print(f"  real {strategy:22s} {summary(found, budgets[strategy])}", flush=True)
     scoring = "MiniLM" if similarity else "token F1"
     setup = (
-        f"real: {MODEL}, {OBJECTIVE}, {eval_limit} prompts/trial ({scoring}), space "
+        f"real: {MODEL}, {OBJECTIVE}, {eval_limit} prompts x {samples} seeds/trial ({scoring}), "
+        f"space "
         f"{', '.join(REAL_PARAMETERS)}; grid {grid_size} trials, {seconds_per_trial:.2f} s/trial,"
         f" quality {worst:.4f}..{best:.4f}, threshold {threshold:.4f}, reached by {qualifying} "
         f"of the {len(scores)} grid points (expected grid trials in a random order "
@@ -521,6 +530,9 @@ def main() -> None:
         help=f"real trials per session (default: {REAL_GRID_BUDGET})",
     )
     parser.add_argument("--eval-limit", type=int, default=8, help="prompts per real trial")
+    parser.add_argument(
+        "--samples", type=int, default=2, help="sampling seeds per prompt in a real trial"
+    )
     parser.add_argument("--similarity", action="store_true", help="MiniLM scoring (slower)")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
@@ -533,7 +545,9 @@ def main() -> None:
     real = None
     if not args.skip_real:
         real = asyncio.run(
-            real_benchmark(args.real_budget, args.eval_limit, args.real_seeds, args.similarity)
+            real_benchmark(
+                args.real_budget, args.eval_limit, args.samples, args.real_seeds, args.similarity
+            )
         )
     print_table(synthetic, real)
 

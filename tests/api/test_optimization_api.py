@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from neurons.api.app import NodeSpec, create_control_plane
 from neurons.config import Settings
 from neurons.neuron.process import NeuronProcess
+from neurons.optimize.runner import TRIAL_SEED
 from neurons.optimize.service import load_study
 from neurons.store import Store, open_store
 from tests.api.envelope import error, ok
@@ -210,6 +211,10 @@ def test_errors_use_the_envelope(neuron: NeuronProcess, tmp_path: Path) -> None:
             "invalid_request",
         )
         assert "search_space is not valid JSON" in message
+        message = error(
+            client.post(f"{BASE}/create", data={**TINY, "samples": "0"}), 400, "invalid_request"
+        )
+        assert "samples must be an integer of at least 1" in message
         error(
             client.post(f"{BASE}/create", data={**TINY, "search_space": '{"ranges": 3}'}),
             400,
@@ -272,12 +277,13 @@ def test_uploaded_eval_set_is_what_trials_run(client: TestClient) -> None:
     )
     # The file name only labels the set; it is never used as a path.
     files = {"eval_file": ("../../etc/my set.jsonl", jsonl)}
-    session_id = create(client, files=files, eval_limit="5", max_iterations="2")
+    session_id = create(client, files=files, eval_limit="5", max_iterations="2", samples="2")
     ok(client.post(f"{BASE}/start/{session_id}"))
     wait_for(client, session_id, completed)
 
     store = store_of(client)
     record = store.optimization.get(session_id)
+    assert record.config["samples"] == 2
     eval_set = record.config["eval_set"]
     assert eval_set["name"] == "my_set"
     assert [c["id"] for c in eval_set["cases"]] == ["sky", "france"]
@@ -286,7 +292,9 @@ def test_uploaded_eval_set_is_what_trials_run(client: TestClient) -> None:
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 2
     for trial in trials:
-        assert [c["case_id"] for c in trial.user_attrs["cases"]] == ["sky", "france"]
+        cases = trial.user_attrs["cases"]
+        assert [c["case_id"] for c in cases] == ["sky", "sky", "france", "france"]
+        assert [c["seed"] for c in cases] == [TRIAL_SEED, TRIAL_SEED + 1] * 2
 
 
 def test_cancel_stops_the_run_and_start_resumes_it(client: TestClient) -> None:

@@ -183,7 +183,9 @@ def test_run_then_status_ls_plot_apply(
 def test_run_json_single_objective(home: Path, with_node: str, tmp_path: Path) -> None:
     png = tmp_path / "out" / "latency.png"
     args = ("--objective", "minimize_latency", "--strategy", "random_search", "--node", "n1")
-    details = as_json("run", SMOL, *TINY, *args, "--iterations", "2", "--plot", str(png))
+    details = as_json(
+        "run", SMOL, *TINY, *args, "--iterations", "2", "--samples", "2", "--plot", str(png)
+    )
     assert (details["status"], details["objective"], details["strategy"]) == (
         "completed",
         "minimize_latency",
@@ -192,6 +194,11 @@ def test_run_json_single_objective(home: Path, with_node: str, tmp_path: Path) -
     assert details["plot"] == str(png)
     assert [t["state"] for t in details["trials"]] == ["complete", "complete"]
     assert details["trials"][0]["overall_score"] == 0.5  # the baseline scores 0.5 by definition
+    store = open_store(f"sqlite:///{home / 'neurons.db'}")
+    try:
+        assert store.optimization.get(details["session_id"]).config["samples"] == 2
+    finally:
+        store.close()
     assert "pareto_front" not in details["best"]
     assert_png(png, 800)  # one panel
     assert not (home / "optimization").exists()  # --plot replaced the default
@@ -242,6 +249,7 @@ def test_errors_are_clear_and_create_nothing(
         raised("run", SMOL, "--iterations", "0")
     )
     assert "ending in .png" in str(raised("run", SMOL, "--plot", str(tmp_path / "p.svg")))
+    assert "samples must be an integer of at least 1" in str(raised("run", SMOL, "--samples", "0"))
 
     monkeypatch.setenv("MAX_OPTIMIZATION_ITERATIONS", "2")
     error = raised("run", SMOL, "--iterations", "3")

@@ -23,8 +23,9 @@ from neurons.config import Settings
 from neurons.modelfile.schema import PARAMETERS
 from neurons.network.manager import NetworkManager
 from neurons.neuron.process import NeuronProcess
+from neurons.optimize.evalsets import builtin_set
 from neurons.optimize.results import trial_rows
-from neurons.optimize.runner import Progress, SessionRunner
+from neurons.optimize.runner import TRIAL_SEED, Progress, SessionRunner
 from neurons.optimize.service import OptimizationService, load_study
 from neurons.optimize.sessions import SessionConfig
 from neurons.store import SessionRecord, Store, open_store
@@ -113,6 +114,25 @@ def test_hyperband_reports_a_value_per_prompt(store: Store, settings: Settings) 
     study = study_of(settings, done)
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         assert sorted(trial.intermediate_values) == [1, 2, 3]  # budget = prompts
+
+
+def test_samples_run_each_prompt_with_its_own_seed(store: Store, settings: Settings) -> None:
+    record = create(store, strategy="hyperband", max_iterations=1, eval_limit=2, samples=2)
+    done = run(store, settings, record.session_id)
+    assert done.status == "completed"
+    (trial,) = study_of(settings, done).get_trials(states=(TrialState.COMPLETE,))
+    cases = trial.user_attrs["cases"]
+    first, second = builtin_set("general").cases[:2]
+    assert [(c["case_id"], c["seed"]) for c in cases] == [
+        (first.id, TRIAL_SEED),
+        (first.id, TRIAL_SEED + 1),
+        (second.id, TRIAL_SEED),
+        (second.id, TRIAL_SEED + 1),
+    ]
+    # Hyperband's resource is still the prompt: one report per prompt, after its samples.
+    assert sorted(trial.intermediate_values) == [1, 2]
+    mean = sum(c["score"] for c in cases) / len(cases)
+    assert trial.user_attrs["metrics"]["quality"] == pytest.approx(mean, abs=1e-3)
 
 
 def test_multi_objective_keeps_a_pareto_front(store: Store, settings: Settings) -> None:

@@ -42,11 +42,18 @@ def test_round_trip_through_json_keeps_everything() -> None:
         node="n1",
         seed=3,
         eval_limit=1,
+        samples=3,
         similarity=False,
     )
     again = SessionConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
-    assert again.space.names == ("temperature", "num_ctx")
+    assert again.space.names == ("temperature", "num_ctx") and again.samples == 3
+
+
+def test_a_session_stored_before_samples_reads_as_one_draw() -> None:
+    data = SessionConfig.create(model_name="smollm2:135m", samples=4).to_dict()
+    del data["samples"]
+    assert SessionConfig.from_dict(data).samples == 1
 
 
 @pytest.mark.parametrize(
@@ -60,6 +67,9 @@ def test_round_trip_through_json_keeps_everything() -> None:
         ({"timeout_minutes": 0}, "timeout_minutes must be"),
         ({"timeout_minutes": 61}, "above OPTIMIZATION_TIMEOUT_MINUTES"),
         ({"eval_limit": 0}, "eval_limit must be"),
+        ({"samples": 0}, "samples must be"),
+        ({"samples": True}, "samples must be"),
+        ({"samples": "2"}, "samples must be"),
         ({"seed": "x"}, "seed must be an integer"),
         ({"parameters": ["temperature", "warp_factor"]}, "not in the general search space"),
     ],

@@ -88,6 +88,9 @@ async def create(
     timeout_minutes: Annotated[float | None, Form()] = None,
     node: Annotated[str | None, Form(description="Run every trial on this node.")] = None,
     eval_limit: Annotated[int | None, Form(description="Prompts per trial.")] = None,
+    samples: Annotated[
+        int, Form(description="Generations per prompt, each with its own sampling seed.")
+    ] = 1,
     seed: Annotated[int | None, Form()] = None,
     parameters: Annotated[
         str | None, Form(description="Comma-separated options to tune, e.g. temperature,top_k.")
@@ -121,6 +124,7 @@ async def create(
         eval_name=eval_name,
         node=node or None,
         eval_limit=eval_limit,
+        samples=samples,
         seed=seed,
         similarity=similarity,
         baseline=baseline,

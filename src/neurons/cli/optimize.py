@@ -234,6 +234,10 @@ def run(
         Path | None, typer.Option(help="Your evaluation set (JSONL: prompt, reference, ...).")
     ] = None,
     eval_limit: Annotated[int | None, typer.Option(help="Prompts per trial (the first N).")] = None,
+    samples: Annotated[
+        int,
+        typer.Option(help="Generations per prompt, each with its own sampling seed (means)."),
+    ] = 1,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", help="Tune only this parameter (repeatable)."),
@@ -287,6 +291,7 @@ def run(
             node=node,
             seed=seed,
             eval_limit=eval_limit,
+            samples=samples,
             similarity=similarity,
         )
         session_id = record.session_id

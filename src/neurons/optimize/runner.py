@@ -14,15 +14,17 @@ cancelled, or this process stops. The order of things:
 4. ``study.optimize`` runs in a worker thread (Optuna is synchronous); each trial's evaluation
    runs on the event loop. Before a trial runs, its memory estimate is checked against the
    node's memory (``hardware.memory``); a configuration that does not fit is **pruned** without
-   running. Under ``hyperband`` the trial reports its running score after every prompt, so
-   Hyperband's budget is the number of prompts.
+   running. Under ``hyperband`` the trial reports its running score after every prompt (all
+   its ``samples``), so Hyperband's budget is the number of prompts.
 5. The session ends ``completed`` when it has run ``max_iterations`` trials, its time is up
    (``timeout_minutes``, summed over restarts) or the grid is exhausted; ``failed`` after
    three consecutive failed trials (a node gone, a model missing), with the error.
 
 Trials send a fixed ``seed`` (:data:`TRIAL_SEED`) with their options, so two configurations
-differ by their options and not by the luck of the sampler; it is not part of what ``apply``
-writes.
+differ by their options and not by the luck of the sampler; with ``samples`` above 1 each
+prompt runs that many times, with seeds ``TRIAL_SEED``, ``TRIAL_SEED + 1``, ..., and the
+metrics are means over every run (a configuration judged by one draw is judged by its luck).
+The seed is not part of what ``apply`` writes.
 """
 
 from __future__ import annotations
@@ -332,16 +334,18 @@ class SessionRunner:
             if problem is not None:
                 trial.set_user_attr("pruned_reason", f"does not fit: {problem}")
                 raise optuna.TrialPruned(problem)
-        options = {**params, "seed": TRIAL_SEED}
         report = config.strategy == "hyperband" and not is_multi_objective(config.objective)
         results: list[CaseResult] = []
         memory = 0
         for step, case in enumerate(config.cases, start=1):
-            if stop.is_set():
-                # Not a verdict on the configuration: it runs again when the session resumes.
-                trial.set_user_attr("interrupted", True)
-                raise _Stop()
-            results.append(await evaluator.run_case(case, options))
+            for sample in range(config.samples):
+                if stop.is_set():
+                    # Not a verdict on the configuration: it runs again when the session
+                    # resumes.
+                    trial.set_user_attr("interrupted", True)
+                    raise _Stop()
+                options = {**params, "seed": TRIAL_SEED + sample}
+                results.append(await evaluator.run_case(case, options))
             if step == 1:
                 loaded = await evaluator.loaded_size()
                 estimate = fit.estimate_bytes(params) if fit is not None else 0

@@ -50,6 +50,7 @@ class CaseResult:
     eval_count: int
     eval_duration_ns: int
     load_ms: float
+    seed: int | None = None  # the sampling seed the request sent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class CaseResult:
             "ttft_ms": round(self.ttft_ms, 2),
             "total_ms": round(self.total_ms, 2),
             "eval_count": self.eval_count,
+            "seed": self.seed,
             "answer": self.answer[:200],
         }
 
@@ -151,6 +153,8 @@ class TrialEvaluator:
         total_ms = max(0.0, (end - start) * 1000 - load_ms)
         ttft_ms = total_ms if first is None else max(0.0, (first - start) * 1000 - load_ms)
         answer = "".join(parts)
+        seed = options.get("seed")
+        seed = seed if isinstance(seed, int) else None
         # Embedding similarity runs a model on the CPU: keep it off the event loop.
         quality = await asyncio.to_thread(score, case, answer, self._embedder)
         return CaseResult(
@@ -162,6 +166,7 @@ class TrialEvaluator:
             eval_count=int(final.get("eval_count") or 0),
             eval_duration_ns=int(final.get("eval_duration") or 0),
             load_ms=load_ms,
+            seed=seed,
         )
 
     async def loaded_size(self) -> int | None:
