@@ -1,15 +1,6 @@
 """What a fine-tuning job is: its validated configuration, its status machine and its phases.
 
-A job's status moves only along this table (events in brackets)::
-
-    pending ──[start]──▶ running ──[complete]──▶ completed
-       │                  │  ▲ ──[fail]──────▶ failed ────┐
-       │                  │  └──[adopt]  (a dead control   │
-       │                  │              plane's job taken  │
-       │                  │              over: resumed)     │
-       │                  └──[cancel]────▶ cancelled ──────┤
-       └──[cancel]──────────────────────────▲              │
-                           running ◀──[start]──────────────┘
+A job's status moves along :mod:`neurons.lifecycle`'s table.
 
 A failed or cancelled job can be started again: training resumes from its last checkpoint.
 A completed job is final (its model is deployed; start a new job to train again).
@@ -26,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from neurons import lifecycle
 from neurons.errors import InvalidRequestError, JobStateError
 from neurons.finetune.data import DATA_TYPES
 from neurons.finetune.presets import Hyperparameters
+from neurons.lifecycle import TRANSITIONS, Event, Status
 from neurons.neuron.names import ModelName
 
 __all__ = [
@@ -48,46 +40,17 @@ __all__ = [
 ]
 
 
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+# The shared status machine under the names the fine-tuning code and its tests use.
+JobStatus = Status
+JobEvent = Event
+JOB_TRANSITIONS = TRANSITIONS
 
 
-class JobEvent(StrEnum):
-    START = "start"
-    COMPLETE = "complete"
-    FAIL = "fail"
-    CANCEL = "cancel"
-    ADOPT = "adopt"
-
-
-_S, _E = JobStatus, JobEvent
-JOB_TRANSITIONS: dict[tuple[JobStatus, JobEvent], JobStatus] = {
-    (_S.PENDING, _E.START): _S.RUNNING,
-    (_S.PENDING, _E.CANCEL): _S.CANCELLED,
-    (_S.RUNNING, _E.COMPLETE): _S.COMPLETED,
-    (_S.RUNNING, _E.FAIL): _S.FAILED,
-    (_S.RUNNING, _E.CANCEL): _S.CANCELLED,
-    (_S.RUNNING, _E.ADOPT): _S.RUNNING,
-    (_S.FAILED, _E.START): _S.RUNNING,
-    (_S.CANCELLED, _E.START): _S.RUNNING,
-}
-
-
-def next_status(status: JobStatus | str, event: JobEvent | str) -> JobStatus:
+def next_status(status: Status | str, event: Event | str) -> Status:
     """The status after ``event``; :class:`JobStateError` (409) where the table has no move."""
-    current, happened = JobStatus(status), JobEvent(event)
-    new = JOB_TRANSITIONS.get((current, happened))
-    if new is None:
-        raise JobStateError(f"cannot {happened} a job that is {current}")
-    return new
+    return lifecycle.next_status(
+        status, event, lambda s, e: JobStateError(f"cannot {e} a job that is {s}")
+    )
 
 
 PHASES: tuple[str, ...] = (

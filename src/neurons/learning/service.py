@@ -2,8 +2,8 @@
 
 A run executes in a worker thread of the control plane (the work is torch on CPU and releases
 the GIL). Every event it emits is appended to the store; every ``round`` event also updates the
-run's row, so ``status`` is always the last finished round. Its status moves along the same
-table as fine-tuning jobs (:mod:`neurons.finetune.jobs`): cancelling stops it at the end of a
+run's row, so ``status`` is always the last finished round. Its status moves along the table
+every kind of background work shares (:mod:`neurons.lifecycle`): cancelling stops it at the end of a
 round, and starting a cancelled or failed run again resumes it from its last checkpoint. A
 control plane that finds runs still ``running`` at start-up (its predecessor died) resumes them.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from neurons.config import Settings
-from neurons.errors import InvalidRequestError, JobStateError, LearningStateError
-from neurons.finetune.jobs import JobEvent, JobStatus, next_status
+from neurons.errors import InvalidRequestError, LearningStateError
 from neurons.learning.runs import RunConfig, RunStopped, execute
+from neurons.lifecycle import Event, Status, next_status
 from neurons.store import Store
 from neurons.store.learning import LearningRunRecord
 
@@ -43,10 +43,11 @@ class LearningService:
 
     async def start(self, run_id: str) -> LearningRunRecord:
         record = await asyncio.to_thread(self.store.learning.get, run_id)
-        try:
-            new = next_status(record.status, JobEvent.START)
-        except JobStateError as exc:
-            raise LearningStateError(f"cannot start run {run_id}: it is {record.status}") from exc
+        new = next_status(
+            record.status,
+            Event.START,
+            lambda status, _: LearningStateError(f"cannot start run {run_id}: it is {status}"),
+        )
         if not await asyncio.to_thread(self.store.learning.set_status, run_id, record.status, new):
             raise LearningStateError(f"run {run_id} changed status meanwhile; try again")
         self._spawn(record.run_id)
@@ -54,10 +55,11 @@ class LearningService:
 
     async def cancel(self, run_id: str) -> LearningRunRecord:
         record = await asyncio.to_thread(self.store.learning.get, run_id)
-        try:
-            new = next_status(record.status, JobEvent.CANCEL)
-        except JobStateError as exc:
-            raise LearningStateError(f"cannot cancel run {run_id}: it is {record.status}") from exc
+        new = next_status(
+            record.status,
+            Event.CANCEL,
+            lambda status, _: LearningStateError(f"cannot cancel run {run_id}: it is {status}"),
+        )
         stop = self._stops.get(record.run_id)
         if stop is not None:
             self._why[record.run_id] = "cancel"
@@ -81,8 +83,8 @@ class LearningService:
         return state
 
     async def runs(self, status: str | None = None) -> list[dict[str, Any]]:
-        if status is not None and status not in {s.value for s in JobStatus}:
-            choices = ", ".join(s.value for s in JobStatus)
+        if status is not None and status not in {s.value for s in Status}:
+            choices = ", ".join(s.value for s in Status)
             raise InvalidRequestError(f"unknown status {status!r}; choose one of {choices}")
         records = await asyncio.to_thread(self.store.learning.list, status)
         return [r.to_dict() for r in records]
@@ -99,7 +101,7 @@ class LearningService:
     async def resume_interrupted(self) -> list[str]:
         """Runs a dead control plane left ``running``: continue them from their checkpoints."""
         resumed = []
-        for record in await asyncio.to_thread(self.store.learning.list, JobStatus.RUNNING):
+        for record in await asyncio.to_thread(self.store.learning.list, Status.RUNNING):
             if record.run_id not in self._tasks:
                 self._spawn(record.run_id)
                 resumed.append(record.run_id)
@@ -146,18 +148,16 @@ class LearningService:
             )
         except RunStopped:
             if self._why.pop(run_id, "cancel") == "cancel":
-                await asyncio.to_thread(
-                    repo.set_status, run_id, JobStatus.RUNNING, JobStatus.CANCELLED
-                )
+                await asyncio.to_thread(repo.set_status, run_id, Status.RUNNING, Status.CANCELLED)
             # at shutdown the run stays running: the next control plane resumes it
         except Exception as exc:  # the run failed; keep the reason, not the control plane
             log.exception("learning run %s failed", run_id)
             await asyncio.to_thread(
-                repo.set_status, run_id, JobStatus.RUNNING, JobStatus.FAILED, error=str(exc)
+                repo.set_status, run_id, Status.RUNNING, Status.FAILED, error=str(exc)
             )
         else:
             await asyncio.to_thread(repo.record_round, run_id, config.rounds, result)
-            await asyncio.to_thread(repo.set_status, run_id, JobStatus.RUNNING, JobStatus.COMPLETED)
+            await asyncio.to_thread(repo.set_status, run_id, Status.RUNNING, Status.COMPLETED)
         return await asyncio.to_thread(repo.get, run_id)
 
     def _record(self, run_id: str, kind: str, payload: dict[str, Any]) -> None:

@@ -1,14 +1,6 @@
 """What an optimization session is: its validated configuration and its status machine.
 
-A session's status moves only along this table (events in brackets)::
-
-    pending ──[start]──▶ running ──[complete]──▶ completed
-       │                  │  ▲ ──[fail]──────▶ failed ────┐
-       │                  │  └──[adopt]  (a dead runner's  │
-       │                  │              session taken over)│
-       │                  └──[cancel]────▶ cancelled ──────┤
-       └──[cancel]──────────────────────────▲              │
-                           running ◀──[start]──────────────┘
+A session's status moves along :mod:`neurons.lifecycle`'s table.
 
 A failed or cancelled session can be started again: it continues the same Optuna study, so its
 finished trials count and the sampler keeps what it learned. A completed one is final.
@@ -22,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from neurons import lifecycle
 from neurons.errors import InvalidRequestError, SessionStateError
+from neurons.lifecycle import TRANSITIONS, Event, Status
 from neurons.neuron.names import ModelName
 from neurons.optimize.evalsets import EvalCase, EvalSet, builtin_set
 from neurons.optimize.objectives import OBJECTIVES
@@ -41,47 +34,18 @@ __all__ = [
 ]
 
 
-class SessionStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
+# The shared status machine under the names the optimization code and its tests use.
+SessionStatus = Status
+SessionEvent = Event
+SESSION_TRANSITIONS = TRANSITIONS
 
 
-class SessionEvent(StrEnum):
-    START = "start"
-    COMPLETE = "complete"
-    FAIL = "fail"
-    CANCEL = "cancel"
-    ADOPT = "adopt"
-
-
-_S, _E = SessionStatus, SessionEvent
-SESSION_TRANSITIONS: dict[tuple[SessionStatus, SessionEvent], SessionStatus] = {
-    (_S.PENDING, _E.START): _S.RUNNING,
-    (_S.PENDING, _E.CANCEL): _S.CANCELLED,
-    (_S.RUNNING, _E.COMPLETE): _S.COMPLETED,
-    (_S.RUNNING, _E.FAIL): _S.FAILED,
-    (_S.RUNNING, _E.CANCEL): _S.CANCELLED,
-    (_S.RUNNING, _E.ADOPT): _S.RUNNING,
-    (_S.FAILED, _E.START): _S.RUNNING,
-    (_S.CANCELLED, _E.START): _S.RUNNING,
-}
-
-
-def next_status(status: SessionStatus | str, event: SessionEvent | str) -> SessionStatus:
+def next_status(status: Status | str, event: Event | str) -> Status:
     """The status after ``event``; :class:`SessionStateError` (409) where the table has no
     such move, e.g. starting a completed session."""
-    current, happened = SessionStatus(status), SessionEvent(event)
-    new = SESSION_TRANSITIONS.get((current, happened))
-    if new is None:
-        raise SessionStateError(f"cannot {happened} a session that is {current}")
-    return new
+    return lifecycle.next_status(
+        status, event, lambda s, e: SessionStateError(f"cannot {e} a session that is {s}")
+    )
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -4,7 +4,7 @@ A row holds the job's validated config (JSON), its status and phase, its progres
 lines of its log, its metrics, and the lease of the control plane driving it (``runner``,
 ``heartbeat_at``) with the pid of its training subprocess. Status changes are compare-and-set
 (:meth:`FineTuningJobRepository.transition`), so two control planes cannot both start or both
-adopt a job. Which moves are allowed is decided by :mod:`neurons.finetune.jobs`.
+adopt a job. Which moves are allowed is decided by :mod:`neurons.lifecycle`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A run row holds the validated RunConfig (JSON), its status, the round reached and the latest
 round's summary. Events (rounds, model updates, teaching, pairings) are appended in order and
 read back by id, so a client can page through them with ``after``. Which status moves are
-allowed is decided by :mod:`neurons.finetune.jobs`' table, shared by every kind of job.
+allowed is decided by :mod:`neurons.lifecycle`'s table, shared by every kind of job.
 """
 
 from __future__ import annotations
