@@ -32,11 +32,16 @@ def emit(data: Mapping[str, Any], success: bool = True) -> None:
     typer.echo(json.dumps({"success": success, **data}, indent=2, default=str))
 
 
-def run_with_store(build: Callable[[Store, Settings], S], call: Callable[[S], Awaitable[T]]) -> T:
-    """Open the store, build the service on it, await ``call(service)``, close both."""
+def run_with_store(
+    build: Callable[[Store, Settings], S],
+    call: Callable[[S], Awaitable[T]],
+    settings: Settings | None = None,
+) -> T:
+    """Open the store, build the service on it, await ``call(service)``, close both
+    (``settings`` default: read from the environment)."""
     from neurons.store import open_store
 
-    settings = Settings()
+    settings = settings if settings is not None else Settings()
     store = open_store(settings.resolved_database_url)
 
     async def main() -> T:

@@ -6,7 +6,6 @@ against the state directory: nodes are the ones ``neurons up`` registered.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from neurons.cli.common import emit
+from neurons.cli.common import emit, run_with_store
 from neurons.config import Settings
 
 __all__ = ["models_app"]
@@ -35,27 +34,13 @@ def _run(
     gpu_stats: Path | None = None,
 ) -> dict[str, Any]:
     from neurons.library.service import LibraryService
-    from neurons.store import open_store
 
     overrides: dict[str, Any] = {}
     if host_stats is not None:
         overrides["host_stats"] = host_stats
     if gpu_stats is not None:
         overrides["gpu_stats"] = gpu_stats
-    settings = Settings(**overrides)
-    store = open_store(settings.resolved_database_url)
-
-    async def main() -> dict[str, Any]:
-        service = LibraryService(store, settings)
-        try:
-            return await call(service)
-        finally:
-            await service.aclose()
-
-    try:
-        return asyncio.run(main())
-    finally:
-        store.close()
+    return run_with_store(LibraryService, call, Settings(**overrides))
 
 
 def _gb(value: int | float | None) -> str:
