@@ -1,12 +1,12 @@
-"""What several command groups share: the JSON answer of ``--json`` and running a service
-that needs the network, in-process against the state directory."""
+"""What several command groups share: the ``--json`` flag and its answer, the exit status of
+an interrupted command, and running a service in-process against the state directory."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from neurons.network.manager import NetworkManager
     from neurons.store import Store
 
-__all__ = ["emit", "run_with_network", "run_with_store"]
+__all__ = ["INTERRUPTED", "JsonFlag", "emit", "run_with_network", "run_with_store"]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
 
 
 class _Closable(Protocol):

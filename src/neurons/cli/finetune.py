@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from neurons.cli.common import emit, run_with_network
+from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network
 from neurons.errors import JobStateError, NeuronsError
 from neurons.finetune.data import DATA_TYPES, ValidationReport, validate_file
 
@@ -41,10 +41,8 @@ finetune_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 JobArg = Annotated[str, typer.Argument(help="Job id (see `neurons finetune ls`).")]
 T = TypeVar("T")
-INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
 POLL_S = 0.5
 SHOWN_PROBLEMS = 50  # the rest are counted: a broken file would scroll the summary away
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from neurons.cli.common import emit, run_with_store
+from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_store
 from neurons.errors import NeuronsError
 from neurons.learning.choices import MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
@@ -32,10 +32,8 @@ learn_app = typer.Typer(
     help="Distributed learning between nodes: distillation, ensembles, federated averaging.",
     no_args_is_help=True,
 )
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 RunArg = Annotated[str, typer.Argument(help="Run id (see `neurons learn ls`).")]
 T = TypeVar("T")
-INTERRUPTED = 130
 POLL_S = 0.3
 
 

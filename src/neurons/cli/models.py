@@ -15,14 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from neurons.cli.common import emit, run_with_store
+from neurons.cli.common import JsonFlag, emit, run_with_store
 from neurons.config import Settings
 
 __all__ = ["models_app"]
 
 models_app = typer.Typer(help="Browse the model library; pull, copy and delete models on nodes.")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 NodeOption = Annotated[str | None, typer.Option("--node", help="A node name (default: all).")]
 StatsOption = Annotated[Path | None, typer.Option(help="Host stats JSON (else measured).")]
 GpuOption = Annotated[Path | None, typer.Option(help="GPU stats JSON (else measured).")]

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from neurons.cli.common import emit
+from neurons.cli.common import JsonFlag, emit
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError
 
@@ -26,7 +26,6 @@ __all__ = ["network_app", "node_app", "parse_labels"]
 node_app = typer.Typer(help="Register, remove, list and probe nodes (neurons or Ollama servers).")
 network_app = typer.Typer(help="The network as a whole: health, model placements, model sync.")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 LabelOption = Annotated[
     list[str] | None, typer.Option("--label", "-l", help="A label key=value (repeatable).")
 ]

@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from neurons.cli.common import emit, run_with_network
+from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network
 from neurons.config import Settings
 from neurons.errors import NeuronsError, SessionStateError
 
@@ -46,11 +46,9 @@ optimize_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 SessionArg = Annotated[str, typer.Argument(help="Session id (see `neurons optimize ls`).")]
 T = TypeVar("T")
 TOP = 5
-INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
 
 
 def _with_service(call: Callable[[OptimizationService], Awaitable[T]]) -> T:

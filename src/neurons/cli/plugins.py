@@ -8,20 +8,19 @@ sees the error in full, next to the routing policies (built-in and contributed) 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from neurons.cli.common import JsonFlag
 from neurons.plugins.loader import PluginHost, default_host
 
 __all__ = ["plugins_app"]
 
 plugins_app = typer.Typer(help="Installed plugins (entry-point group 'neurons').")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @plugins_app.callback()
