@@ -51,6 +51,15 @@ def _fail(exc: NeuronsError, as_json: bool) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _answer(call: Callable[[LearningService], Awaitable[T]], as_json: bool) -> T:
+    """``call``'s answer; a refusal (unknown run, a move its status forbids) exits 1 with the
+    error, as JSON under ``--json``."""
+    try:
+        return _with_service(call)
+    except NeuronsError as exc:
+        raise _fail(exc, as_json) from exc
+
+
 def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
     if value not in choices:
         raise typer.BadParameter(f"choose one of {', '.join(choices)}", param_hint=name)
@@ -116,10 +125,7 @@ def start(run_id: RunArg, as_json: JsonFlag = False) -> None:
 @learn_app.command("status")
 def status(run_id: RunArg, as_json: JsonFlag = False) -> None:
     """A run's state and per-round history."""
-    try:
-        state = _with_service(lambda service: service.status(run_id))
-    except NeuronsError as exc:
-        raise _fail(exc, as_json) from exc
+    state = _answer(lambda service: service.status(run_id), as_json)
     if as_json:
         emit({"run": state})
         return
@@ -132,10 +138,7 @@ def ls(
     as_json: JsonFlag = False,
 ) -> None:
     """Stored runs, newest first."""
-    try:
-        runs = _with_service(lambda service: service.runs(state))
-    except NeuronsError as exc:
-        raise _fail(exc, as_json) from exc
+    runs = _answer(lambda service: service.runs(state), as_json)
     if as_json:
         emit({"runs": runs, "total": len(runs)})
         return
@@ -158,10 +161,7 @@ def ls(
 @learn_app.command("cancel")
 def cancel(run_id: RunArg, as_json: JsonFlag = False) -> None:
     """Cancel a pending run (a run training in another process stops at its next round)."""
-    try:
-        record = _with_service(lambda service: service.cancel(run_id))
-    except NeuronsError as exc:
-        raise _fail(exc, as_json) from exc
+    record = _answer(lambda service: service.cancel(run_id), as_json)
     if as_json:
         emit({"run": record.to_dict()})
     else:
