@@ -69,7 +69,6 @@ import gc
 import json
 import math
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -90,9 +89,9 @@ from transformers.utils import logging as transformers_logging
 from neurons.finetune.base import load_base
 from neurons.finetune.data import validate_file
 from neurons.finetune.examples import Example
-from neurons.finetune.labels import IGNORE, Encoded, encode_examples
+from neurons.finetune.labels import IGNORE, encode_examples
 from neurons.finetune.presets import Hyperparameters
-from neurons.finetune.trainer import split_indices, train_lora
+from neurons.finetune.trainer import collate, epoch_order, split_indices, train_lora
 from neurons.finetune.worker import EVENTS, SPEC, THREADS_ENV, WorkerSpec, read_events
 
 # The worker's own event writer (private: the benchmark writes events exactly as a job does)
@@ -207,27 +206,6 @@ def _job_run(workdir: Path, tokens: int, seconds: float) -> Run:
 
 
 # -- the bare loop ------------------------------------------------------------------------------
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The trainer's order of one epoch (a seeded shuffle per epoch)."""
-    order = list(range(n))
-    random.Random(f"{seed}/{epoch}").shuffle(order)
-    return order
-
-
-def collate(chunk: Sequence[Encoded], pad: int) -> tuple[torch.Tensor, ...]:
-    """Right-padded ids, attention mask and labels, as the trainer pads."""
-    width = max(len(e.input_ids) for e in chunk)
-    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-    labels = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-    for row, e in enumerate(chunk):
-        n = len(e.input_ids)
-        ids[row, :n] = torch.tensor(e.input_ids)
-        labels[row, :n] = torch.tensor(e.labels)
-        mask[row, :n] = 1
-    return ids, mask, labels
 
 
 def run_bare(base: Base, examples: Sequence[Example], hp: Hyperparameters) -> Run:

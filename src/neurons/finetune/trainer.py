@@ -81,8 +81,10 @@ __all__ = [
     "IGNORE",
     "Encoded",
     "TrainResult",
+    "collate",
     "encode_example",
     "encode_examples",
+    "epoch_order",
     "resolve_device",
     "split_indices",
     "train_lora",
@@ -278,7 +280,7 @@ def train_lora(
             return result(stopped=True)
         epoch, position = divmod(state.step, plan.steps_per_epoch)
         if position == 0 or not order:
-            order = _epoch_order(len(train), hp.seed, epoch)
+            order = epoch_order(len(train), hp.seed, epoch)
         start = position * plan.examples_per_step
         batch = [train[i] for i in order[start : start + plan.examples_per_step]]
         lr = float(optimizer.param_groups[0]["lr"])
@@ -348,12 +350,26 @@ def _wrap(model: PreTrainedModel, hp: Hyperparameters) -> PeftModel:
     return wrapped
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The order of epoch ``epoch`` (0-based): a function of seed and epoch only, so a resumed
     run replays the same batches."""
     order = list(range(n))
     random.Random(f"{seed}/{epoch}").shuffle(order)
     return order
+
+
+def collate(chunk: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """One micro-batch: right-padded ids, attention mask and labels (padding is IGNORE)."""
+    width = max(len(e.input_ids) for e in chunk)
+    ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for row, e in enumerate(chunk):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return ids, mask, labels
 
 
 def _fingerprint(hp: Hyperparameters, train: list[Encoded], held_out: list[Encoded]) -> str:
@@ -416,16 +432,7 @@ class _Loop:
     def _batches(self, examples: Sequence[Encoded]) -> Iterator[tuple[torch.Tensor, ...]]:
         size = self.hp.batch_size
         for i in range(0, len(examples), size):
-            chunk = examples[i : i + size]
-            width = max(len(e.input_ids) for e in chunk)
-            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            labels = torch.full((len(chunk), width), IGNORE, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, e in enumerate(chunk):
-                n = len(e.input_ids)
-                ids[row, :n] = torch.tensor(e.input_ids)
-                labels[row, :n] = torch.tensor(e.labels)
-                mask[row, :n] = 1
+            ids, mask, labels = collate(examples[i : i + size], self.pad_id)
             yield ids.to(self.device), mask.to(self.device), labels.to(self.device)
 
     def step(self, examples: Sequence[Encoded]) -> tuple[float, int, int]:
