@@ -39,6 +39,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from neurons import lifecycle
 from neurons.client import NodeClient
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError, JobStateError, NeuronsError
@@ -490,16 +491,10 @@ class FineTuningService:
 
     def start_supervisor(self) -> None:
         if self._supervisor is None:
-            self._supervisor = asyncio.create_task(self._supervise())
-
-    async def _supervise(self) -> None:
-        interval = max(0.2, self.settings.fine_tuning_lease_s / 3)
-        while True:
-            try:
-                await self.adopt_orphans()
-            except Exception:  # the supervisor must outlive a bad row or a locked database
-                log.exception("fine-tuning supervisor pass failed")
-            await asyncio.sleep(interval)
+            interval = max(0.2, self.settings.fine_tuning_lease_s / 3)
+            self._supervisor = asyncio.create_task(
+                lifecycle.supervise(self.adopt_orphans, interval, log, "fine-tuning")
+            )
 
     async def aclose(self) -> None:
         """Stop the supervisor and this process's jobs: each worker writes a checkpoint, and

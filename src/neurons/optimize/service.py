@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from neurons import lifecycle
 from neurons.config import Settings
 from neurons.errors import SessionStateError
 from neurons.network.manager import NetworkManager
@@ -239,16 +240,10 @@ class OptimizationService:
 
     def start_supervisor(self) -> None:
         if self._supervisor is None:
-            self._supervisor = asyncio.create_task(self._supervise())
-
-    async def _supervise(self) -> None:
-        interval = max(0.2, self.settings.optimization_lease_s / 3)
-        while True:
-            try:
-                await self.adopt_orphans()
-            except Exception:  # the supervisor must outlive a bad row or a locked database
-                log.exception("optimization supervisor pass failed")
-            await asyncio.sleep(interval)
+            interval = max(0.2, self.settings.optimization_lease_s / 3)
+            self._supervisor = asyncio.create_task(
+                lifecycle.supervise(self.adopt_orphans, interval, log, "optimization")
+            )
 
     async def aclose(self) -> None:
         """Stop the supervisor and this process's runs; their sessions stay ``running`` with
