@@ -38,6 +38,7 @@ from neurons.hardware.gguf import ModelProfile
 from neurons.hardware.inventory import GpuStats, HardwareInventory
 
 __all__ = [
+    "HEADROOM",
     "KV_CACHE_TYPES",
     "EstimateOptions",
     "MemoryEstimate",
@@ -64,6 +65,9 @@ RUNTIME_BASE_BYTES = 18 * MiB
 RUNTIME_BYTES_PER_VOCAB = 119
 GPU_MINIMUM_BYTES = 457 * MiB  # Ollama's ml/device.go MinimumMemory for CUDA/ROCm
 KV_PAD = 256  # llama.cpp pads the KV cache size to a multiple of 256 cells
+# The share of a memory budget a plan may fill: the rest is for the OS, other processes and
+# estimate error. Advice, Modelfile tuning and the neuron's slot count all judge by it.
+HEADROOM = 0.8
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 from neurons.errors import InvalidRequestError
 from neurons.hardware.inventory import HardwareInventory
 from neurons.hardware.memory import (
+    HEADROOM,
     EstimateOptions,
     MemoryEstimate,
     estimate_memory,
@@ -42,7 +43,6 @@ from neurons.library.search import LibraryEntry
 __all__ = ["TASKS", "Compatibility", "compare", "compatibility", "recommend"]
 
 DEFAULT_CTX = 4096
-HEADROOM = 0.8
 GB = 1e9
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from neurons.hardware.gguf import ModelProfile
 from neurons.hardware.inventory import HardwareInventory
 from neurons.hardware.memory import (
+    HEADROOM,
     EstimateOptions,
     MemoryEstimate,
     estimate_memory,
@@ -35,7 +36,7 @@ from neurons.modelfile.schema import PARAMETERS
 
 __all__ = ["DEFAULT_HEADROOM", "ParameterChoice", "determine_all", "tune_for_hardware"]
 
-DEFAULT_HEADROOM = 0.8
+DEFAULT_HEADROOM = HEADROOM
 MIN_CTX = 512
 # Beyond this the KV cache of any real model dwarfs a desktop; stop searching there.
 MAX_CTX = 1 << 20
