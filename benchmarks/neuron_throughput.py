@@ -19,11 +19,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from neurons.neuron.defaults import _smollm2_path
-from neurons.neuron.llama import LlamaModel
+from neurons.neuron.llama import configure_llama_cpp
 from neurons.neuron.options import default_threads
 from neurons.neuron.process import NeuronProcess
 
@@ -62,16 +63,19 @@ def run_http(url: str, tokens: int, threads: int) -> tuple[float, float, int]:
     return rate(stamps), reported, final["eval_count"]
 
 
-def run_raw(model: LlamaModel, prompt_tokens: list[int], tokens: int) -> tuple[float, int]:
+def run_raw(model: Any, prompt_tokens: list[int], tokens: int) -> tuple[float, int]:
+    """llama-cpp-python's own ``Llama.generate`` loop, one sequence."""
     stamps: list[float] = []
+    model.set_seed(1)
     stream = model.generate(
-        prompt_tokens, seed=1, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, temperature=0.0,
-        repeat_penalty=1.0, repeat_last_n=64, presence_penalty=0.0, frequency_penalty=0.0,
+        prompt_tokens, top_k=40, top_p=0.9, min_p=0.0, typical_p=1.0, temp=0.0,
+        repeat_penalty=1.0, reset=True,
     )  # fmt: skip
+    eos = model.token_eos()
     for token in stream:
-        if model.is_end_of_generation(token):
+        if token == eos:
             break
-        model.piece(token)  # detokenise, as any real consumer must
+        model.detokenize([token])  # detokenise, as any real consumer must
         stamps.append(time.perf_counter())
         if len(stamps) >= tokens:
             break
@@ -92,12 +96,17 @@ def main() -> None:
         try:
             # Warm the neuron (load + prompt cache) and get the exact prompt it renders.
             run_http(neuron.url, 8, threads)
-            raw = LlamaModel(gguf, n_ctx=4096, n_batch=512, n_threads=threads)
+            llama_cpp = configure_llama_cpp()
+            raw = llama_cpp.Llama(
+                str(gguf), n_ctx=4096, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                verbose=False,
+            )  # fmt: skip
             from neurons.neuron.ggufmeta import read_gguf_info
             from neurons.neuron.prompt import ChatMessage, PromptTemplate
 
-            template = PromptTemplate(None, read_gguf_info(gguf).chat_template, raw.bos_text)
-            prompt_tokens = raw.tokenize(template.render([ChatMessage("user", PROMPT)]))
+            template = PromptTemplate(None, read_gguf_info(gguf).chat_template)
+            text = template.render([ChatMessage("user", PROMPT)])
+            prompt_tokens = raw.tokenize(text.encode(), add_bos=True, special=True)
             run_raw(raw, prompt_tokens, 8)
 
             http_rates, reported_rates, raw_rates = [], [], []

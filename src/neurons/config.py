@@ -51,12 +51,22 @@ class Settings(BaseSettings):
         description="Pending requests a neuron accepts before answering 503.",
     )
     num_parallel: int = Field(
-        default=1,
+        default=4,
         ge=1,
+        le=64,
         validation_alias=AliasChoices(
             "NEURONS_NUM_PARALLEL", "OLLAMA_NUM_PARALLEL", "num_parallel"
         ),
-        description="Requests a neuron runs at once.",
+        description="Requests a neuron runs at once: slots batched into each decode step of "
+        "a model (fewer when num_ctx x slots would not fit in memory).",
+    )
+    prefill_stretch: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=100.0,
+        description="While a model's streams generate, a decode step that also evaluates "
+        "prompt tokens may take this many plain steps: higher evaluates long prompts sooner, "
+        "lower keeps the running streams smoother.",
     )
     keep_alive: str = Field(
         default="5m",

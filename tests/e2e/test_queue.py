@@ -23,7 +23,7 @@ LONG = {
 @pytest.fixture(scope="module")
 def small_queue_neuron(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeuronProcess]:
     home = tmp_path_factory.mktemp("queue") / "home"
-    process = start_neuron(home, "--max-queue", "1")
+    process = start_neuron(home, "--max-queue", "1", "--parallel", "1")
     try:
         yield process
     finally:

@@ -24,6 +24,10 @@ def serve_node(
         Path | None, typer.Option(help="Ollama-layout models directory (default HOME/models).")
     ] = None,
     max_queue: Annotated[int | None, typer.Option(help="Pending requests before 503.")] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(help="Requests served at once, batched per model (default 4).", min=1),
+    ] = None,
     no_default_models: Annotated[
         bool, typer.Option("--no-default-models", help="Do not import the offline defaults.")
     ] = False,
@@ -38,6 +42,8 @@ def serve_node(
         overrides["models_dir"] = models
     if max_queue is not None:
         overrides["max_queue"] = max_queue
+    if parallel is not None:
+        overrides["num_parallel"] = parallel
     if no_default_models:
         overrides["import_default_models"] = False
     settings = Settings(**overrides)  # type: ignore[arg-type]

@@ -37,6 +37,8 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
         store,
         max_loaded=settings.max_loaded_models,
         default_keep_alive=parse_keep_alive(settings.keep_alive),
+        num_parallel=settings.num_parallel,
+        prefill_stretch=settings.prefill_stretch,
     )
     neuron = Neuron(store, engine, FairScheduler(settings.num_parallel, settings.max_queue))
 
@@ -79,13 +81,19 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
 
     @app.get("/api/neuron/status")
     async def status() -> dict[str, Any]:
-        """neurons extension: queue and engine counters for monitoring and tests."""
+        """neurons extension: queue, slot and batching counters for monitoring, routing and
+        tests. ``slots`` is how many requests run at once (the gateway routes by it);
+        ``models`` has each loaded runner's own slots, steps and prompt-cache reuse."""
+        runners = [r.status() for r in list(engine.runners.values())]
         return {
             "slots": settings.num_parallel,
             "running": neuron.scheduler.running,
             "waiting": neuron.scheduler.waiting,
+            "slots_busy": sum(r.get("slots_busy", 0) for r in runners),
             "tokens_generated": engine.tokens_generated,
-            "loaded": [r.model.name.display for r in engine.runners.values()],
+            "prompt_tokens_reused": sum(r.get("prompt_tokens_reused", 0) for r in runners),
+            "loaded": [r["name"] for r in runners],
+            "models": runners,
         }
 
     @app.get("/api/neuron/hardware")

@@ -1,29 +1,37 @@
-"""Runners (loaded models), keep-alive, and token generation for the embedded neuron.
+"""Runners (loaded models), their slots, and keep-alive for the embedded neuron.
 
-Threading: llama.cpp work runs in worker threads so the event loop keeps streaming; every
-runner has a lock because one llama.cpp context serves one request at a time. Fairness and
-the 503 bound live in :class:`~neurons.neuron.scheduler.FairScheduler`, in front of this.
+A generation runner is one llama.cpp context with a sequence per slot, driven by one decode
+thread (:class:`~neurons.neuron.slots.DecodeLoop`) that batches every request of the model
+into each step; an embedding runner has one thread that batches concurrent embed calls
+(:class:`~neurons.neuron.slots.EmbedBatcher`). llama.cpp work happens only on those threads,
+so each model keeps one OpenMP team. Fairness and the 503 bound live in
+:class:`~neurons.neuron.scheduler.FairScheduler`, in front of this.
+
+Slots: ``num_parallel`` (``OLLAMA_NUM_PARALLEL``), as far as the memory estimate of the
+model at ``num_ctx × slots`` fits in :data:`~neurons.hardware.memory.HEADROOM` of the
+available RAM; fewer otherwise, and one for models whose cache cannot be trimmed.
 """
 
 from __future__ import annotations
 
-import codecs
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
 from neurons.errors import EngineError, InvalidRequestError
+from neurons.hardware.gguf import profile_from_info
+from neurons.hardware.memory import HEADROOM, EstimateOptions, estimate_memory
 from neurons.neuron.ggufmeta import GGUFInfo, read_gguf_info
-from neurons.neuron.llama import LlamaModel
+from neurons.neuron.llama import EmbeddingModel, GenerationModel, Vocabulary, grammar_for_format
 from neurons.neuron.modelstore import ModelStore, StoredModel
 from neurons.neuron.options import LoadOptions, SamplingOptions
 from neurons.neuron.prompt import PromptTemplate
+from neurons.neuron.results import GenerationResult, TokenEvent
+from neurons.neuron.slots import PREFILL_STRETCH, DecodeLoop, EmbedBatcher, Sink, SlotRequest
 
 __all__ = ["Engine", "GenerationResult", "Runner", "TokenEvent"]
 
@@ -32,16 +40,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Runner:
-    """A model loaded into llama.cpp, with its keep-alive bookkeeping."""
+    """A model loaded into llama.cpp, its worker thread, and its keep-alive bookkeeping."""
 
     model: StoredModel
     info: GGUFInfo
     load: LoadOptions
     embedding: bool
-    llm: LlamaModel
+    llm: GenerationModel | EmbeddingModel
+    worker: DecodeLoop | EmbedBatcher
     template: PromptTemplate
     size_bytes: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
     active: int = 0
     keep_alive: float | None = 300.0  # seconds; None = forever
     expires_at: float | None = None  # monotonic deadline once idle
@@ -50,6 +58,14 @@ class Runner:
     @property
     def key(self) -> tuple[str, bool]:
         return (self.model.manifest_digest, self.embedding)
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return self.llm.vocab
+
+    @property
+    def slots(self) -> int:
+        return self.llm.slots
 
     def expires_at_wall(self) -> datetime:
         """When the model unloads: keep_alive after the running request, or the idle deadline."""
@@ -61,78 +77,163 @@ class Runner:
             remaining = max(0.0, self.expires_at - time.monotonic())
         return datetime.now(UTC) + timedelta(seconds=remaining)
 
-
-@dataclass
-class TokenEvent:
-    text: str
-    logprobs: list[dict[str, Any]] | None = None
-
-
-@dataclass
-class GenerationResult:
-    done_reason: str
-    prompt_eval_count: int
-    prompt_eval_duration: int
-    eval_count: int
-    eval_duration: int
-    context: list[int]
+    def status(self) -> dict[str, Any]:
+        """Slot and batching counters for /api/neuron/status."""
+        worker = self.worker
+        entry: dict[str, Any] = {
+            "name": self.model.name.display,
+            "embedding": self.embedding,
+            "slots": self.slots,
+            "active_requests": self.active,
+        }
+        if isinstance(worker, DecodeLoop):
+            entry.update(
+                slots_busy=worker.busy_slots,
+                waiting=worker.waiting,
+                steps=worker.steps,
+                batch_size_last=worker.last_batch,
+                batch_size_mean=round(worker.batch_tokens / worker.steps, 2)
+                if worker.steps
+                else 0.0,
+                prompt_tokens_reused=worker.prompt_tokens_reused,
+                prompt_tokens_evaluated=worker.prompt_tokens_evaluated,
+            )
+        else:
+            entry.update(embed_batches=worker.batches, embed_requests=worker.requests)
+        return entry
 
 
 class Engine:
     def __init__(
-        self, store: ModelStore, max_loaded: int = 3, default_keep_alive: float | None = 300.0
+        self,
+        store: ModelStore,
+        max_loaded: int = 3,
+        default_keep_alive: float | None = 300.0,
+        num_parallel: int = 1,
+        prefill_stretch: float = PREFILL_STRETCH,
     ):
         self.store = store
         self.max_loaded = max_loaded
         self.default_keep_alive = default_keep_alive
+        self.num_parallel = num_parallel
+        self.prefill_stretch = prefill_stretch
         self.runners: dict[tuple[str, bool], Runner] = {}
-        self._lock = threading.Lock()
-        self.tokens_generated = 0  # lifetime counter, exposed for monitoring and tests
+        self._lock = threading.Condition()
+        self._loading: set[tuple[str, bool]] = set()
+        self._retired_tokens = 0  # tokens generated by runners since unloaded
+
+    @property
+    def tokens_generated(self) -> int:
+        """Lifetime counter, exposed for monitoring and tests."""
+        live = sum(
+            r.worker.tokens_generated
+            for r in list(self.runners.values())
+            if isinstance(r.worker, DecodeLoop)
+        )
+        return self._retired_tokens + live
 
     # -- loading -----------------------------------------------------------------------------
 
     def acquire(self, model: StoredModel, load: LoadOptions, embedding: bool) -> Runner:
-        """Return a runner for the model (loading or reloading it), marked active.
-        Call :meth:`release` when done."""
+        """Return a runner for the model (loading or reloading it), marked active. A reload
+        with other settings waits until the loaded runner's requests are done. Call
+        :meth:`release` when finished."""
         if model.model_path is None:
             raise InvalidRequestError(f'"{model.name.display}" does not support generate')
         key = (model.manifest_digest, embedding)
         with self._lock:
-            runner = self.runners.get(key)
-            if runner is not None and runner.load == load:
-                runner.active += 1
-                return runner
-            if runner is not None:
-                self._drop(key)
-            self._evict_for_space()
+            while True:
+                runner = self.runners.get(key)
+                if key in self._loading or (
+                    runner is not None and runner.load != load and runner.active
+                ):
+                    self._lock.wait()
+                    continue
+                if runner is not None and runner.load == load:
+                    runner.active += 1
+                    return runner
+                if runner is not None:
+                    self._drop(key)
+                self._evict_for_space()
+                self._loading.add(key)
+                break
+        try:
+            runner = self._load(model, load, embedding)
+        finally:
+            with self._lock:
+                self._loading.discard(key)
+                self._lock.notify_all()
+        with self._lock:
+            runner.active = 1
+            self.runners[key] = runner
+        return runner
+
+    def _load(self, model: StoredModel, load: LoadOptions, embedding: bool) -> Runner:
+        assert model.model_path is not None
         info = read_gguf_info(model.model_path)
         adapter = model.adapter_paths[0] if model.adapter_paths else None
-        llm = LlamaModel(
-            model.model_path,
-            n_ctx=load.num_ctx,
-            n_batch=load.num_ctx if embedding else load.num_batch,
-            n_threads=load.num_thread,
-            use_mmap=load.use_mmap,
-            embedding=embedding,
-            lora_path=adapter,
-        )
+        name = model.name.display
+        llm: GenerationModel | EmbeddingModel
+        worker: DecodeLoop | EmbedBatcher
+        if embedding:
+            llm = EmbeddingModel(
+                model.model_path,
+                n_ctx=load.num_ctx,
+                n_threads=load.num_thread,
+                use_mmap=load.use_mmap,
+                lora_path=adapter,
+            )
+            worker = EmbedBatcher(llm, name)
+        else:
+            llm = GenerationModel(
+                model.model_path,
+                n_ctx=load.num_ctx,
+                slots=self._slots_that_fit(info, load),
+                n_batch=load.num_batch,
+                n_threads=load.num_thread,
+                use_mmap=load.use_mmap,
+                lora_path=adapter,
+            )
+            worker = DecodeLoop(llm, name, self.prefill_stretch)
+        vocab = llm.vocab
         template = PromptTemplate(
-            model.template, info.chat_template, bos_token=llm.bos_text, eos_token=llm.eos_text
+            model.template, info.chat_template, bos_token=vocab.bos_text, eos_token=vocab.eos_text
         )
-        runner = Runner(
+        log.info("loaded %s (%d slot%s)", name, llm.slots, "" if llm.slots == 1 else "s")
+        return Runner(
             model=model,
             info=info,
             load=load,
             embedding=embedding,
             llm=llm,
+            worker=worker,
             template=template,
-            size_bytes=info.file_size + _kv_cache_bytes(info, load.num_ctx),
+            size_bytes=info.file_size + _kv_cache_bytes(info, load, llm.slots),
             keep_alive=self.default_keep_alive,
         )
-        runner.active = 1
-        with self._lock:
-            self.runners[key] = runner
-        return runner
+
+    def _slots_that_fit(self, info: GGUFInfo, load: LoadOptions) -> int:
+        """``num_parallel``, or fewer when the model at ``num_ctx × slots`` would not fit in
+        the headroom of the available memory."""
+        import psutil
+
+        wanted = self.num_parallel
+        budget = HEADROOM * psutil.virtual_memory().available
+        slots = wanted
+        try:
+            while slots > 1 and _estimate(info, load, slots).total_bytes > budget:
+                slots -= 1
+        except (ValueError, ZeroDivisionError):  # a header the estimator cannot read
+            log.warning("%s: no memory estimate; using %d slots", info.path.name, wanted)
+        if slots < wanted:
+            log.warning(
+                "%s: %d parallel slots at num_ctx %d do not fit in memory; using %d",
+                info.path.name,
+                wanted,
+                load.num_ctx,
+                slots,
+            )
+        return slots
 
     def release(self, runner: Runner, keep_alive: float | None | object = ...) -> None:
         """Mark a request finished. ``keep_alive`` (seconds, or None for forever) replaces the
@@ -153,9 +254,10 @@ class Engine:
                     )
                     if each.keep_alive == 0:
                         self._drop(each.key)
+            self._lock.notify_all()
 
     def unload_model(self, manifest_digest: str) -> int:
-        """Unload every idle runner of a model; busy ones unload when they finish."""
+        """Unload every idle runner of a model; busy ones unload when their requests end."""
         dropped = 0
         with self._lock:
             for key, runner in list(self.runners.items()):
@@ -186,8 +288,10 @@ class Engine:
         runner = self.runners.pop(key, None)
         if runner is not None:
             log.info("unloading %s", runner.model.name.display)
-            with runner.lock:
-                runner.llm.close()
+            runner.worker.close()
+            if isinstance(runner.worker, DecodeLoop):
+                self._retired_tokens += runner.worker.tokens_generated
+            runner.llm.close()
 
     def _evict_for_space(self) -> None:
         while len(self.runners) >= self.max_loaded:
@@ -207,142 +311,85 @@ class Engine:
         keep = max(0, min(num_keep, limit // 2))
         return tokens[:keep] + tokens[len(tokens) - (limit - keep) :]
 
-    def generate(
+    def start_generation(
         self,
         runner: Runner,
         tokens: list[int],
         sampling: SamplingOptions,
-        cancel: threading.Event,
+        sink: Sink,
         fmt: Any = None,
         top_logprobs: int | None = None,
-    ) -> Iterator[TokenEvent | GenerationResult]:
-        """Yield text pieces, then one :class:`GenerationResult`. Runs in a worker thread."""
+    ) -> SlotRequest | None:
+        """Queue a generation on the runner's decode loop; events go to ``sink`` on the
+        loop's thread. Returns the request (set its ``cancel`` to stop it), or None when
+        there is no room to generate: then the one result has already been sent."""
         llm = runner.llm
-        with runner.lock:
-            grammar = llm.make_grammar(fmt) if fmt else None
-            tokens = self.fit_prompt(runner, tokens, sampling.num_keep)
-            room = runner.load.num_ctx - len(tokens)
-            limit = room if sampling.num_predict < 0 else min(sampling.num_predict, room)
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = sampling.stop
-            pending = ""
-            pending_logprobs: list[dict[str, Any]] = []
-            generated: list[int] = []
-            done_reason = "length"
-            start = time.perf_counter_ns()
-            first_token_at = start
-            if limit <= 0:
-                yield GenerationResult("length", len(tokens), 0, 0, 0, tokens)
-                return
-            stream = llm.generate(
-                tokens,
-                seed=sampling.seed,
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                min_p=sampling.min_p,
-                typical_p=sampling.typical_p,
-                temperature=sampling.temperature,
-                repeat_penalty=sampling.repeat_penalty,
-                repeat_last_n=sampling.repeat_last_n,
-                presence_penalty=sampling.presence_penalty,
-                frequency_penalty=sampling.frequency_penalty,
-                grammar=grammar,
-            )
-            try:
-                for token in stream:
-                    if not generated:
-                        first_token_at = time.perf_counter_ns()
-                    if cancel.is_set():
-                        done_reason = "cancelled"
-                        break
-                    if llm.is_end_of_generation(token):
-                        done_reason = "stop"
-                        break
-                    generated.append(token)
-                    self.tokens_generated += 1
-                    if top_logprobs is not None:
-                        pending_logprobs.append(_logprob_entry(llm, token, top_logprobs))
-                    pending += decoder.decode(llm.piece(token))
-                    hit = _find_stop(pending, stops)
-                    if hit is not None:
-                        pending = pending[:hit]
-                        done_reason = "stop"
-                        break
-                    if len(generated) >= limit:
-                        break
-                    if pending and not _partial_stop(pending, stops):
-                        yield TokenEvent(pending, pending_logprobs or None)
-                        pending, pending_logprobs = "", []
-            finally:
-                stream.close()
-            pending += decoder.decode(b"", final=True)
-            if pending or pending_logprobs:
-                yield TokenEvent(pending, pending_logprobs or None)
-            end = time.perf_counter_ns()
-            yield GenerationResult(
-                done_reason=done_reason,
-                prompt_eval_count=len(tokens),
-                prompt_eval_duration=first_token_at - start,
-                eval_count=len(generated),
-                eval_duration=max(1, end - first_token_at),
-                context=tokens + generated,
-            )
+        worker = runner.worker
+        if not isinstance(llm, GenerationModel) or not isinstance(worker, DecodeLoop):
+            raise EngineError("this runner was loaded for embeddings")
+        tokens = self.fit_prompt(runner, tokens, sampling.num_keep)
+        room = runner.load.num_ctx - len(tokens)
+        limit = room if sampling.num_predict < 0 else min(sampling.num_predict, room)
+        if limit <= 0 or not tokens:
+            sink(GenerationResult("length", len(tokens), 0, 0, 0, tokens))
+            return None
+        sampler = llm.sampler(
+            seed=sampling.seed,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            typical_p=sampling.typical_p,
+            temperature=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            repeat_last_n=sampling.repeat_last_n,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            grammar=grammar_for_format(fmt) if fmt else None,
+        )
+        sampler.accept_prompt(tokens)
+        request = SlotRequest(
+            tokens=tokens,
+            sampler=sampler,
+            limit=limit,
+            stops=sampling.stop,
+            top_logprobs=top_logprobs,
+            sink=sink,
+        )
+        try:
+            worker.submit(request)
+        except EngineError:
+            sampler.close()
+            raise
+        return request
 
     def embed(
         self, runner: Runner, texts: list[str], truncate: bool
-    ) -> tuple[list[list[float]], int]:
-        with runner.lock:
-            limit = runner.load.num_ctx
-            for text in texts:
-                if len(runner.llm.tokenize(text)) > limit and not truncate:
-                    raise InvalidRequestError("the input length exceeds the context length")
-            try:
-                return runner.llm.embed(texts)
-            except (RuntimeError, ValueError) as exc:
-                raise EngineError(str(exc)) from exc
+    ) -> tuple[Future[list[list[float]]], int]:
+        """Queue texts on the runner's embedding thread (after checking their length here);
+        returns the future vectors and the number of tokens they take."""
+        llm = runner.llm
+        worker = runner.worker
+        if not isinstance(worker, EmbedBatcher):
+            raise EngineError("this runner was not loaded for embeddings")
+        limit = runner.load.num_ctx
+        count = 0
+        for text in texts:
+            length = len(llm.vocab.tokenize(text))
+            if length > limit and not truncate:
+                raise InvalidRequestError("the input length exceeds the context length")
+            count += min(length, limit)
+        return worker.submit(texts), count
 
 
-def _find_stop(text: str, stops: list[str]) -> int | None:
-    positions = [text.find(s) for s in stops if s and s in text]
-    return min(positions) if positions else None
+def _estimate(info: GGUFInfo, load: LoadOptions, slots: int) -> Any:
+    options = EstimateOptions(
+        num_ctx=load.num_ctx, num_batch=load.num_batch, num_parallel=slots, num_gpu=0
+    )
+    return estimate_memory(profile_from_info(info), options)
 
 
-def _partial_stop(text: str, stops: list[str]) -> bool:
-    """True when the text ends with the beginning of a stop sequence (hold it back)."""
-    return any(text.endswith(s[:i]) for s in stops for i in range(1, len(s)))
-
-
-def _logprob_entry(llm: LlamaModel, token: int, top: int) -> dict[str, Any]:
-    logprobs = llm.last_logprobs()
-    piece = llm.piece(token)
-    entry: dict[str, Any] = {
-        "token": piece.decode("utf-8", errors="replace"),
-        "logprob": float(logprobs[token]),
-        "bytes": list(piece),
-    }
-    if top > 0:
-        best = np.argpartition(-logprobs, top)[:top]
-        best = best[np.argsort(-logprobs[best])]
-        entry["top_logprobs"] = [
-            {
-                "token": llm.piece(int(t)).decode("utf-8", errors="replace"),
-                "logprob": float(logprobs[t]),
-                "bytes": list(llm.piece(int(t))),
-            }
-            for t in best
-        ]
-    return entry
-
-
-def _kv_cache_bytes(info: GGUFInfo, num_ctx: int) -> int:
-    """f16 K and V for every layer: 2 × layers × kv_heads × head_dim × ctx × 2 bytes."""
-    heads = info.arch_value("attention.head_count", 0) or 0
-    kv_heads = info.arch_value("attention.head_count_kv", heads) or heads
-    if isinstance(heads, list):
-        heads = max(heads)
-    if isinstance(kv_heads, list):
-        kv_heads = max(kv_heads)
-    embd = info.embedding_length
-    key_len = info.arch_value("attention.key_length", embd // heads if heads else 0) or 0
-    value_len = info.arch_value("attention.value_length", key_len) or key_len
-    return int(info.block_count * kv_heads * (key_len + value_len) * num_ctx * 2)
+def _kv_cache_bytes(info: GGUFInfo, load: LoadOptions, slots: int) -> int:
+    try:
+        return int(_estimate(info, load, slots).kv_cache_bytes)
+    except (ValueError, ZeroDivisionError):  # a header the estimator cannot read: size only
+        return 0

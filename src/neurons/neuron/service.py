@@ -6,7 +6,6 @@ Routes stay thin: they parse the body, call :class:`Neuron`, and shape Ollama's 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,10 +43,11 @@ class Neuron:
         self.store = store
         self.engine = engine
         self.scheduler = scheduler
-        # llama.cpp runs on a fixed set of threads (one per slot). Each new calling thread
-        # gets its own OpenMP team, and idle teams spin: hopping between pool threads cut
-        # decode speed to a third in benchmarks/neuron_throughput.py.
-        self.executor = ThreadPoolExecutor(max_workers=scheduler.slots, thread_name_prefix="llama")
+        # Loads, tokenizing and template rendering. llama.cpp's decoding runs on each model's
+        # own thread (neurons.neuron.slots), never here: every new calling thread gets its
+        # own OpenMP team, and idle teams spin (hopping between pool threads once cut decode
+        # speed to a third in benchmarks/neuron_throughput.py).
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="neuron")
 
     def prepare(self, body: dict[str, Any]) -> Prepared:
         started = time.perf_counter_ns()
@@ -109,64 +109,72 @@ class Neuron:
         """Yields the load duration (int, first), then token events, then the result."""
         async with self.scheduler.slot():
             runner, load_ns = await self.load(prepared)
-            cancel = threading.Event()
             try:
                 yield load_ns
-                if raw_prompt is not None:
-                    tokens = list(context or []) + runner.llm.tokenize(
-                        raw_prompt, add_bos=not context
-                    )
-                else:
-                    renderer = runner.template
-                    if template:
-                        renderer = PromptTemplate(template, None, runner.llm.bos_text)
-                    text = renderer.render(messages or [])
-                    tokens = list(context or []) + runner.llm.tokenize(text, add_bos=not context)
-                async for event in self._pump(
-                    lambda: self.engine.generate(
-                        runner, tokens, prepared.sampling, cancel, fmt, top_logprobs
-                    ),
-                    cancel,
-                ):
+                tokens = await self._in_thread(
+                    lambda: self._prompt_tokens(runner, messages, raw_prompt, context, template)
+                )
+                async for event in self._stream(runner, prepared, tokens, fmt, top_logprobs):
                     yield event
             finally:
-                cancel.set()
                 self.release(runner, prepared)
 
-    async def _pump(
+    @staticmethod
+    def _prompt_tokens(
+        runner: Runner,
+        messages: list[ChatMessage] | None,
+        raw_prompt: str | None,
+        context: list[int] | None,
+        template: str | None,
+    ) -> list[int]:
+        vocab = runner.vocab
+        if raw_prompt is not None:
+            text = raw_prompt
+        else:
+            renderer = runner.template
+            if template:
+                renderer = PromptTemplate(template, None, vocab.bos_text)
+            text = renderer.render(messages or [])
+        return list(context or []) + vocab.tokenize(text, add_bos=not context)
+
+    async def _stream(
         self,
-        make: Callable[[], Any],
-        cancel: threading.Event,
-    ) -> AsyncIterator[Any]:
-        """Run a blocking generator in a thread and yield its items on the event loop."""
+        runner: Runner,
+        prepared: Prepared,
+        tokens: list[int],
+        fmt: Any,
+        top_logprobs: int | None,
+    ) -> AsyncIterator[TokenEvent | GenerationResult]:
+        """Hand the prompt to the model's decode loop and yield what it sends back. Leaving
+        early (the client went away) cancels the request: its slot is free at the next step,
+        and this returns once the loop has let go of it."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[TokenEvent | GenerationResult | BaseException] = asyncio.Queue()
 
-        def work() -> None:
-            try:
-                for item in make():
-                    loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
-                    if cancel.is_set():
-                        break
-            except BaseException as exc:  # handed to the event loop, re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+        def sink(item: TokenEvent | GenerationResult | BaseException) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        worker = loop.run_in_executor(self.executor, work)
+        request = await self._in_thread(
+            lambda: self.engine.start_generation(
+                runner, tokens, prepared.sampling, sink, fmt, top_logprobs
+            )
+        )
+        finished = False
         try:
             while True:
-                kind, value = await queue.get()
-                if kind == "item":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    break
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                yield item
+                if isinstance(item, GenerationResult):
+                    finished = True
+                    return
         finally:
-            cancel.set()
-            # The runner must be idle before its slot and lock are handed on.
-            await asyncio.shield(worker)
+            if request is not None and not finished:
+                request.cancel.set()
+                # The slot must be let go before the runner may be released and unloaded.
+                await asyncio.shield(_until_final(queue))
 
     async def embed(
         self, prepared: Prepared, texts: list[str], truncate: bool
@@ -174,9 +182,15 @@ class Neuron:
         async with self.scheduler.slot():
             runner, load_ns = await self.load(prepared, embedding=True)
             try:
-                vectors, count = await self._in_thread(
+                future, count = await self._in_thread(
                     lambda: self.engine.embed(runner, texts, truncate)
                 )
+                vectors = await asyncio.wrap_future(future)
             finally:
                 self.release(runner, prepared)
             return vectors, count, load_ns
+
+
+async def _until_final(queue: asyncio.Queue[TokenEvent | GenerationResult | BaseException]) -> None:
+    while not isinstance(await queue.get(), GenerationResult | BaseException):
+        pass
