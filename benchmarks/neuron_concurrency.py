@@ -18,10 +18,13 @@ Also measured:
 * ``--baseline-rev REV``: the neuron of an earlier commit (a git worktree of REV), one
   stream, against today's, so "one user loses nothing" is checked on the same machine;
 * prefill interference: while one stream runs, a 1,500-token prompt arrives; the p95 gap
-  between the running stream's tokens during that prefill, against its idle p95.
+  between the running stream's tokens during that prefill, against its idle p95;
+* determinism: how often a seeded request repeats its first text, alone and beside three
+  other streams (batch shapes change llama.cpp's float sums).
 
     .venv/bin/python benchmarks/neuron_concurrency.py [--rounds 3] [--tokens 128]
         [--models smollm2:135m,gemma3:270m] [--streams 1,2,4,8] [--baseline-rev REV]
+        [--trials 5]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +247,31 @@ def prefill_interference(url: str, model: str, long_prompt: str) -> tuple[float,
     return p95(idle) * 1000, p95(busy) * 1000, len(busy)
 
 
+def text_of(url: str, model: str, prompt: str, tokens: int, seed: int) -> str:
+    body = {"model": model, "prompt": prompt, "raw": True, "stream": False,
+            "options": {**OPTIONS, "num_predict": tokens, "seed": seed}}  # fmt: skip
+    reply = httpx.post(url + "/api/generate", json=body, timeout=600)
+    reply.raise_for_status()
+    return str(reply.json()["response"])
+
+
+def determinism(
+    url: str, model: str, prompts: list[str], tokens: int, trials: int
+) -> tuple[int, int, int]:
+    """(identical alone, identical under the load of 3 other streams, trials): one seeded
+    request compared with its own first answer."""
+    reference = text_of(url, model, prompts[0], tokens, 42)
+    alone = sum(text_of(url, model, prompts[0], tokens, 42) == reference for _ in range(trials))
+    loaded = 0
+    for _ in range(trials):
+        with ThreadPoolExecutor(4) as pool:
+            others = [pool.submit(stream, url, model, p, tokens, 7) for p in prompts[1:4]]
+            loaded += text_of(url, model, prompts[0], tokens, 42) == reference
+            for other in others:
+                other.result()
+    return alone, loaded, trials
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else float("nan")
 
@@ -284,6 +313,7 @@ def main() -> None:
     parser.add_argument("--models", default="smollm2:135m,gemma3:270m")
     parser.add_argument("--streams", default="1,2,4,8")
     parser.add_argument("--baseline-rev", default=None)
+    parser.add_argument("--trials", type=int, default=5, help="determinism trials")
     args = parser.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
     threads = default_threads()
@@ -326,6 +356,7 @@ def main() -> None:
                     store, model, " ".join(["The quick brown fox jumps over the lazy dog."] * 150)
                 )
                 gap = prefill_interference(neuron.url, model, long_text)
+                same = determinism(neuron.url, model, prompts, args.tokens, args.trials)
                 baseline = (
                     baseline_single(
                         args.baseline_rev, work, model, prompts[0], args.tokens, args.rounds
@@ -338,6 +369,7 @@ def main() -> None:
                         "model": model,
                         "rates": rates,
                         "gap": gap,
+                        "same": same,
                         "baseline": baseline,
                         "long_tokens": len(raw.tokenize(long_text)),
                     }
@@ -372,6 +404,11 @@ def report(summary: list[dict[str, Any]], counts: list[int], args: argparse.Name
                 f"{entry['model']}: one stream {one:.1f} tok/s vs {args.baseline_rev} "
                 f"{entry['baseline']:.1f}: {one / entry['baseline']:.2f} (target >= 0.95)"
             )
+        alone, loaded, trials = entry["same"]
+        print(
+            f"{entry['model']}: a seeded request repeated its first text {alone}/{trials} times "
+            f"alone, {loaded}/{trials} times beside 3 other streams"
+        )
         idle, busy, count = entry["gap"]
         print(
             f"{entry['model']}: running stream's p95 token gap idle {idle:.1f} ms, while a "

@@ -207,3 +207,20 @@ def test_unknown_api_paths_pass_through_to_a_node(pair: Cluster) -> None:
     response = httpx.get(pair.url + "/api/neuron/status?node=b", timeout=10)
     assert response.status_code == 200 and response.headers["x-neurons-node"] == "b"
     assert "slots" in response.json()
+
+
+def test_load_spreads_by_the_nodes_free_slots(pair: Cluster) -> None:
+    """Each embedded neuron reports 4 batched slots; eight concurrent streams fill both."""
+    pair.wait_until(lambda s: all(n["slots"] == 4 for n in s.values()))
+    body = {"model": MODEL, "prompt": "Write a long story.", "options": {"num_predict": 96}}
+
+    def stream(_: int) -> str:
+        with httpx.stream("POST", pair.url + "/api/generate", json=body, timeout=300) as reply:
+            assert reply.status_code == 200
+            for _line in reply.iter_lines():
+                pass
+            return reply.headers["x-neurons-node"]
+
+    with ThreadPoolExecutor(8) as pool:
+        served = Counter(pool.map(stream, range(8)))
+    assert served == {"a": 4, "b": 4}

@@ -118,4 +118,4 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
 async def _reap_forever(neuron: Neuron) -> None:
     while True:
         await asyncio.sleep(1.0)
-        await asyncio.get_running_loop().run_in_executor(neuron.executor, neuron.engine.reap)
+        await neuron.in_loader(neuron.engine.reap)

@@ -317,12 +317,14 @@ class Engine:
         tokens: list[int],
         sampling: SamplingOptions,
         sink: Sink,
+        cancel: threading.Event,
         fmt: Any = None,
         top_logprobs: int | None = None,
     ) -> SlotRequest | None:
         """Queue a generation on the runner's decode loop; events go to ``sink`` on the
-        loop's thread. Returns the request (set its ``cancel`` to stop it), or None when
-        there is no room to generate: then the one result has already been sent."""
+        loop's thread, and setting ``cancel`` stops it at the next step. Returns the request,
+        or None when there is no room to generate: then the one result has already been
+        sent."""
         llm = runner.llm
         worker = runner.worker
         if not isinstance(llm, GenerationModel) or not isinstance(worker, DecodeLoop):
@@ -354,6 +356,7 @@ class Engine:
             stops=sampling.stop,
             top_logprobs=top_logprobs,
             sink=sink,
+            cancel=cancel,
         )
         try:
             worker.submit(request)

@@ -6,6 +6,7 @@ Routes stay thin: they parse the body, call :class:`Neuron`, and shape Ollama's 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from neurons.neuron.modelstore import ModelStore, StoredModel
 from neurons.neuron.options import SamplingOptions, resolve_options
 from neurons.neuron.prompt import ChatMessage, PromptTemplate
 from neurons.neuron.scheduler import FairScheduler
+from neurons.neuron.slots import SlotRequest
 
 __all__ = ["Neuron", "Prepared"]
 
@@ -43,11 +45,17 @@ class Neuron:
         self.store = store
         self.engine = engine
         self.scheduler = scheduler
-        # Loads, tokenizing and template rendering. llama.cpp's decoding runs on each model's
-        # own thread (neurons.neuron.slots), never here: every new calling thread gets its
-        # own OpenMP team, and idle teams spin (hopping between pool threads once cut decode
-        # speed to a third in benchmarks/neuron_throughput.py).
+        # Tokenizing, template rendering and handing work to a model's thread. llama.cpp's
+        # decoding runs on each model's own thread (neurons.neuron.slots), never here: every
+        # new calling thread gets its own OpenMP team, and idle teams spin (hopping between
+        # pool threads once cut decode speed to a third in benchmarks/neuron_throughput.py).
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="neuron")
+        # Loads, unloads and the reaper: a load may wait for the requests of a runner it
+        # replaces, so it gets threads of its own (one per admitted request, and spares),
+        # never the ones those requests need to finish.
+        self.loader = ThreadPoolExecutor(
+            max_workers=scheduler.slots + 2, thread_name_prefix="neuron-load"
+        )
 
     def prepare(self, body: dict[str, Any]) -> Prepared:
         started = time.perf_counter_ns()
@@ -67,14 +75,18 @@ class Neuron:
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
+    async def in_loader(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.loader, fn)
+
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.loader.shutdown(wait=True, cancel_futures=True)
         self.engine.close()
 
     async def load(self, prepared: Prepared, embedding: bool = False) -> tuple[Runner, int]:
         """Queue, then load; returns the active runner and the load duration in ns."""
         t0 = time.perf_counter_ns()
-        runner = await self._in_thread(
+        runner = await self.in_loader(
             lambda: self.engine.acquire(prepared.model, prepared.runner_options, embedding)
         )
         return runner, time.perf_counter_ns() - t0
@@ -90,7 +102,7 @@ class Neuron:
         async with self.scheduler.slot():
             if prepared.keep_alive == 0:
                 digest = prepared.model.manifest_digest
-                await self._in_thread(lambda: self.engine.unload_model(digest))
+                await self.in_loader(lambda: self.engine.unload_model(digest))
                 return 0
             runner, load_ns = await self.load(prepared, embedding)
             self.release(runner, prepared)
@@ -150,17 +162,21 @@ class Neuron:
         and this returns once the loop has let go of it."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TokenEvent | GenerationResult | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
 
         def sink(item: TokenEvent | GenerationResult | BaseException) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        request = await self._in_thread(
-            lambda: self.engine.start_generation(
-                runner, tokens, prepared.sampling, sink, fmt, top_logprobs
+        started = asyncio.ensure_future(
+            self._in_thread(
+                lambda: self.engine.start_generation(
+                    runner, tokens, prepared.sampling, sink, cancel, fmt, top_logprobs
+                )
             )
         )
         finished = False
         try:
+            await asyncio.shield(started)
             while True:
                 item = await queue.get()
                 if isinstance(item, BaseException):
@@ -171,10 +187,10 @@ class Neuron:
                     finished = True
                     return
         finally:
-            if request is not None and not finished:
-                request.cancel.set()
+            if not finished:
+                cancel.set()
                 # The slot must be let go before the runner may be released and unloaded.
-                await asyncio.shield(_until_final(queue))
+                await asyncio.shield(_let_go(started, queue))
 
     async def embed(
         self, prepared: Prepared, texts: list[str], truncate: bool
@@ -191,6 +207,16 @@ class Neuron:
             return vectors, count, load_ns
 
 
-async def _until_final(queue: asyncio.Queue[TokenEvent | GenerationResult | BaseException]) -> None:
+async def _let_go(
+    started: asyncio.Future[SlotRequest | None],
+    queue: asyncio.Queue[TokenEvent | GenerationResult | BaseException],
+) -> None:
+    """Wait until a cancelled generation is over: its final item has come."""
+    try:
+        request = await started
+    except Exception:  # it never started: nothing holds a slot
+        return
+    if request is None:
+        return
     while not isinstance(await queue.get(), GenerationResult | BaseException):
         pass
