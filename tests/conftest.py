@@ -10,9 +10,12 @@ import importlib
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from neurons.neuron.process import NeuronProcess
@@ -44,6 +47,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def neuron_status(neuron: NeuronProcess) -> dict[str, Any]:
+    """The neuron's own counters (``/api/neuron/status``)."""
+    result: dict[str, Any] = httpx.get(neuron.url + "/api/neuron/status", timeout=10).json()
+    return result
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll until ``predicate`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
 
 
 def start_neuron(home: Path, *extra: str, env: dict[str, str] | None = None) -> NeuronProcess:

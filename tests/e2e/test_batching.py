@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import ollama
 import pytest
 
 from neurons.neuron.process import NeuronProcess
-from tests.conftest import start_neuron
+from tests.conftest import neuron_status, start_neuron, wait_for
 
 MODEL = "smollm2:135m"
 PERSON = {
@@ -37,25 +38,11 @@ def batching_neuron(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neuron
         process.stop()
 
 
-def _status(neuron: NeuronProcess) -> dict[str, Any]:
-    result: dict[str, Any] = httpx.get(neuron.url + "/api/neuron/status", timeout=10).json()
-    return result
-
-
 def _runner(neuron: NeuronProcess, embedding: bool = False) -> dict[str, Any]:
-    for entry in _status(neuron)["models"]:
+    for entry in neuron_status(neuron)["models"]:
         if entry["name"] == MODEL and entry["embedding"] is embedding:
             return dict(entry)
-    raise AssertionError(f"{MODEL} is not loaded: {_status(neuron)}")
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
+    raise AssertionError(f"{MODEL} is not loaded: {neuron_status(neuron)}")
 
 
 class _BusyWatch:
@@ -69,7 +56,7 @@ class _BusyWatch:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self.most = max(self.most, _status(self.neuron)["slots_busy"])
+            self.most = max(self.most, neuron_status(self.neuron)["slots_busy"])
             time.sleep(0.01)
 
     def __enter__(self) -> _BusyWatch:
@@ -131,13 +118,13 @@ def test_a_client_that_leaves_frees_its_slot(batching_neuron: NeuronProcess) -> 
         lines = response.iter_lines()
         for _ in range(3):
             next(lines)
-        assert _status(batching_neuron)["slots_busy"] == 1
+        assert neuron_status(batching_neuron)["slots_busy"] == 1
     # Leaving the block closed the connection mid-stream.
-    _wait_for(lambda: _status(batching_neuron)["slots_busy"] == 0, timeout=20)
-    status = _status(batching_neuron)
+    wait_for(lambda: neuron_status(batching_neuron)["slots_busy"] == 0, timeout=20)
+    status = neuron_status(batching_neuron)
     assert status["running"] == 0
     time.sleep(0.3)
-    assert _status(batching_neuron)["tokens_generated"] == status["tokens_generated"]
+    assert neuron_status(batching_neuron)["tokens_generated"] == status["tokens_generated"]
     reply = httpx.post(url, json={**body, "stream": False, "options": {"num_predict": 3}})
     assert reply.status_code == 200 and reply.json()["eval_count"] == 3
 
@@ -209,7 +196,7 @@ def test_a_full_queue_still_answers_503(batching_neuron: NeuronProcess) -> None:
     workers = [threading.Thread(target=run) for _ in range(6)]
     for worker in workers:
         worker.start()
-    _wait_for(lambda: _status(batching_neuron)["waiting"] == 2)
+    wait_for(lambda: neuron_status(batching_neuron)["waiting"] == 2)
     busy = httpx.post(url, json=body, timeout=30)
     assert busy.status_code == 503
     assert busy.json() == {
@@ -218,3 +205,20 @@ def test_a_full_queue_still_answers_503(batching_neuron: NeuronProcess) -> None:
     for worker in workers:
         worker.join()
     assert codes == [200] * 6
+
+
+def test_a_model_gets_the_slots_that_fit_in_memory(tmp_path: Path) -> None:
+    """The host stats file pins this node at 500 MiB (only the reported memory is fake):
+    SmolLM2 at num_ctx 4096 fits once within 80% of it, not twice."""
+    stats = tmp_path / "host.json"
+    stats.write_text(json.dumps({"memory": {"total_bytes": 500 * 2**20}}))
+    small = start_neuron(tmp_path / "small", env={"NEURONS_HOST_STATS": str(stats)})
+    try:
+        client = ollama.Client(host=small.url, timeout=300)
+        reply = client.generate(model=MODEL, prompt="Hi", options={"num_predict": 3})
+        assert reply.eval_count == 3
+        assert _runner(small)["slots"] == 1
+        client.generate(model=MODEL, prompt="Hi", options={"num_predict": 3, "num_ctx": 1024})
+        assert _runner(small)["slots"] == 4  # a smaller context leaves room for all four
+    finally:
+        small.stop()

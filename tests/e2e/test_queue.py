@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from neurons.neuron.process import NeuronProcess
-from tests.conftest import start_neuron
+from tests.conftest import neuron_status, start_neuron, wait_for
 
 LONG = {
     "model": "smollm2:135m",
@@ -30,20 +30,6 @@ def small_queue_neuron(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neu
         process.stop()
 
 
-def _status(neuron: NeuronProcess) -> dict[str, object]:
-    result: dict[str, object] = httpx.get(neuron.url + "/api/neuron/status").json()
-    return result
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 def test_full_queue_answers_503_with_ollamas_message(small_queue_neuron: NeuronProcess) -> None:
     url = small_queue_neuron.url + "/api/generate"
     results: dict[str, int] = {}
@@ -53,10 +39,10 @@ def test_full_queue_answers_503_with_ollamas_message(small_queue_neuron: NeuronP
 
     first = threading.Thread(target=run, args=("running",))
     first.start()
-    _wait_for(lambda: _status(small_queue_neuron)["running"] == 1)
+    wait_for(lambda: neuron_status(small_queue_neuron)["running"] == 1)
     second = threading.Thread(target=run, args=("queued",))
     second.start()
-    _wait_for(lambda: _status(small_queue_neuron)["waiting"] == 1)
+    wait_for(lambda: neuron_status(small_queue_neuron)["waiting"] == 1)
     busy = httpx.post(url, json={**LONG, "stream": False}, timeout=30)
     assert busy.status_code == 503
     assert busy.json() == {
@@ -77,10 +63,10 @@ def test_client_disconnect_stops_generation(small_queue_neuron: NeuronProcess) -
             for _ in range(3):
                 next(lines)
         # Leaving the block closed the connection mid-stream.
-    _wait_for(lambda: _status(small_queue_neuron)["running"] == 0, timeout=20)
-    generated = _status(small_queue_neuron)["tokens_generated"]
+    wait_for(lambda: neuron_status(small_queue_neuron)["running"] == 0, timeout=20)
+    generated = neuron_status(small_queue_neuron)["tokens_generated"]
     time.sleep(0.5)
-    assert _status(small_queue_neuron)["tokens_generated"] == generated
+    assert neuron_status(small_queue_neuron)["tokens_generated"] == generated
     assert isinstance(generated, int) and generated < 2000
 
 
@@ -99,7 +85,7 @@ def test_queued_requests_are_served_in_arrival_order(
 
     first = threading.Thread(target=run, args=("first", 200))
     first.start()
-    _wait_for(lambda: _status(small_queue_neuron)["running"] == 1)
+    wait_for(lambda: neuron_status(small_queue_neuron)["running"] == 1)
     second = threading.Thread(target=run, args=("second", 2))
     second.start()
     first.join()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,7 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
         default_keep_alive=parse_keep_alive(settings.keep_alive),
         num_parallel=settings.num_parallel,
         prefill_stretch=settings.prefill_stretch,
+        available_memory=_pinned_memory(settings) if settings.host_stats else None,
     )
     neuron = Neuron(store, engine, FairScheduler(settings.num_parallel, settings.max_queue))
 
@@ -113,6 +114,18 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
         return result
 
     return app
+
+
+def _pinned_memory(settings: Settings) -> Callable[[], int]:
+    """The memory a host stats file says this node has, so that slots are sized by the
+    same facts the node reports (``/api/neuron/hardware``)."""
+    from neurons.hardware.inventory import HardwareInventory
+
+    def available() -> int:
+        inventory = HardwareInventory.collect(settings.host_stats, settings.gpu_stats)
+        return inventory.host.memory.usable_bytes
+
+    return available
 
 
 async def _reap_forever(neuron: Neuron) -> None:

@@ -9,7 +9,8 @@ so each model keeps one OpenMP team. Fairness and the 503 bound live in
 
 Slots: ``num_parallel`` (``OLLAMA_NUM_PARALLEL``), as far as the memory estimate of the
 model at ``num_ctx × slots`` fits in :data:`~neurons.hardware.memory.HEADROOM` of the
-available RAM; fewer otherwise, and one for models whose cache cannot be trimmed.
+available RAM (the node's host stats file when one pins it); fewer otherwise, and one for
+models whose cache cannot be trimmed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -111,12 +113,14 @@ class Engine:
         default_keep_alive: float | None = 300.0,
         num_parallel: int = 1,
         prefill_stretch: float = PREFILL_STRETCH,
+        available_memory: Callable[[], int] | None = None,
     ):
         self.store = store
         self.max_loaded = max_loaded
         self.default_keep_alive = default_keep_alive
         self.num_parallel = num_parallel
         self.prefill_stretch = prefill_stretch
+        self.available_memory = available_memory or _available_memory
         self.runners: dict[tuple[str, bool], Runner] = {}
         self._lock = threading.Condition()
         self._loading: set[tuple[str, bool]] = set()
@@ -215,10 +219,8 @@ class Engine:
     def _slots_that_fit(self, info: GGUFInfo, load: LoadOptions) -> int:
         """``num_parallel``, or fewer when the model at ``num_ctx × slots`` would not fit in
         the headroom of the available memory."""
-        import psutil
-
         wanted = self.num_parallel
-        budget = HEADROOM * psutil.virtual_memory().available
+        budget = HEADROOM * self.available_memory()
         slots = wanted
         try:
             while slots > 1 and _estimate(info, load, slots).total_bytes > budget:
@@ -382,6 +384,12 @@ class Engine:
                 raise InvalidRequestError("the input length exceeds the context length")
             count += min(length, limit)
         return worker.submit(texts), count
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def _estimate(info: GGUFInfo, load: LoadOptions, slots: int) -> Any:

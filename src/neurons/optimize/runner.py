@@ -257,7 +257,10 @@ class SessionRunner:
         except NeuronsError as exc:
             log.info("no memory facts for node %s (%s); fit pruning is off", view.name, exc)
             return None
-        return FitCheck(profile, inventory, num_parallel=view.slots)
+        # An embedded neuron gives a model fewer slots when num_ctx x slots would not fit, so
+        # a configuration fits there when one slot does; other nodes load all of theirs.
+        slots = 1 if view.kind == "embedded" else view.slots
+        return FitCheck(profile, inventory, num_parallel=slots)
 
     def _profile(self, model: str) -> ModelProfile | None:
         try:
