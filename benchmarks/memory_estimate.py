@@ -41,10 +41,11 @@ def _status(key: str) -> int:
 
 
 def child(path: str, ctx: int, fill: bool, flash_attention: bool) -> None:
+    from neurons.config import Settings
     from neurons.neuron.llama import configure_llama_cpp
     from neurons.neuron.options import default_threads
 
-    llama_cpp = configure_llama_cpp()
+    llama_cpp = configure_llama_cpp(Settings().llama_extra_buffers)
     before = _status("VmRSS")
     threads = default_threads()
     model = llama_cpp.Llama(

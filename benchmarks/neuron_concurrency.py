@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 
+from neurons.config import Settings
 from neurons.neuron.defaults import GEMMA3_TEMPLATE
 from neurons.neuron.llama import configure_llama_cpp
 from neurons.neuron.modelstore import ModelStore
@@ -91,7 +92,7 @@ class RawMultiSequence:
     """N sequences decoded together through llama-cpp-python's low-level bindings."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        self.lib = lib = configure_llama_cpp()
+        self.lib = lib = configure_llama_cpp(Settings().llama_extra_buffers)
         self.model = lib.llama_model_load_from_file(
             str(path).encode(), lib.llama_model_default_params()
         )

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from neurons.config import Settings
 from neurons.neuron.defaults import _smollm2_path
 from neurons.neuron.llama import configure_llama_cpp
 from neurons.neuron.options import default_threads
@@ -96,7 +97,7 @@ def main() -> None:
         try:
             # Warm the neuron (load + prompt cache) and get the exact prompt it renders.
             run_http(neuron.url, 8, threads)
-            llama_cpp = configure_llama_cpp()
+            llama_cpp = configure_llama_cpp(Settings().llama_extra_buffers)
             raw = llama_cpp.Llama(
                 str(gguf), n_ctx=4096, n_batch=512, n_threads=threads, n_threads_batch=threads,
                 verbose=False,

@@ -19,6 +19,18 @@ def test_defaults_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert settings.max_queue == 7
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'neurons.db'}"
     assert settings.resolved_models_dir == tmp_path / "models"
+    assert settings.num_parallel == 4 and settings.prefill_stretch == 2.0
+
+
+def test_neuron_serving_knobs_come_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
+    monkeypatch.setenv("NEURONS_PREFILL_STRETCH", "4")
+    monkeypatch.setenv("NEURONS_LLAMA_EXTRA_BUFFERS", "0")
+    settings = Settings()
+    assert settings.num_parallel == 2 and settings.prefill_stretch == 4.0
+    assert settings.llama_extra_buffers == "off"
+    monkeypatch.setenv("NEURONS_NUM_PARALLEL", "6")  # ours first
+    assert Settings().num_parallel == 6
 
 
 def test_default_home_is_user_dir(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +44,16 @@ def test_blank_ollama_url_disables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"port": 0}, {"max_queue": 0}, {"keep_alive": "3600"}, {"no_such_field": 1}]
+    "bad",
+    [
+        {"port": 0},
+        {"max_queue": 0},
+        {"keep_alive": "3600"},
+        {"no_such_field": 1},
+        {"num_parallel": 0},
+        {"prefill_stretch": 0.5},
+        {"llama_extra_buffers": "sometimes"},
+    ],
 )
 def test_invalid_values_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="How long an idle model stays loaded (Ollama duration syntax).",
     )
     max_loaded_models: int = Field(default=3, ge=1, description="Models a neuron keeps loaded.")
+    llama_extra_buffers: str = Field(
+        default="auto",
+        description="llama.cpp's extra buffer types (AMX, weight repacking): on, off, or auto "
+        "(off on CPUs that advertise AMX, whose kernels crash in sandboxes without the tile "
+        "state).",
+    )
     import_default_models: bool = Field(
         default=True, description="Import the offline models shipped on PyPI on first start."
     )
@@ -157,6 +163,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
+
+    @field_validator("llama_extra_buffers", mode="before")
+    @classmethod
+    def _on_off_auto(cls, value: object) -> str:
+        word = str(value).strip().lower()
+        named = {"1": "on", "true": "on", "on": "on", "0": "off", "false": "off", "off": "off"}
+        if word == "auto" or word in named:
+            return named.get(word, "auto")
+        raise ValueError("must be on, off or auto")
 
     @field_validator("ollama_base_url", mode="after")
     @classmethod

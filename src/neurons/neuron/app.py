@@ -40,6 +40,7 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
         num_parallel=settings.num_parallel,
         prefill_stretch=settings.prefill_stretch,
         available_memory=_pinned_memory(settings) if settings.host_stats else None,
+        extra_buffers=settings.llama_extra_buffers,
     )
     neuron = Neuron(store, engine, FairScheduler(settings.num_parallel, settings.max_queue))
 

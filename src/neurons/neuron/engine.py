@@ -114,6 +114,7 @@ class Engine:
         num_parallel: int = 1,
         prefill_stretch: float = PREFILL_STRETCH,
         available_memory: Callable[[], int] | None = None,
+        extra_buffers: str = "auto",
     ):
         self.store = store
         self.max_loaded = max_loaded
@@ -121,6 +122,7 @@ class Engine:
         self.num_parallel = num_parallel
         self.prefill_stretch = prefill_stretch
         self.available_memory = available_memory or _available_memory
+        self.extra_buffers = extra_buffers
         self.runners: dict[tuple[str, bool], Runner] = {}
         self._lock = threading.Condition()
         self._loading: set[tuple[str, bool]] = set()
@@ -186,6 +188,7 @@ class Engine:
                 n_threads=load.num_thread,
                 use_mmap=load.use_mmap,
                 lora_path=adapter,
+                extra_buffers=self.extra_buffers,
             )
             worker = EmbedBatcher(llm, name)
         else:
@@ -197,6 +200,7 @@ class Engine:
                 n_threads=load.num_thread,
                 use_mmap=load.use_mmap,
                 lora_path=adapter,
+                extra_buffers=self.extra_buffers,
             )
             worker = DecodeLoop(llm, name, self.prefill_stretch)
         vocab = llm.vocab

@@ -10,8 +10,10 @@ for embeddings, where its ``embed`` already packs many texts into one decode.
 
 llama.cpp's AMX matmul kernels crash on hosts that advertise AMX without granting the tile
 state (seen on our sandboxed Sapphire Rapids CI). We switch off llama.cpp's "extra buffer
-types" (AMX and weight repacking) there, unless ``NEURONS_LLAMA_EXTRA_BUFFERS=1``. The
-benchmarks' raw llama-cpp-python sides use the same switch, so comparisons stay like for like.
+types" (AMX and weight repacking) there, unless the setting ``llama_extra_buffers``
+(``NEURONS_LLAMA_EXTRA_BUFFERS``) says ``on``. The switch is process-wide and the first call
+of :func:`configure_llama_cpp` sets it. The benchmarks' raw llama-cpp-python sides use the
+same switch, so comparisons stay like for like.
 """
 
 from __future__ import annotations
@@ -57,18 +59,16 @@ def _cpu_has_amx() -> bool:
     return False
 
 
-def extra_buffers_enabled() -> bool:
-    setting = os.environ.get("NEURONS_LLAMA_EXTRA_BUFFERS", "auto").lower()
-    if setting in ("1", "true", "on"):
-        return True
-    if setting in ("0", "false", "off"):
-        return False
+def extra_buffers_enabled(setting: str = "auto") -> bool:
+    """``on``, ``off``, or ``auto``: on unless the CPU advertises AMX."""
+    if setting in ("on", "off"):
+        return setting == "on"
     return not _cpu_has_amx()
 
 
-def configure_llama_cpp() -> Any:
-    """Import llama_cpp once, applying the extra-buffer switch and quieting llama.cpp's log;
-    returns the module."""
+def configure_llama_cpp(extra_buffers: str = "auto") -> Any:
+    """Import llama_cpp once, applying the extra-buffer switch (Settings.llama_extra_buffers)
+    and quieting llama.cpp's log; returns the module."""
     global _done
     import llama_cpp
     import llama_cpp.llama_cpp as bindings  # what llama_cpp.Llama calls
@@ -77,7 +77,7 @@ def configure_llama_cpp() -> Any:
     with _configured:
         if not _done:
             set_verbose(False)
-            if not extra_buffers_enabled():
+            if not extra_buffers_enabled(extra_buffers):
                 original = bindings.llama_model_default_params
 
                 def default_params() -> Any:
@@ -247,8 +247,9 @@ class GenerationModel:
         n_threads: int,
         use_mmap: bool = True,
         lora_path: Path | None = None,
+        extra_buffers: str = "auto",
     ) -> None:
-        lib = configure_llama_cpp()
+        lib = configure_llama_cpp(extra_buffers)
         from llama_cpp import _internals
 
         self.lib = lib
@@ -385,8 +386,9 @@ class EmbeddingModel:
         n_threads: int,
         use_mmap: bool = True,
         lora_path: Path | None = None,
+        extra_buffers: str = "auto",
     ) -> None:
-        llama_cpp = configure_llama_cpp()
+        llama_cpp = configure_llama_cpp(extra_buffers)
         kwargs: dict[str, Any] = {
             "n_ctx": n_ctx,
             "n_batch": n_ctx,
