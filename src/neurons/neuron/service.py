@@ -45,10 +45,11 @@ class Neuron:
         self.store = store
         self.engine = engine
         self.scheduler = scheduler
-        # Tokenizing, template rendering and handing work to a model's thread. llama.cpp's
-        # decoding runs on each model's own thread (neurons.neuron.slots), never here: every
-        # new calling thread gets its own OpenMP team, and idle teams spin (hopping between
-        # pool threads once cut decode speed to a third in benchmarks/neuron_throughput.py).
+        # Tokenizing, template rendering and handing work to the llama thread. llama.cpp's
+        # decoding runs on the engine's one llama thread (neurons.neuron.slots), never here:
+        # every new calling thread gets its own OpenMP team, and idle teams spin (hopping
+        # between pool threads once cut decode speed to a third, and a second model's idle
+        # team cost a running stream 10%).
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="neuron")
         # Loads, unloads and the reaper: a load may wait for the requests of a runner it
         # replaces, so it gets threads of its own (one per admitted request, and spares),

@@ -1,4 +1,5 @@
-"""Continuous batching: one thread per loaded model evaluates every request it serves.
+"""Continuous batching: one decode loop per loaded model evaluates every request it serves,
+and one thread (:class:`LlamaThread`) runs the loops of all the models.
 
 Generation (:class:`DecodeLoop`), as llama-server's ``update_slots`` and Ollama's runner do
 it. The model's context holds one sequence per slot. Each step the loop:
@@ -17,7 +18,7 @@ it. The model's context holds one sequence per slot. Each step the loop:
 Embeddings (:class:`EmbedBatcher`): requests that arrive while one is being computed are
 evaluated together in the next call.
 
-Each request hands in a ``sink``, called on the loop's thread with every
+Each request hands in a ``sink``, called on the llama thread with every
 :class:`~neurons.neuron.engine.TokenEvent`, then exactly one final
 :class:`~neurons.neuron.engine.GenerationResult` or exception.
 """
@@ -40,7 +41,7 @@ from neurons.errors import EngineError
 from neurons.neuron.llama import EmbeddingModel, GenerationModel, SlotSampler
 from neurons.neuron.results import GenerationResult, TokenEvent
 
-__all__ = ["DecodeLoop", "EmbedBatcher", "SlotRequest", "common_prefix"]
+__all__ = ["DecodeLoop", "EmbedBatcher", "LlamaThread", "SlotRequest", "common_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -131,49 +132,103 @@ class _StepCosts:
         return max(MIN_PREFILL_CHUNK, min(n_batch, int(allowed)))
 
 
-class _ModelThread(Generic[J]):
-    """A thread that owns a model and works through submitted jobs until closed."""
+class LlamaThread:
+    """The one thread that runs llama.cpp for every model a neuron has loaded.
 
-    def __init__(self, name: str) -> None:
-        self._cond = threading.Condition()
-        self._waiting: deque[J] = deque()
+    Each thread that calls llama.cpp gets its own OpenMP team, and an idle team still costs
+    the busy one: with a second model's decode thread alive, a stream of the first ran about
+    10% slower on 2 cores (and worse beside other processes). So the models' workers share
+    this thread: each pass gives every worker with work one step (a decode step, or one
+    embedding call), in turn; with one model busy that is its own decode loop, unshared.
+    """
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self._workers: list[_Worker[Any]] = []
+        self._current: _Worker[Any] | None = None
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name="llama", daemon=True)
+        self._thread.start()
+
+    def add(self, worker: _Worker[Any]) -> None:
+        with self.cond:
+            self._workers.append(worker)
+
+    def remove(self, worker: _Worker[Any]) -> None:
+        """Stop running ``worker``; returns once its step in progress (if any) is over."""
+        with self.cond:
+            if worker in self._workers:
+                self._workers.remove(worker)
+            while self._current is worker and threading.current_thread() is not self._thread:
+                self.cond.wait()
+
+    def close(self) -> None:
+        with self.cond:
+            self._closing = True
+            self.cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self._closing and not any(w.has_work() for w in self._workers):
+                    self.cond.wait()
+                if self._closing:
+                    return
+                ready = [w for w in self._workers if w.has_work()]
+            for worker in ready:
+                with self.cond:
+                    if worker not in self._workers:
+                        continue  # removed meanwhile
+                    self._current = worker
+                try:
+                    worker.work()
+                except Exception:  # a worker's failure must not end the thread
+                    log.exception("llama work failed")
+                finally:
+                    with self.cond:
+                        self._current = None
+                        self.cond.notify_all()
+
+
+class _Worker(Generic[J]):
+    """One model's share of the :class:`LlamaThread`: its waiting jobs and its step."""
+
+    def __init__(self, thread: LlamaThread) -> None:
+        self._llama = thread
+        self._cond = thread.cond
+        self._waiting: deque[J] = deque()
+        self._closed = False
+        thread.add(self)
 
     def _submit(self, job: J) -> None:
         with self._cond:
-            if self._closing:
+            if self._closed:
                 raise EngineError("the model is being unloaded")
             self._waiting.append(job)
-            self._cond.notify()
+            self._cond.notify_all()
 
-    def _busy(self) -> bool:
-        return False
+    def _detach(self) -> None:
+        with self._cond:
+            self._closed = True
+        self._llama.remove(self)
 
-    def _run(self) -> None:
+    def has_work(self) -> bool:
+        """Called with the thread's condition held."""
+        return bool(self._waiting)
+
+    def work(self) -> None:
         raise NotImplementedError
 
-    def _wait_for_work(self) -> bool:
-        """Block until there is work; False once closing. Call with the condition held."""
-        while not self._closing and not self._waiting and not self._busy():
-            self._cond.wait()
-        return not self._closing
 
-    def _stop_thread(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join()
-
-
-class DecodeLoop(_ModelThread[SlotRequest]):
-    """The decode thread of one generation model (see the module docstring)."""
+class DecodeLoop(_Worker[SlotRequest]):
+    """The decode loop of one generation model (see the module docstring)."""
 
     def __init__(
-        self, model: GenerationModel, name: str, prefill_stretch: float = PREFILL_STRETCH
+        self, thread: LlamaThread, model: GenerationModel, prefill_stretch: float = PREFILL_STRETCH
     ) -> None:
-        super().__init__(f"decode-{name}")
+        super().__init__(thread)
         self.model = model
         self.slots = [_Slot(seq) for seq in range(model.slots)]
         self._admitted = 0
@@ -185,7 +240,6 @@ class DecodeLoop(_ModelThread[SlotRequest]):
         self.last_batch = 0
         self.prompt_tokens_reused = 0
         self.prompt_tokens_evaluated = 0
-        self._thread.start()
 
     @property
     def busy_slots(self) -> int:
@@ -199,8 +253,8 @@ class DecodeLoop(_ModelThread[SlotRequest]):
         self._submit(request)
 
     def close(self) -> None:
-        """Stop the thread; requests still running or waiting end with an error."""
-        self._stop_thread()
+        """Leave the thread; requests still running or waiting end with an error."""
+        self._detach()
         error = EngineError("the model was unloaded")
         for slot in self.slots:
             if slot.request is not None:
@@ -212,24 +266,22 @@ class DecodeLoop(_ModelThread[SlotRequest]):
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _busy(self) -> bool:
-        return any(s.request is not None for s in self.slots)
+    def has_work(self) -> bool:
+        return bool(self._waiting) or any(s.request is not None for s in self.slots)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._wait_for_work():
-                    return
-                self._admit()
-            try:
-                self._step()
-            except Exception as exc:  # a failed decode ends the requests in it, not the loop
-                log.exception("decode step failed")
-                for slot in self.slots:
-                    if slot.request is not None:
-                        self._abort(slot, exc)
-                        slot.cached = []
-                        self.model.keep_prefix(slot.seq, 0)
+    def work(self) -> None:
+        """One step: admit waiting requests to free slots, then decode and sample."""
+        with self._cond:
+            self._admit()
+        try:
+            self._step()
+        except Exception as exc:  # a failed decode ends the requests in it, not the loop
+            log.exception("decode step failed")
+            for slot in self.slots:
+                if slot.request is not None:
+                    self._abort(slot, exc)
+                    slot.cached = []
+                    self.model.keep_prefix(slot.seq, 0)
 
     def _admit(self) -> None:
         while self._waiting:
@@ -392,15 +444,14 @@ class _EmbedJob:
     future: Future[list[list[float]]] = field(default_factory=Future)
 
 
-class EmbedBatcher(_ModelThread[_EmbedJob]):
-    """The embedding thread of one model: jobs waiting when a call starts share the next."""
+class EmbedBatcher(_Worker[_EmbedJob]):
+    """The embedding worker of one model: jobs waiting when a call starts share it."""
 
-    def __init__(self, model: EmbeddingModel, name: str) -> None:
-        super().__init__(f"embed-{name}")
+    def __init__(self, thread: LlamaThread, model: EmbeddingModel) -> None:
+        super().__init__(thread)
         self.model = model
         self.batches = 0
         self.requests = 0
-        self._thread.start()
 
     def submit(self, texts: list[str]) -> Future[list[list[float]]]:
         job = _EmbedJob(texts)
@@ -408,31 +459,28 @@ class EmbedBatcher(_ModelThread[_EmbedJob]):
         return job.future
 
     def close(self) -> None:
-        self._stop_thread()
+        self._detach()
         while self._waiting:
             self._waiting.popleft().future.set_exception(EngineError("the model was unloaded"))
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._wait_for_work():
-                    return
-                jobs = list(self._waiting)
-                self._waiting.clear()
-            texts = [text for job in jobs for text in job.texts]
-            try:
-                vectors = self.model.embed(texts)
-            except Exception as exc:  # handed to every caller in the batch
-                failure = exc if isinstance(exc, EngineError) else EngineError(str(exc))
-                for job in jobs:
-                    job.future.set_exception(failure)
-                continue
-            self.batches += 1
-            self.requests += len(jobs)
-            start = 0
+    def work(self) -> None:
+        with self._cond:
+            jobs = list(self._waiting)
+            self._waiting.clear()
+        texts = [text for job in jobs for text in job.texts]
+        try:
+            vectors = self.model.embed(texts)
+        except Exception as exc:  # handed to every caller in the batch
+            failure = exc if isinstance(exc, EngineError) else EngineError(str(exc))
             for job in jobs:
-                job.future.set_result(vectors[start : start + len(job.texts)])
-                start += len(job.texts)
+                job.future.set_exception(failure)
+            return
+        self.batches += 1
+        self.requests += len(jobs)
+        start = 0
+        for job in jobs:
+            job.future.set_result(vectors[start : start + len(job.texts)])
+            start += len(job.texts)
 
 
 def _deliver(request: SlotRequest, item: TokenEvent | GenerationResult | BaseException) -> bool:
