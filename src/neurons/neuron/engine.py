@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from neurons.errors import EngineError, InvalidRequestError
-from neurons.hardware.gguf import profile_from_info
-from neurons.hardware.memory import HEADROOM, EstimateOptions, estimate_memory
+from neurons.hardware.gguf import ModelProfile, profile_from_info
+from neurons.hardware.memory import HEADROOM, EstimateOptions, MemoryEstimate, estimate_memory
 from neurons.neuron.ggufmeta import GGUFInfo, read_gguf_info
 from neurons.neuron.llama import EmbeddingModel, GenerationModel, Vocabulary, grammar_for_format
 from neurons.neuron.modelstore import ModelStore, StoredModel
@@ -186,6 +186,7 @@ class Engine:
         assert model.model_path is not None
         info = read_gguf_info(model.model_path)
         adapter = model.adapter_paths[0] if model.adapter_paths else None
+        profile = _profile(info)
         name = model.name.display
         llm: GenerationModel | EmbeddingModel
         worker: DecodeLoop | EmbedBatcher
@@ -203,7 +204,7 @@ class Engine:
             llm = GenerationModel(
                 model.model_path,
                 n_ctx=load.num_ctx,
-                slots=self._slots_that_fit(info, load),
+                slots=self._slots_that_fit(info, profile, load),
                 n_batch=load.num_batch,
                 n_threads=load.num_thread,
                 use_mmap=load.use_mmap,
@@ -224,21 +225,23 @@ class Engine:
             llm=llm,
             worker=worker,
             template=template,
-            size_bytes=info.file_size + _kv_cache_bytes(info, load, llm.slots),
+            size_bytes=info.file_size + _kv_cache_bytes(profile, load, llm.slots),
             keep_alive=self.default_keep_alive,
         )
 
-    def _slots_that_fit(self, info: GGUFInfo, load: LoadOptions) -> int:
+    def _slots_that_fit(
+        self, info: GGUFInfo, profile: ModelProfile | None, load: LoadOptions
+    ) -> int:
         """``num_parallel``, or fewer when the model at ``num_ctx × slots`` would not fit in
         the headroom of the available memory."""
         wanted = self.num_parallel
+        if profile is None:
+            log.warning("%s: no memory estimate; using %d slots", info.path.name, wanted)
+            return wanted
         budget = HEADROOM * self.available_memory()
         slots = wanted
-        try:
-            while slots > 1 and _estimate(info, load, slots).total_bytes > budget:
-                slots -= 1
-        except (ValueError, ZeroDivisionError):  # a header the estimator cannot read
-            log.warning("%s: no memory estimate; using %d slots", info.path.name, wanted)
+        while slots > 1 and _estimate(profile, load, slots).total_bytes > budget:
+            slots -= 1
         if slots < wanted:
             log.warning(
                 "%s: %d parallel slots at num_ctx %d do not fit in memory; using %d",
@@ -405,15 +408,20 @@ def _available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _estimate(info: GGUFInfo, load: LoadOptions, slots: int) -> Any:
+def _profile(info: GGUFInfo) -> ModelProfile | None:
+    """The memory estimator's view of the model, or None for a header it cannot read."""
+    try:
+        return profile_from_info(info)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _estimate(profile: ModelProfile, load: LoadOptions, slots: int) -> MemoryEstimate:
     options = EstimateOptions(
         num_ctx=load.num_ctx, num_batch=load.num_batch, num_parallel=slots, num_gpu=0
     )
-    return estimate_memory(profile_from_info(info), options)
+    return estimate_memory(profile, options)
 
 
-def _kv_cache_bytes(info: GGUFInfo, load: LoadOptions, slots: int) -> int:
-    try:
-        return int(_estimate(info, load, slots).kv_cache_bytes)
-    except (ValueError, ZeroDivisionError):  # a header the estimator cannot read: size only
-        return 0
+def _kv_cache_bytes(profile: ModelProfile | None, load: LoadOptions, slots: int) -> int:
+    return 0 if profile is None else _estimate(profile, load, slots).kv_cache_bytes

@@ -289,12 +289,14 @@ class DecodeLoop(_Worker[SlotRequest]):
             if not free:
                 return
             request = self._waiting.popleft()
-            slot = max(free, key=lambda s: (common_prefix(s.cached, request.tokens), -s.last_used))
-            self._start(slot, request)
+            shared = {s.seq: common_prefix(s.cached, request.tokens) for s in free}
+            slot = max(free, key=lambda s: (shared[s.seq], -s.last_used))
+            self._start(slot, request, shared[slot.seq])
 
-    def _start(self, slot: _Slot, request: SlotRequest) -> None:
+    def _start(self, slot: _Slot, request: SlotRequest, shared: int) -> None:
+        """Give ``slot`` to ``request``, whose prompt shares ``shared`` cached tokens."""
         # The last prompt token is always evaluated again: its logits give the first token.
-        reuse = min(common_prefix(slot.cached, request.tokens), len(request.tokens) - 1)
+        reuse = min(shared, len(request.tokens) - 1)
         kept = self.model.keep_prefix(slot.seq, reuse)
         self._admitted += 1
         slot.cached = slot.cached[:kept]
