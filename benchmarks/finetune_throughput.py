@@ -97,7 +97,7 @@ from neurons.finetune.worker import EVENTS, SPEC, THREADS_ENV, WorkerSpec, read_
 # The worker's own event writer (private: the benchmark writes events exactly as a job does)
 from neurons.finetune.worker import _EventLog as EventLog
 from neurons.neuron.defaults import _smollm2_path
-from neurons.neuron.names import file_digest
+from neurons.ollama.names import file_digest
 
 DATA = Path(__file__).resolve().parents[1] / "src/neurons/finetune/datasets/beep_boop.jsonl"
 TARGET = 0.05  # issue 7: the job's tokens/s within 5% of a bare loop's

@@ -76,7 +76,7 @@ def free_port() -> int:
 
 def render(store: ModelStore, model: str, text: str) -> str:
     """The prompt text the neuron's chat template makes of one user message."""
-    from neurons.neuron.ggufmeta import read_gguf_info
+    from neurons.ollama.ggufmeta import read_gguf_info
 
     stored = store.load(model)
     assert stored.model_path is not None

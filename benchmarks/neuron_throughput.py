@@ -102,8 +102,8 @@ def main() -> None:
                 str(gguf), n_ctx=4096, n_batch=512, n_threads=threads, n_threads_batch=threads,
                 verbose=False,
             )  # fmt: skip
-            from neurons.neuron.ggufmeta import read_gguf_info
             from neurons.neuron.prompt import ChatMessage, PromptTemplate
+            from neurons.ollama.ggufmeta import read_gguf_info
 
             template = PromptTemplate(None, read_gguf_info(gguf).chat_template)
             text = template.render([ChatMessage("user", PROMPT)])

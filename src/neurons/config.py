@@ -183,9 +183,9 @@ class Settings(BaseSettings):
     @field_validator("keep_alive", mode="after")
     @classmethod
     def _check_keep_alive(cls, value: str) -> str:
-        # Imported here: neuron.durations is pure Python, but config must stay import-light.
+        # Imported here: ollama.durations is pure Python, but config must stay import-light.
         from neurons.errors import NeuronsError
-        from neurons.neuron.durations import parse_keep_alive
+        from neurons.ollama.durations import parse_keep_alive
 
         try:
             parse_keep_alive(value)

@@ -27,7 +27,7 @@ from neurons.finetune.base import (
 )
 from neurons.neuron.defaults import _smollm2_path
 from neurons.neuron.llama import configure_llama_cpp
-from neurons.neuron.names import file_digest
+from neurons.ollama.names import file_digest
 
 SMOLLM2 = _smollm2_path(Path())
 

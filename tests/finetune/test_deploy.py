@@ -9,8 +9,8 @@ from pathlib import Path
 from neurons.config import Settings
 from neurons.finetune.deploy import BaseModelFile, fetch_base_model
 from neurons.network.manager import NetworkManager
-from neurons.neuron.names import file_digest
 from neurons.neuron.process import NeuronProcess
+from neurons.ollama.names import file_digest
 from neurons.store import open_store
 
 

@@ -7,14 +7,15 @@ import asyncio
 import re
 from collections.abc import Iterator
 
-import ollama
 import pytest
 
+import ollama
 from neurons.client import NodeClient
 from neurons.library.catalog import load_catalog
-from neurons.library.discovery import Discovery, canonical_name, discover
+from neurons.library.discovery import Discovery, discover
 from neurons.library.search import Library
 from neurons.neuron.process import NeuronProcess
+from neurons.ollama.names import canonical_name
 from tests.conftest import free_port
 
 HEX64 = re.compile(r"[0-9a-f]{64}")

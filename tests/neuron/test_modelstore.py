@@ -17,7 +17,7 @@ from neurons.neuron.modelstore import (
     Manifest,
     ModelStore,
 )
-from neurons.neuron.names import ModelName
+from neurons.ollama.names import ModelName
 
 
 @pytest.fixture()

@@ -36,8 +36,8 @@ from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURE
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from neurons.errors import EngineError, InvalidDigestError, InvalidRequestError
-from neurons.neuron.ggufmeta import read_gguf_info
-from neurons.neuron.names import file_digest
+from neurons.ollama.ggufmeta import read_gguf_info
+from neurons.ollama.names import file_digest
 
 __all__ = [
     "BaseInfo",

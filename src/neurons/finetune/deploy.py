@@ -28,7 +28,6 @@ from neurons.client import NodeClient
 from neurons.errors import (
     NeuronsError,
 )
-from neurons.library.discovery import canonical_name
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView
 from neurons.network.sync import (
@@ -38,7 +37,7 @@ from neurons.network.sync import (
     open_blob,
     verified_chunks,
 )
-from neurons.neuron.names import digest_to_filename, file_digest
+from neurons.ollama.names import canonical_name, digest_to_filename, file_digest
 
 __all__ = ["BaseModelFile", "deploy_adapter", "fetch_base_model"]
 

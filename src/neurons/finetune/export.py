@@ -40,7 +40,7 @@ from peft import LoraConfig, PeftModel, get_peft_model_state_dict
 
 from neurons.errors import InvalidRequestError
 from neurons.finetune.base import BaseInfo, read_base_info
-from neurons.neuron.names import file_digest
+from neurons.ollama.names import file_digest
 
 __all__ = [
     "SUPPORTED_ARCHITECTURES",

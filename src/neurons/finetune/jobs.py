@@ -25,7 +25,7 @@ from neurons.errors import InvalidRequestError, JobStateError
 from neurons.finetune.data import DATA_TYPES
 from neurons.finetune.presets import Hyperparameters
 from neurons.lifecycle import TRANSITIONS, Event, Status
-from neurons.neuron.names import ModelName
+from neurons.ollama.names import ModelName
 
 __all__ = [
     "JOB_TRANSITIONS",

@@ -1,6 +1,6 @@
 """What a GGUF file says about a model's shape: the inputs of the memory estimator.
 
-The header is read by :mod:`neurons.neuron.ggufmeta` (a few milliseconds; ``gguf.GGUFReader``
+The header is read by :mod:`neurons.ollama.ggufmeta` (a few milliseconds; ``gguf.GGUFReader``
 decodes every tokenizer string and takes seconds on Gemma's 262k vocabulary). Tensor sizes use
 the official ``gguf`` package's quantisation table, and a test checks the whole result against
 ``gguf.GGUFReader`` on the offline models.
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from neurons.neuron.ggufmeta import GGUFInfo, human_parameter_count, read_gguf_info
+from neurons.ollama.ggufmeta import GGUFInfo, human_parameter_count, read_gguf_info
 
 __all__ = ["ModelProfile", "profile_from_info", "read_model_profile"]
 

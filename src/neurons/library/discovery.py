@@ -14,17 +14,11 @@ from typing import Any
 from neurons.client import NodeClient
 from neurons.errors import NeuronsError
 from neurons.library.catalog import ArchitectureFacts, CatalogModel
+from neurons.ollama.names import canonical_name
 
-__all__ = ["Discovery", "LocalCopy", "canonical_name", "discover"]
+__all__ = ["Discovery", "LocalCopy", "discover"]
 
 log = logging.getLogger(__name__)
-
-
-def canonical_name(name: str) -> str:
-    """``registry.ollama.ai/library/llama3:latest`` and ``llama3`` → ``llama3:latest``."""
-    for prefix in ("registry.ollama.ai/library/", "library/"):
-        name = name.removeprefix(prefix)
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from typing import Any
 
 from neurons.errors import InvalidRequestError, ModelNotFoundError
 from neurons.library.catalog import CATEGORIES, SIZE_CLASSES, CatalogModel
-from neurons.library.discovery import LocalCopy, canonical_name
+from neurons.library.discovery import LocalCopy
 from neurons.library.performance import Measurement, PerformanceFigure, quality
+from neurons.ollama.names import canonical_name
 
 __all__ = ["Library", "LibraryEntry", "SearchPage"]
 

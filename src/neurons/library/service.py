@@ -18,12 +18,13 @@ from neurons.errors import InvalidRequestError, ModelNotFoundError, NodeError, N
 from neurons.hardware.inventory import HardwareInventory
 from neurons.library import advice
 from neurons.library.catalog import load_catalog
-from neurons.library.discovery import canonical_name, discover
+from neurons.library.discovery import discover
 from neurons.library.evaluation import evaluate_model
 from neurons.library.performance import Measurement
 from neurons.library.search import Library, parse_parameter_count
 from neurons.modelfile.convert import to_create_request
 from neurons.modelfile.parser import parse
+from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
 
 __all__ = ["LibraryService"]

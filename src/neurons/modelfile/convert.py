@@ -34,7 +34,7 @@ from neurons.modelfile.parser import (
     validate,
 )
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, format_parameter_value
-from neurons.neuron.names import file_digest
+from neurons.ollama.names import file_digest
 
 __all__ = ["BLOB_REFERENCE", "blob_reference", "from_create_request", "to_create_request"]
 

@@ -35,8 +35,8 @@ from neurons.errors import (
 )
 from neurons.network.gateway import NODE_HEADER, OVERHEAD_HEADER, Clock, Gateway
 from neurons.network.routing import NodeView
-from neurons.neuron.names import normalize_digest
-from neurons.neuron.wire import NDJSON, line, read_json, required_model, wants_stream
+from neurons.ollama.names import normalize_digest
+from neurons.ollama.wire import NDJSON, line, read_json, required_model, wants_stream
 
 __all__ = ["ModelOperations"]
 

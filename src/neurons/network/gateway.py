@@ -37,8 +37,8 @@ from neurons.errors import (
 )
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy
-from neurons.neuron.routes_models import OLLAMA_COMPAT_VERSION
-from neurons.neuron.wire import NDJSON, line, read_json, required_model
+from neurons.ollama import OLLAMA_COMPAT_VERSION
+from neurons.ollama.wire import NDJSON, line, read_json, required_model
 
 __all__ = [
     "NODE_HEADER",

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 
 from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
-from neurons.library.discovery import canonical_name
 from neurons.network.routing import NodeView
 from neurons.network.states import (
     BreakerState,
@@ -31,6 +30,7 @@ from neurons.network.states import (
     NodeState,
     next_node_state,
 )
+from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
 
 __all__ = ["PROBE_TIMEOUT_S", "HealthMonitor"]

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from neurons.library.discovery import canonical_name
 from neurons.network.states import CircuitBreaker, NodeState
+from neurons.ollama.names import canonical_name
 
 __all__ = [
     "BUILTIN_POLICIES",

@@ -43,12 +43,11 @@ from neurons.errors import (
     NodeError,
     SyncError,
 )
-from neurons.library.discovery import canonical_name
 from neurons.modelfile.parser import Modelfile, parse
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, coerce_parameter
 from neurons.network.routing import NodeView
 from neurons.network.states import NodeState
-from neurons.neuron.names import digest_to_filename, normalize_digest
+from neurons.ollama.names import canonical_name, digest_to_filename, normalize_digest
 from neurons.store import NodeRecord, Placement, Store
 
 __all__ = [

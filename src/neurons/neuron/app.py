@@ -19,12 +19,12 @@ from neurons.config import Settings
 from neurons.errors import NeuronsError
 from neurons.neuron import routes_inference, routes_models
 from neurons.neuron.defaults import import_default_models
-from neurons.neuron.durations import parse_keep_alive
 from neurons.neuron.engine import Engine
 from neurons.neuron.modelstore import ModelStore
 from neurons.neuron.scheduler import FairScheduler
 from neurons.neuron.service import Neuron
-from neurons.neuron.wire import error_response
+from neurons.ollama.durations import parse_keep_alive
+from neurons.ollama.wire import error_response
 
 __all__ = ["create_neuron_app"]
 

@@ -15,7 +15,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from neurons.errors import InvalidModelFileError, InvalidRequestError
-from neurons.neuron.ggufmeta import human_parameter_count, is_gguf, read_gguf_info
 from neurons.neuron.modelstore import (
     MEDIA_ADAPTER,
     MEDIA_CONFIG,
@@ -29,8 +28,9 @@ from neurons.neuron.modelstore import (
     Manifest,
     ModelStore,
 )
-from neurons.neuron.names import ModelName, normalize_digest
 from neurons.neuron.options import merge_options
+from neurons.ollama.ggufmeta import human_parameter_count, is_gguf, read_gguf_info
+from neurons.ollama.names import ModelName, normalize_digest
 
 __all__ = ["CreateSpec", "create_model"]
 

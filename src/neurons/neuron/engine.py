@@ -27,7 +27,6 @@ from typing import Any
 from neurons.errors import EngineError, InvalidRequestError
 from neurons.hardware.gguf import ModelProfile, profile_from_info
 from neurons.hardware.memory import HEADROOM, EstimateOptions, MemoryEstimate, estimate_memory
-from neurons.neuron.ggufmeta import GGUFInfo, read_gguf_info
 from neurons.neuron.llama import EmbeddingModel, GenerationModel, Vocabulary, grammar_for_format
 from neurons.neuron.modelstore import ModelStore, StoredModel
 from neurons.neuron.options import LoadOptions, SamplingOptions
@@ -41,6 +40,7 @@ from neurons.neuron.slots import (
     Sink,
     SlotRequest,
 )
+from neurons.ollama.ggufmeta import GGUFInfo, read_gguf_info
 
 __all__ = ["Engine", "GenerationResult", "Runner", "TokenEvent"]
 

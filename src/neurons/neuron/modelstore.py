@@ -27,7 +27,7 @@ from neurons.errors import (
     ModelNotFoundError,
     NeuronsError,
 )
-from neurons.neuron.names import ModelName, digest_to_filename, file_digest, normalize_digest
+from neurons.ollama.names import ModelName, digest_to_filename, file_digest, normalize_digest
 
 __all__ = [
     "MANIFEST_MEDIA_TYPE",

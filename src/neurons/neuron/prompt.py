@@ -17,7 +17,7 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from neurons.errors import InvalidRequestError
-from neurons.neuron import gotemplate
+from neurons.ollama import gotemplate
 
 __all__ = ["DEFAULT_TEMPLATE", "ChatMessage", "PromptTemplate"]
 

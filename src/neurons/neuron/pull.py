@@ -17,7 +17,7 @@ import httpx
 
 from neurons.errors import DigestMismatchError, NeuronsError, RegistryError
 from neurons.neuron.modelstore import MANIFEST_MEDIA_TYPE, Manifest, ModelStore
-from neurons.neuron.names import ModelName
+from neurons.ollama.names import ModelName
 
 __all__ = ["pull_model"]
 

@@ -15,7 +15,7 @@ from neurons.errors import InvalidRequestError, ModelNotFoundError
 from neurons.neuron.engine import GenerationResult, TokenEvent
 from neurons.neuron.prompt import ChatMessage
 from neurons.neuron.service import Neuron, Prepared
-from neurons.neuron.wire import (
+from neurons.ollama.wire import (
     ndjson_response,
     now_rfc3339,
     prepend,

@@ -15,17 +15,15 @@ from neurons.modelfile.parser import Instruction
 from neurons.modelfile.render import render_instruction
 from neurons.modelfile.schema import PARAMETERS, format_parameter_value
 from neurons.neuron.create import CreateSpec, create_model
-from neurons.neuron.ggufmeta import human_parameter_count, read_gguf_info
 from neurons.neuron.modelstore import StoredModel
-from neurons.neuron.names import ModelName, normalize_digest
 from neurons.neuron.pull import pull_model
 from neurons.neuron.service import Neuron
-from neurons.neuron.wire import ndjson_response, read_json, required_model, rfc3339, wants_stream
+from neurons.ollama import OLLAMA_COMPAT_VERSION
+from neurons.ollama.ggufmeta import human_parameter_count, read_gguf_info
+from neurons.ollama.names import ModelName, normalize_digest
+from neurons.ollama.wire import ndjson_response, read_json, required_model, rfc3339, wants_stream
 
-__all__ = ["OLLAMA_COMPAT_VERSION", "router"]
-
-# The Ollama API version whose behaviour the embedded neuron follows.
-OLLAMA_COMPAT_VERSION = "0.13.0"
+__all__ = ["router"]
 
 router = APIRouter()
 

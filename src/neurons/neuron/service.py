@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from neurons.errors import InvalidRequestError
-from neurons.neuron.durations import parse_keep_alive
 from neurons.neuron.engine import Engine, GenerationResult, Runner, TokenEvent
-from neurons.neuron.ggufmeta import read_gguf_info
 from neurons.neuron.modelstore import ModelStore, StoredModel
 from neurons.neuron.options import SamplingOptions, resolve_options
 from neurons.neuron.prompt import ChatMessage, PromptTemplate
 from neurons.neuron.scheduler import FairScheduler
 from neurons.neuron.slots import SlotRequest
+from neurons.ollama.durations import parse_keep_alive
+from neurons.ollama.ggufmeta import read_gguf_info
 
 __all__ = ["Neuron", "Prepared"]
 

@@ -17,7 +17,7 @@ from neurons.errors import NeuronsError
 from neurons.modelfile.schema import format_parameter_value
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView
-from neurons.neuron.names import ModelName
+from neurons.ollama.names import ModelName
 
 __all__ = ["apply_parameters", "tuned_modelfile", "tuned_name"]
 

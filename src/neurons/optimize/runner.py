@@ -57,11 +57,11 @@ from neurons.hardware.inventory import HardwareInventory
 from neurons.hardware.locate import locate_gguf
 from neurons.hardware.memory import EstimateOptions, estimate_memory, memory_budget
 from neurons.library.catalog import load_catalog
-from neurons.library.discovery import canonical_name
 from neurons.library.service import LibraryService
 from neurons.modelfile.tuning import DEFAULT_HEADROOM
 from neurons.network.manager import NetworkManager
 from neurons.network.routing import BalancedPolicy, NodeView, RouteRequest
+from neurons.ollama.names import canonical_name
 from neurons.optimize.objectives import directions, is_multi_objective, values
 from neurons.optimize.results import FINISHED, best_result, finished_count
 from neurons.optimize.scoring import Embedder

@@ -19,7 +19,7 @@ from typing import Any
 from neurons import lifecycle
 from neurons.errors import InvalidRequestError, SessionStateError
 from neurons.lifecycle import TRANSITIONS, Event, Status
-from neurons.neuron.names import ModelName
+from neurons.ollama.names import ModelName
 from neurons.optimize.evalsets import EvalCase, EvalSet, builtin_set
 from neurons.optimize.objectives import OBJECTIVES
 from neurons.optimize.space import MODEL_TYPES, SearchSpace

@@ -28,7 +28,7 @@ import httpx
 
 from neurons.client import error_message
 from neurons.errors import NodeError, NodeUnreachableError
-from neurons.library.discovery import canonical_name
+from neurons.ollama.names import canonical_name
 from neurons.optimize.evalsets import EvalCase
 from neurons.optimize.objectives import TrialMetrics
 from neurons.optimize.scoring import Embedder, score

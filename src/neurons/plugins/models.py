@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from neurons.errors import PluginError
-from neurons.library.discovery import canonical_name
+from neurons.ollama.names import canonical_name
 
 if TYPE_CHECKING:
     from neurons.plugins.loader import PluginFailure, PluginHost

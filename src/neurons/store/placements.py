@@ -18,7 +18,7 @@ from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError, ModelNotFoundError
-from neurons.neuron.names import ModelName
+from neurons.ollama.names import ModelName
 from neurons.store.engine import read_connection, to_db_time, utc_now, write_transaction
 
 __all__ = ["Placement", "PlacementRepository", "placements_table"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from neurons.errors import InvalidDigestError, InvalidModelNameError
-from neurons.neuron.names import ModelName, digest_to_filename, normalize_digest
+from neurons.ollama.names import ModelName, digest_to_filename, normalize_digest
 
 HEX = "ab" * 32
 

@@ -1,7 +1,7 @@
 """The Go text/template subset that renders Ollama Modelfile TEMPLATEs.
 
 Expected strings are derived by hand from Go's text/template semantics (and the documented
-deliberate differences in ``neurons.neuron.gotemplate``).
+deliberate differences in ``neurons.ollama.gotemplate``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from neurons.errors import InvalidRequestError
 from neurons.neuron.defaults import GEMMA3_TEMPLATE
-from neurons.neuron.gotemplate import Template, TemplateError, parse, render
+from neurons.ollama.gotemplate import Template, TemplateError, parse, render
 
 MESSAGES = [
     {"Role": "system", "Content": "Be brief."},

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_TAG",
     "ModelName",
+    "canonical_name",
     "digest_to_filename",
     "normalize_digest",
 ]
@@ -105,6 +106,22 @@ class ModelName:
 
     def __str__(self) -> str:
         return self.display
+
+
+def canonical_name(text: str) -> str:
+    """The display form other nodes' names are matched by: ``registry.ollama.ai/library/
+    llama3:latest`` and ``llama3`` both give ``llama3:latest``. A name that does not parse (a
+    foreign node may list anything) keeps its text, with ``:latest`` added when it has no tag.
+
+    >>> canonical_name("registry.ollama.ai/library/llama3")
+    'llama3:latest'
+    >>> canonical_name("weird name")
+    'weird name:latest'
+    """
+    try:
+        return ModelName.parse(text).display
+    except InvalidModelNameError:
+        return text if ":" in text.rsplit("/", 1)[-1] else f"{text}:latest"
 
 
 def normalize_digest(digest: str) -> str:

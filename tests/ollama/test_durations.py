@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from neurons.errors import InvalidOptionError
-from neurons.neuron.durations import parse_keep_alive
+from neurons.ollama.durations import parse_keep_alive
 
 
 @pytest.mark.parametrize(

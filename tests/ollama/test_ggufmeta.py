@@ -6,7 +6,7 @@ import pytest
 
 from neurons.errors import InvalidModelFileError
 from neurons.neuron.defaults import _smollm2_path
-from neurons.neuron.ggufmeta import human_parameter_count, is_gguf, read_gguf_info
+from neurons.ollama.ggufmeta import human_parameter_count, is_gguf, read_gguf_info
 
 
 def test_reads_smollm2_header_without_decoding_vocab() -> None:
