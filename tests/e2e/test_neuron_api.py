@@ -41,8 +41,9 @@ def test_show_reports_gguf_metadata_and_template(ollama_client: ollama.Client) -
     assert shown.modelinfo["general.architecture"] == "llama"
     assert shown.modelinfo["llama.context_length"] == 8192
     assert shown.modelinfo["general.parameter_count"] == 134_515_008
-    assert shown.template is not None and "<|im_start|>" in shown.template  # GGUF chat template
-    assert shown.capabilities == ["completion"]
+    # The TEMPLATE layer that gives SmolLM2 tools (its GGUF chat template has none).
+    assert shown.template is not None and ".Tools" in shown.template
+    assert shown.capabilities == ["completion", "tools"]
     gemma = ollama_client.show(GEMMA)
     assert gemma.template is not None and "<start_of_turn>" in gemma.template
     assert gemma.parameters is not None and "<end_of_turn>" in gemma.parameters

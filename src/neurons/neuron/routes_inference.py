@@ -13,8 +13,10 @@ from fastapi.responses import JSONResponse, Response
 
 from neurons.errors import InvalidRequestError, ModelNotFoundError
 from neurons.neuron.engine import GenerationResult, TokenEvent
-from neurons.neuron.prompt import ChatMessage
+from neurons.neuron.prompt import PromptInput
 from neurons.neuron.service import Neuron, Prepared
+from neurons.ollama.capabilities import THINKING, check_capabilities, required_capabilities
+from neurons.ollama.messages import Message, parse_messages, parse_tools
 from neurons.ollama.wire import (
     ndjson_response,
     now_rfc3339,
@@ -68,15 +70,43 @@ async def _load_response(
     return JSONResponse(payload)
 
 
-def _chunk(name: str, chat: bool, text: str, done: bool) -> dict[str, Any]:
-    """One Ollama response object: ``response`` for generate, ``message`` for chat."""
+def _chunk(
+    name: str, chat: bool, text: str, done: bool, event: TokenEvent | None = None
+) -> dict[str, Any]:
+    """One Ollama response object: ``response`` for generate, ``message`` for chat; thinking
+    and tool calls only when there are some."""
     chunk: dict[str, Any] = {"model": name, "created_at": now_rfc3339()}
+    thinking = event.thinking if event is not None else ""
     if chat:
-        chunk["message"] = {"role": "assistant", "content": text}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if thinking:
+            message["thinking"] = thinking
+        if event is not None and event.tool_calls:
+            message["tool_calls"] = event.tool_calls
+        chunk["message"] = message
     else:
         chunk["response"] = text
+        if thinking:
+            chunk["thinking"] = thinking
     chunk["done"] = done
     return chunk
+
+
+def _think(body: dict[str, Any], prepared: Prepared, action: str) -> bool | str | None:
+    """Checks the request against the model's capabilities (Ollama's 400s) and returns
+    ``think``: on by default for a model that can think, as in Ollama."""
+    think = body.get("think")
+    if think is not None and not isinstance(think, bool | str):
+        raise InvalidRequestError("think must be a boolean or a level")
+    if isinstance(think, str) and think not in ("high", "medium", "low"):
+        raise InvalidRequestError(
+            f'invalid think value: "{think}" (must be "high", "medium", "low", true, or false)'
+        )
+    needed = required_capabilities(f"/api/{action}", body)
+    check_capabilities(body["model"], prepared.capabilities, needed, action)
+    if think is None and THINKING in prepared.capabilities:
+        return True
+    return think
 
 
 async def _run(
@@ -96,7 +126,7 @@ async def _run(
     async def chunks() -> AsyncIterator[dict[str, Any]]:
         async for event in events:
             if isinstance(event, TokenEvent):
-                chunk = _chunk(name, chat, event.text, done=False)
+                chunk = _chunk(name, chat, event.text, done=False, event=event)
                 if event.logprobs:
                     chunk["logprobs"] = event.logprobs
                 yield chunk
@@ -139,8 +169,16 @@ def _merge(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     if "response" in final:
         final["response"] = "".join(c.get("response", "") for c in chunks)
     if "message" in final:
-        final["message"] = dict(final["message"])
-        final["message"]["content"] = "".join(c["message"].get("content", "") for c in chunks)
+        message = final["message"] = dict(final["message"])
+        message["content"] = "".join(c["message"].get("content", "") for c in chunks)
+        thinking = "".join(c["message"].get("thinking", "") for c in chunks)
+        if thinking:
+            message["thinking"] = thinking
+        calls = [call for c in chunks for call in c["message"].get("tool_calls") or []]
+        if calls:
+            message["tool_calls"] = calls
+    elif any(c.get("thinking") for c in chunks):
+        final["thinking"] = "".join(c.get("thinking", "") for c in chunks)
     logprobs = [lp for c in chunks for lp in c.get("logprobs") or []]
     if logprobs:
         final["logprobs"] = logprobs
@@ -162,6 +200,10 @@ async def generate(request: Request) -> Response:
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise InvalidRequestError("prompt must be a string")
+    suffix = body.get("suffix") or ""
+    if not isinstance(suffix, str):
+        raise InvalidRequestError("suffix must be a string")
+    think = _think(body, prepared, "generate")
     if not prompt:
         return await _load_response(neuron, prepared, body, chat=False)
     context = body.get("context")
@@ -170,11 +212,11 @@ async def generate(request: Request) -> Response:
     ):
         raise InvalidRequestError("context must be a list of token ids")
     system = body.get("system") if isinstance(body.get("system"), str) else prepared.model.system
-    messages = [ChatMessage("system", system)] if system else []
-    messages.append(ChatMessage("user", prompt))
+    messages = [Message("system", system)] if system else []
+    messages.append(Message("user", prompt))
     events = neuron.generate(
         prepared,
-        messages=None if raw else messages,
+        prompt=None if raw else PromptInput(messages, think=think, suffix=suffix),
         raw_prompt=prompt if raw else None,
         context=context,
         fmt=body.get("format") or None,
@@ -186,21 +228,12 @@ async def generate(request: Request) -> Response:
     )
 
 
-def _chat_messages(body: dict[str, Any], prepared: Prepared) -> list[ChatMessage]:
-    raw_messages = body.get("messages") or []
-    if not isinstance(raw_messages, list):
-        raise InvalidRequestError("messages must be a list")
-    messages = [
-        ChatMessage(str(m.get("role", "user")).lower(), str(m.get("content") or ""))
-        for m in raw_messages
-        if isinstance(m, dict)
-    ]
-    if len(messages) != len(raw_messages):
-        raise InvalidRequestError("every message must be an object with role and content")
+def _chat_messages(messages: list[Message], prepared: Prepared) -> list[Message]:
+    """The Modelfile's MESSAGEs and SYSTEM before the request's own."""
     model = prepared.model
-    history = [ChatMessage(m["role"], m.get("content", "")) for m in model.messages]
+    history = [Message(str(m["role"]), str(m.get("content", ""))) for m in model.messages]
     if model.system and not any(m.role == "system" for m in messages):
-        history.insert(0, ChatMessage("system", model.system))
+        history.insert(0, Message("system", model.system))
     return history + messages
 
 
@@ -211,12 +244,14 @@ async def chat(request: Request) -> Response:
     top_logprobs = _check_logprobs(body)
     neuron = _neuron(request)
     prepared = neuron.prepare(body)
-    if not body.get("messages"):
+    messages = parse_messages(body.get("messages"))
+    tools = parse_tools(body.get("tools"))
+    think = _think(body, prepared, "chat")
+    if not messages:
         return await _load_response(neuron, prepared, body, chat=True)
-    messages = _chat_messages(body, prepared)
     events = neuron.generate(
         prepared,
-        messages=messages,
+        prompt=PromptInput(_chat_messages(messages, prepared), tools, think),
         raw_prompt=None,
         context=None,
         fmt=body.get("format") or None,

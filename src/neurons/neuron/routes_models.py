@@ -19,6 +19,7 @@ from neurons.neuron.modelstore import StoredModel
 from neurons.neuron.pull import pull_model
 from neurons.neuron.service import Neuron
 from neurons.ollama import OLLAMA_COMPAT_VERSION
+from neurons.ollama.capabilities import model_capabilities
 from neurons.ollama.ggufmeta import human_parameter_count, read_gguf_info
 from neurons.ollama.names import ModelName, normalize_digest
 from neurons.ollama.wire import ndjson_response, read_json, required_model, rfc3339, wants_stream
@@ -63,6 +64,13 @@ def details(model: StoredModel) -> dict[str, Any]:
     }
 
 
+def _capabilities(model: StoredModel) -> list[str]:
+    info = read_gguf_info(model.model_path) if model.model_path is not None else None
+    return model_capabilities(
+        go_template=model.template, chat_template=info.chat_template if info else None, info=info
+    )
+
+
 def _summary(model: StoredModel) -> dict[str, Any]:
     return {
         "name": model.name.display,
@@ -71,6 +79,7 @@ def _summary(model: StoredModel) -> dict[str, Any]:
         "size": model.manifest.size,
         "digest": model.manifest_digest.split(":", 1)[1],
         "details": details(model),
+        "capabilities": _capabilities(model),
     }
 
 
@@ -168,9 +177,7 @@ async def show(request: Request) -> Response:
     model = _neuron(request).store.load(name)
     info = read_gguf_info(model.model_path) if model.model_path is not None else None
     template = model.template or (info.chat_template if info else None) or "{{ .Prompt }}"
-    capabilities = ["completion"]
-    if info is not None and info.architecture in ("bert", "nomic-bert", "jina-bert-v2"):
-        capabilities = ["embedding"]
+    capabilities = _capabilities(model)
     payload: dict[str, Any] = {
         "license": "\n".join(model.licenses),
         "modelfile": _modelfile(model, template),

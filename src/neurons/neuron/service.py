@@ -17,11 +17,14 @@ from neurons.errors import InvalidRequestError
 from neurons.neuron.engine import Engine, GenerationResult, Runner, TokenEvent
 from neurons.neuron.modelstore import ModelStore, StoredModel
 from neurons.neuron.options import SamplingOptions, resolve_options
-from neurons.neuron.prompt import ChatMessage, PromptTemplate
+from neurons.neuron.prompt import PromptInput, PromptTemplate
 from neurons.neuron.scheduler import FairScheduler
 from neurons.neuron.slots import SlotRequest
+from neurons.ollama.capabilities import model_capabilities
 from neurons.ollama.durations import parse_keep_alive
 from neurons.ollama.ggufmeta import read_gguf_info
+from neurons.ollama.replies import ReplyParser
+from neurons.ollama.tools import tool_names
 
 __all__ = ["Neuron", "Prepared"]
 
@@ -38,6 +41,7 @@ class Prepared:
     runner_options: Any
     keep_alive: Any  # seconds, None (forever) or _UNSET (keep the runner's session value)
     started_ns: int
+    capabilities: list[str]
 
 
 class Neuron:
@@ -71,7 +75,10 @@ class Neuron:
         keep_alive = (
             _UNSET if body.get("keep_alive") is None else parse_keep_alive(body["keep_alive"])
         )
-        return Prepared(model, sampling, load, keep_alive, started)
+        capabilities = model_capabilities(
+            go_template=model.template, chat_template=info.chat_template, info=info
+        )
+        return Prepared(model, sampling, load, keep_alive, started, capabilities)
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
@@ -112,43 +119,72 @@ class Neuron:
     async def generate(
         self,
         prepared: Prepared,
-        messages: list[ChatMessage] | None,
+        prompt: PromptInput | None,
         raw_prompt: str | None,
         context: list[int] | None,
         fmt: Any,
         top_logprobs: int | None,
         template: str | None = None,
     ) -> AsyncGenerator[TokenEvent | GenerationResult | int, None]:
-        """Yields the load duration (int, first), then token events, then the result."""
+        """Yields the load duration (int, first), then token events, then the result. With
+        thinking on or tools given, each event's text is split into thinking, tool calls
+        and content as Ollama splits it; events with nothing in them are not sent."""
         async with self.scheduler.slot():
             runner, load_ns = await self.load(prepared)
             try:
                 yield load_ns
-                tokens = await self._in_thread(
-                    lambda: self._prompt_tokens(runner, messages, raw_prompt, context, template)
+                text, tokens = await self._in_thread(
+                    lambda: self._prompt_tokens(runner, prompt, raw_prompt, context, template)
                 )
+                reply = self._reply_parser(runner, prompt, text, template)
                 async for event in self._stream(runner, prepared, tokens, fmt, top_logprobs):
-                    yield event
+                    if reply is None:
+                        yield event
+                    elif isinstance(event, GenerationResult):
+                        last = reply.finish()
+                        if last:
+                            yield TokenEvent(last.content)
+                        yield event
+                    else:
+                        piece = reply.add(event.text)
+                        split = TokenEvent(
+                            piece.content, event.logprobs, piece.thinking, piece.tool_calls
+                        )
+                        if split:
+                            yield split
             finally:
                 self.release(runner, prepared)
 
     @staticmethod
     def _prompt_tokens(
         runner: Runner,
-        messages: list[ChatMessage] | None,
+        prompt: PromptInput | None,
         raw_prompt: str | None,
         context: list[int] | None,
         template: str | None,
-    ) -> list[int]:
+    ) -> tuple[str, list[int]]:
         vocab = runner.vocab
         if raw_prompt is not None:
             text = raw_prompt
         else:
-            renderer = runner.template
-            if template:
-                renderer = PromptTemplate(template, None, vocab.bos_text)
-            text = renderer.render(messages or [])
-        return list(context or []) + vocab.tokenize(text, add_bos=not context)
+            text = _renderer(runner, template).render(prompt or PromptInput([]))
+        return text, list(context or []) + vocab.tokenize(text, add_bos=not context)
+
+    @staticmethod
+    def _reply_parser(
+        runner: Runner, prompt: PromptInput | None, text: str, template: str | None
+    ) -> ReplyParser | None:
+        """Thinking is split out when it is on and the template shows its tags; tool calls
+        when the request gave tools (Ollama's rules)."""
+        if prompt is None or not (prompt.thinking_on or prompt.tools):
+            return None
+        renderer = _renderer(runner, template)
+        return ReplyParser(
+            thinking=renderer.thinking_tags() if prompt.thinking_on else None,
+            prompt=text,
+            tool_tag=renderer.tool_call_tag(),
+            tool_names=tool_names(prompt.tools),
+        )
 
     async def _stream(
         self,
@@ -206,6 +242,13 @@ class Neuron:
             finally:
                 self.release(runner, prepared)
             return vectors, count, load_ns
+
+
+def _renderer(runner: Runner, template: str | None) -> PromptTemplate:
+    """The model's template, or the request's ``template`` override."""
+    if template:
+        return PromptTemplate(template, None, runner.vocab.bos_text)
+    return runner.template
 
 
 async def _let_go(

@@ -30,11 +30,12 @@ structure; error messages read ``template: :LINE: ...``.
 """
 
 from ._errors import TemplateError
+from ._format import Struct, StructList
 from ._template import Template, parse, render
 
-__all__ = ["Template", "TemplateError", "parse", "render"]
+__all__ = ["Struct", "StructList", "Template", "TemplateError", "parse", "render"]
 
 # Defined in private modules; name the package, as before the split (reprs, pickling, docs).
-for _public in (Template, TemplateError, parse, render):
+for _public in (Struct, StructList, Template, TemplateError, parse, render):
     _public.__module__ = __name__
 del _public

@@ -47,8 +47,29 @@ def _float_str(f: float, lo: int, hi: int, pad_negative_exp: bool = True) -> str
     return sign + whole + ("." + frac if frac else "")
 
 
+class Struct(dict[str, Any]):
+    """A Go struct as templates see it: fields by their Go names (``.Function.Name``), and
+    printed as its JSON form ``wire`` (``{{ .Function }}``), as Ollama's tool types print
+    through their ``String()`` methods."""
+
+    def __init__(self, fields: Mapping[str, Any], wire: Any) -> None:
+        super().__init__(fields)
+        self.wire = wire
+
+
+class StructList(list[Any]):
+    """A Go slice type with a ``String()`` method (Ollama's ``Tools``): its items are
+    :class:`Struct` values, and the whole prints as its JSON form ``wire``."""
+
+    def __init__(self, items: list[Any], wire: Any) -> None:
+        super().__init__(items)
+        self.wire = wire
+
+
 def _json(v: Any) -> str:
     """Go's json.Marshal; raises ValueError for NaN and infinities, as Go's does."""
+    if isinstance(v, Struct | StructList):
+        return _json(v.wire)
     if v is None or isinstance(v, bool):
         return "null" if v is None else "true" if v else "false"
     if isinstance(v, int):
@@ -82,7 +103,7 @@ def _fmt(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return _float_str(v, -4, 6)  # fmt's %v: strconv's shortest 'g'
-    if isinstance(v, Mapping):
+    if isinstance(v, Mapping | StructList):
         return _to_json(v)
     if isinstance(v, list | tuple):
         return "[" + " ".join(_fmt(x) for x in v) + "]"

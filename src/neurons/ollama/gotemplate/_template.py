@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._exec import _Exec
+from ._inspect import field_names, thinking_tags, tool_call_tag
 from ._parser import _Parser
 
 
@@ -24,6 +25,18 @@ class Template:
         executor = _Exec(data)
         executor.walk(data, self._nodes)
         return "".join(executor.out)
+
+    def vars(self) -> set[str]:
+        """The field names the template uses, lower-cased (Ollama's ``Vars``)."""
+        return field_names(self._nodes)
+
+    def tool_call_tag(self) -> str:
+        """What the model writes before a tool call (``{`` when the template shows none)."""
+        return tool_call_tag(self._nodes)
+
+    def thinking_tags(self) -> tuple[str, str]:
+        """The opening and closing thinking tags, or empty strings."""
+        return thinking_tags(self._nodes)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
