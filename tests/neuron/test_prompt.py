@@ -48,3 +48,45 @@ def test_legacy_go_template_renders_each_turn_and_cuts_at_response() -> None:
 
 def test_default_template_is_the_prompt() -> None:
     assert PromptTemplate(None, None).render([Message("user", "just this")]) == "just this"
+
+
+def test_smollm2_template_renders_tools_calls_and_results() -> None:
+    from neurons.neuron.defaults import SMOLLM2_TEMPLATE
+    from neurons.neuron.prompt import PromptInput
+
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+    }
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    conversation = [
+        Message("user", "Weather in Oslo?"),
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "snow", tool_name="get_weather"),
+    ]
+    template = PromptTemplate(SMOLLM2_TEMPLATE, None)
+    text = template.render(PromptInput(conversation, [tool]))
+    assert '<tools>[{"type":"function","function":{"name":"get_weather"' in text
+    assert '<tool_call>[{"name": "get_weather", "arguments": {"city":"Oslo"}}]</tool_call>' in text
+    assert "<tool_response>\nsnow\n</tool_response>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+    assert template.tool_call_tag() == "<tool_call>"
+    # Without tools: plain ChatML, no system turn unless one is given.
+    plain = template.render([Message("user", "Hi")])
+    assert plain == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_jinja_template_gets_tools_as_transformers_passes_them() -> None:
+    jinja = (
+        "{% if tools %}TOOLS:{{ tools[0]['function']['name'] }}\n{% endif %}"
+        "{% for m in messages %}{{ m['role'] }}:{{ m['content'] }}"
+        "{% if m['tool_calls'] %}{{ m['tool_calls'][0]['function']['name'] }}{% endif %}\n"
+        "{% endfor %}"
+    )
+    from neurons.neuron.prompt import PromptInput
+
+    call = {"function": {"name": "f", "arguments": {}}}
+    text = PromptTemplate(None, jinja).render(
+        PromptInput([Message("assistant", "", tool_calls=(call,))], [{"function": {"name": "f"}}])
+    )
+    assert text == "TOOLS:f\nassistant:f"  # trim_blocks eats the newline after endif
