@@ -15,6 +15,7 @@ Jinja chat template, read as Ollama reads one: ``tools`` when it mentions ``tool
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from neurons.errors import InvalidRequestError
@@ -70,23 +71,29 @@ def model_capabilities(
 ) -> list[str]:
     """The capabilities, in Ollama's order (GGUF first, then template)."""
     found = gguf_capabilities(info)
+    extra = _template_capabilities(go_template, chat_template)
+    return found + [c for c in extra if c not in found]
+
+
+@functools.lru_cache(maxsize=256)
+def _template_capabilities(go_template: str | None, chat_template: str | None) -> tuple[str, ...]:
+    # Cached: every request and every /api/tags entry asks, and parsing a template is not free.
     if go_template is not None:
         try:
             template = gotemplate.parse(go_template)
         except gotemplate.TemplateError:
-            return found  # Ollama warns and reports what the GGUF says
+            return ()  # Ollama warns and reports what the GGUF says
         names = template.vars()
         extra = [TOOLS] if "tools" in names else []
         extra += [INSERT] if "suffix" in names else []
         opening, closing = template.thinking_tags()
-        extra += [THINKING] if opening and closing else []
-    elif chat_template:
+        return (*extra, *([THINKING] if opening and closing else []))
+    if chat_template:
         extra = [TOOLS] if "tools" in chat_template or "tool_call" in chat_template else []
         if "<think>" in chat_template and "</think>" in chat_template:
             extra.append(THINKING)
-    else:
-        extra = []
-    return found + [c for c in extra if c not in found]
+        return tuple(extra)
+    return ()
 
 
 def required_capabilities(path: str, body: dict[str, Any]) -> list[str]:
