@@ -89,6 +89,7 @@ def test_library_merges_catalog_and_node(api: TestClient) -> None:
     general = {m["name"]: m for m in categories["general"]}
     smol = general["smollm2:135m"]
     assert smol["installed"] is True and smol["nodes"] == ["lib-node"]
+    assert smol["capabilities"] == ["completion", "tools"]
     assert smol["performance_source"] in ("estimate:size-v1", "measured on lib-node")
     assert general["llama3.1:8b"]["installed"] is False
     assert general["llama3.1:8b"]["memory_requirements_gb"] == pytest.approx(4.9, abs=0.2)
@@ -101,6 +102,7 @@ def test_details_shows_real_size_and_context_from_the_node(api: TestClient) -> N
     model = _ok(api.get(f"{BASE}/details/gemma3:270m"))["model"]
     (copy,) = model["installed_on"]
     assert copy["node"] == "lib-node" and copy["context_length"] == 32768
+    assert copy["capabilities"] == model["capabilities"] == ["completion"]
     assert copy["size_bytes"] > 200_000_000 and model["sources"]
 
 

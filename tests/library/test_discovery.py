@@ -7,9 +7,9 @@ import asyncio
 import re
 from collections.abc import Iterator
 
+import ollama
 import pytest
 
-import ollama
 from neurons.client import NodeClient
 from neurons.library.catalog import load_catalog
 from neurons.library.discovery import Discovery, discover
@@ -84,6 +84,20 @@ def test_discover_a_real_neuron_and_a_dead_one(neuron: NeuronProcess) -> None:
         assert name not in found.local_models
     smol = found.copies["smollm2:135m"][0]
     assert (smol.parameter_size, smol.quantization) == ("134.52M", "Q4_1")
+    # What each copy can do, as the node reports it.
+    assert smol.capabilities == ("completion", "tools")
+    assert found.copies["gemma3:270m"][0].capabilities == ("completion",)
+
+
+def test_library_entries_list_what_the_nodes_copies_can_do(neuron: NeuronProcess) -> None:
+    found = run_discover({"live": neuron.url})
+    library = Library(load_catalog(), found.copies, found.local_models)
+    smol = library.get("smollm2:135m")
+    assert smol.capabilities == ("completion", "tools")
+    details = smol.details()
+    assert details["capabilities"] == ["completion", "tools"]
+    assert details["installed_on"][0]["capabilities"] == ["completion", "tools"]
+    assert library.get("gemma3:270m").summary()["capabilities"] == ["completion"]
 
 
 def test_discover_two_names_for_one_node_merge_sorted(neuron: NeuronProcess) -> None:

@@ -107,7 +107,7 @@ QUALITY = {
 }
 
 
-def copy_on(node: str) -> LocalCopy:
+def copy_on(node: str, capabilities: tuple[str, ...] = ()) -> LocalCopy:
     return LocalCopy(
         node=node,
         size_bytes=1000,
@@ -115,6 +115,7 @@ def copy_on(node: str) -> LocalCopy:
         context_length=8192,
         parameter_size="7B",
         quantization="Q4_K_M",
+        capabilities=capabilities,
     )
 
 
@@ -456,6 +457,33 @@ def test_summary_and_details() -> None:
     }
     bare = lib.get("delta:135m")
     assert bare.summary()["installed"] is False and "measured" not in bare.details()
+
+
+def test_capabilities_are_what_the_copies_report() -> None:
+    # delta's catalog facts say completion only; its copies were made with other templates.
+    lib = library(
+        copies={
+            "delta:135m": [
+                copy_on("node-a", ("completion", "thinking")),
+                copy_on("node-b", ("completion", "tools")),
+                copy_on("node-c"),  # a node that reports none adds nothing
+            ],
+            "alpha:7b": [copy_on("node-a")],
+        }
+    )
+    delta = lib.get("delta:135m")
+    assert delta.capabilities == ("completion", "thinking", "tools")  # the union, node order
+    assert delta.summary()["capabilities"] == ["completion", "thinking", "tools"]
+    copies = delta.details()["installed_on"]
+    assert [c["capabilities"] for c in copies] == [
+        ["completion", "thinking"],
+        ["completion", "tools"],
+        [],
+    ]
+    assert "delta:135m" in scores("thinking", lib)  # search sees them too
+    # No copy reports any (an Ollama without them), or none installed: the catalog's facts.
+    assert lib.get("alpha:7b").capabilities == ("completion", "tools")
+    assert lib.get("gamma:latest").capabilities == ("completion", "vision")
 
 
 # -- parse_parameter_count --------------------------------------------------------------------

@@ -219,14 +219,15 @@ def test_describe(store: Store, neuron: NeuronProcess) -> None:
         described = monitor.describe(view)
         assert set(described) == {
             "id", "name", "url", "kind", "labels", "priority", "state", "breaker", "version",
-            "models", "loaded", "slots", "in_flight", "latency_ms", "requests", "failures",
-            "last_error",
+            "models", "capabilities", "loaded", "slots", "in_flight", "latency_ms", "requests",
+            "failures", "last_error",
         }  # fmt: skip
         assert described["id"] == record.id
         assert described["url"] == neuron.url  # the trailing slash is dropped
         assert (described["state"], described["breaker"]) == ("online", "closed")
         assert (described["labels"], described["priority"]) == ({"zone": "a"}, 2)
         assert described["models"] == sorted(described["models"]) and SMOL in described["models"]
+        assert described["capabilities"][SMOL] == ["completion", "tools"]
         assert isinstance(described["latency_ms"], float) and described["in_flight"] == 1
         assert (described["requests"], described["failures"], described["last_error"]) == (
             0,

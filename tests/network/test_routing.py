@@ -203,3 +203,11 @@ def test_observe_latency_smoothing() -> None:
     for _ in range(50):
         view.observe_latency(10.0)
     assert view.latency_ms == pytest.approx(10.0, abs=0.01)
+
+
+def test_unknown_capabilities_exclude_nothing() -> None:
+    view = node("n", capabilities={"llama3:latest": ("completion",)})
+    assert view.supports("llama3", ["completion"])  # matched by canonical name
+    assert not view.supports("llama3", ["completion", "tools"])
+    assert view.capabilities_of(MODEL) is None
+    assert view.supports(MODEL, ["completion", "tools"])  # not probed yet: the node decides

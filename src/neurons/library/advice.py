@@ -195,7 +195,7 @@ def compatibility(
         warnings += notes
     else:
         tps, source = None, "unknown"
-    if "embedding" in model.capabilities and "completion" not in model.capabilities:
+    if "embedding" in entry.capabilities and "completion" not in entry.capabilities:
         speed_score = 1.0
     else:
         speed_score = min(1.0, (tps or 0.0) / 20)
@@ -219,7 +219,7 @@ def compatibility(
 
 def _task_fit(entry: LibraryEntry, task: Task) -> float:
     model = entry.model
-    if task.requires not in model.capabilities:
+    if task.requires not in entry.capabilities:
         return 0.0
     categories = set(model.categories)
     if categories & task.primary:

@@ -1,7 +1,9 @@
 """What the nodes really hold: ``/api/tags`` and ``/api/show`` of every node, merged by name.
 
 A model a node holds that the catalog does not know (a fine-tune, a custom Modelfile) still
-gets a library entry, built from the node's own metadata (GGUF keys in ``model_info``).
+gets a library entry, built from the node's own metadata (GGUF keys in ``model_info``). Each
+copy carries the capabilities its node reports (in ``/api/tags`` on embedded neurons and recent
+Ollama, in ``/api/show`` always): copies under one name may differ (another TEMPLATE).
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, get_args
 
 from neurons.client import NodeClient
 from neurons.errors import NeuronsError
-from neurons.library.catalog import ArchitectureFacts, CatalogModel
+from neurons.library.catalog import ArchitectureFacts, Capability, CatalogModel
 from neurons.ollama.names import canonical_name
 
 __all__ = ["Discovery", "LocalCopy", "discover"]
@@ -29,6 +31,7 @@ class LocalCopy:
     context_length: int | None
     parameter_size: str | None
     quantization: str | None
+    capabilities: tuple[str, ...] = ()  # as the node lists them; empty when it lists none
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,6 +41,7 @@ class LocalCopy:
             "context_length": self.context_length,
             "parameter_size": self.parameter_size,
             "quantization": self.quantization,
+            "capabilities": list(self.capabilities),
         }
 
 
@@ -55,15 +59,22 @@ def _arch_int(info: dict[str, Any], arch: str, key: str) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
-def _model_from_node(name: str, tag: dict[str, Any], shown: dict[str, Any]) -> CatalogModel:
+def _reported_capabilities(tag: dict[str, Any], shown: dict[str, Any]) -> tuple[str, ...]:
+    for source in (tag, shown):
+        listed = source.get("capabilities")
+        if isinstance(listed, list) and listed:
+            return tuple(str(c) for c in listed)
+    return ()
+
+
+def _model_from_node(
+    name: str, tag: dict[str, Any], shown: dict[str, Any], reported: tuple[str, ...]
+) -> CatalogModel:
     info = shown.get("model_info") or {}
     details = tag.get("details") or {}
     arch = str(info.get("general.architecture") or details.get("family") or "unknown")
-    capabilities = [
-        c
-        for c in (shown.get("capabilities") or ["completion"])
-        if c in ("completion", "tools", "vision", "embedding", "thinking", "insert")
-    ] or ["completion"]
+    known = get_args(Capability)  # a copy may list one newer than CatalogModel knows
+    capabilities = [cast("Capability", c) for c in reported if c in known] or ["completion"]
     # Nodes report general.parameter_count (Ollama and the embedded neuron both do); without
     # it, assume 4-bit weights (~0.5 bytes per parameter), and say so in the description.
     counted = int(info.get("general.parameter_count") or 0)
@@ -113,6 +124,7 @@ async def _one_node(node: NodeClient, catalog_names: set[str], found: Discovery)
         info = shown.get("model_info") or {}
         arch = str(info.get("general.architecture", ""))
         details = tag.get("details") or {}
+        reported = _reported_capabilities(tag, shown)
         found.copies.setdefault(name, []).append(
             LocalCopy(
                 node=node.name,
@@ -121,10 +133,11 @@ async def _one_node(node: NodeClient, catalog_names: set[str], found: Discovery)
                 context_length=_arch_int(info, arch, "context_length") if arch else None,
                 parameter_size=details.get("parameter_size"),
                 quantization=details.get("quantization_level"),
+                capabilities=reported,
             )
         )
         if name not in catalog_names and name not in found.local_models:
-            found.local_models[name] = _model_from_node(name, tag, shown)
+            found.local_models[name] = _model_from_node(name, tag, shown, reported)
 
 
 async def discover(nodes: list[NodeClient], catalog_names: set[str]) -> Discovery:

@@ -37,6 +37,13 @@ class LibraryEntry:
         return self.model.name
 
     @property
+    def capabilities(self) -> tuple[str, ...]:
+        """What the installed copies can do, as their nodes report it (the union over copies,
+        each in the order its node lists them); the catalog's facts when no node reports."""
+        reported = dict.fromkeys(c for copy in self.installed_on for c in copy.capabilities)
+        return tuple(reported) if reported else tuple(self.model.capabilities)
+
+    @property
     def quality(self) -> PerformanceFigure:
         return quality(self.model, self.measured)
 
@@ -55,7 +62,7 @@ class LibraryEntry:
             "file_size_bytes": m.file_size_bytes,
             "memory_requirements_gb": round(m.file_size_bytes / 1e9, 2),
             "context_length": m.context_length,
-            "capabilities": list(m.capabilities),
+            "capabilities": list(self.capabilities),
             "categories": list(m.categories),
             "license": m.license,
             "performance_score": figure.value,
@@ -103,7 +110,7 @@ def _relevance(entry: LibraryEntry, words: list[str], query: str) -> float:
     fields = (
         (0.9, name_words | {m.base_name.lower()}),
         (0.8, set(_words(m.family))),
-        (0.7, {w for c in (*m.capabilities, *m.categories) for w in _words(c)}),
+        (0.7, {w for c in (*entry.capabilities, *m.categories) for w in _words(c)}),
         (0.5, set(_words(m.description))),
     )
     total = 0.0

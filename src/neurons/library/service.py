@@ -346,7 +346,7 @@ class LibraryService:
                 raise NotFoundError(f"model '{name}' is not installed on any node: pull it first")
             node = holders[0]
         record = await self._node(node)
-        embedding = "completion" not in entry.model.capabilities
+        embedding = "completion" not in entry.capabilities
         result = await evaluate_model(self._client(record), name, embedding=embedding, limit=limit)
         digest = next((c.digest for c in entry.installed_on if c.node == record.name), None)
         saved = await asyncio.to_thread(

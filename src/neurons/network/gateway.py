@@ -1,14 +1,17 @@
 """The gateway: one Ollama API in front of every node.
 
 Inference and ``/api/show`` go to one node chosen by the routing policy among the healthy
-nodes that hold the model. A connection error or a 5xx moves the request to the next node —
-only while nothing has reached the client: a non-streamed answer is read whole before it is
-sent, and a stream's first chunk is read before the status line goes out. A stream cut after
-that ends with an Ollama-style ``{"error": ...}`` line (the status is already 200).
+nodes that hold the model; a generation or chat only to those whose copy has the capabilities
+it needs (tools, thinking, ...), and when no holder's copy has them the gateway answers the
+400 a node would. A connection error or a 5xx moves the request to the next node — only while
+nothing has reached the client: a non-streamed answer is read whole before it is sent, and a
+stream's first chunk is read before the status line goes out. A stream cut after that ends
+with an Ollama-style ``{"error": ...}`` line (the status is already 200).
 
-``/api/tags`` and ``/api/ps`` are unions over the nodes; model operations are fanned out or
-targeted (:mod:`neurons.network.fanout`); the OpenAI API is translated on top of the same
-dispatch (:mod:`neurons.network.gateway_openai`).
+``/api/tags`` and ``/api/ps`` are unions over the nodes (a model's capabilities are the union
+of its copies'); model operations are fanned out or targeted (:mod:`neurons.network.fanout`);
+the OpenAI API is translated on top of the same dispatch
+(:mod:`neurons.network.gateway_openai`).
 
 Every response carries ``X-Neurons-Overhead-Ms``: the time the gateway spent on the request
 itself, that is the wall time minus the time spent waiting for nodes.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -38,6 +41,7 @@ from neurons.errors import (
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy
 from neurons.ollama import OLLAMA_COMPAT_VERSION
+from neurons.ollama.capabilities import check_capabilities, required_capabilities
 from neurons.ollama.wire import NDJSON, line, read_json, required_model
 
 __all__ = [
@@ -56,6 +60,9 @@ _JSON = {"content-type": "application/json"}
 T = TypeVar("T")
 # Statuses worth another node: the node failed (5xx) or its inventory was stale (404).
 _RETRY_STATUSES = frozenset({404, 500, 502, 503, 504})
+# The routes whose requests a node checks against the model's capabilities, with the action
+# its error message names (Ollama checks nothing for /api/embed and /api/show).
+_CHECKED_ACTIONS = {"/api/generate": "generate", "/api/chat": "chat"}
 
 
 @dataclass
@@ -165,13 +172,23 @@ class Gateway:
 
     # -- choosing and dispatching -----------------------------------------------------------
 
-    def candidates(self, model: str) -> list[NodeView]:
-        """The healthy nodes that hold ``model``. When none does, the healthy nodes all the
-        same: an inventory may be a probe behind (a pull just finished), and a node that
-        really lacks the model answers with Ollama's own 404, which the client then gets."""
+    def candidates(
+        self, model: str, needed: Sequence[str] = (), action: str = "generate"
+    ) -> list[NodeView]:
+        """The healthy nodes that hold ``model`` and whose copy has the capabilities in
+        ``needed``; Ollama's 400 (naming ``action``) when some hold it but none can, the
+        message the most preferred holder would give. When none holds it, the healthy nodes
+        all the same: an inventory may be a probe behind (a pull just finished), and a node
+        that really lacks the model answers with Ollama's own 404, which the client then gets."""
         eligible = self.monitor.eligible(model)
         if eligible:
-            return eligible
+            if not needed:
+                return eligible
+            able = [v for v in eligible if v.supports(model, needed)]
+            if not able:
+                known = eligible[0].capabilities_of(model) or ()
+                check_capabilities(model, list(known), list(needed), action)
+            return able or eligible
         routable = self.monitor.routable()
         if not routable:
             raise self.nothing_healthy()
@@ -182,6 +199,11 @@ class Gateway:
         return NoNodeAvailableError(
             f"no healthy neuron can take the request ({known} registered, none healthy)"
         )
+
+    @staticmethod
+    def needs(path: str, body: dict[str, Any]) -> list[str]:
+        """The capabilities a request on ``path`` needs of its model, where a node checks."""
+        return required_capabilities(path, body) if path in _CHECKED_ACTIONS else []
 
     def prefix(self, body: dict[str, Any]) -> str | None:
         n = self.sticky_prefix_chars
@@ -204,10 +226,13 @@ class Gateway:
         *,
         prefix: str | None = None,
         targets: list[NodeView] | None = None,
+        needed: Sequence[str] = (),
     ) -> Upstream:
-        """Send ``payload`` to the best node for ``model`` (or of ``targets``, the nodes the
-        request named), moving on after failures."""
-        candidates = targets or self.candidates(model)
+        """Send ``payload`` to the best node for ``model`` whose copy has the capabilities in
+        ``needed`` (or of ``targets``, the nodes the request named, which check for
+        themselves), moving on after failures."""
+        action = _CHECKED_ACTIONS.get(path, "generate")
+        candidates = targets or self.candidates(model, needed, action)
         order = self.policy.order(RouteRequest(model, prefix), candidates)
         tries = order[: self.attempts]
         failures: list[str] = []
@@ -304,13 +329,15 @@ class Gateway:
         try:
             body = await read_json(request)
             model = required_model(body)
+            path = request.url.path
             upstream = await self.dispatch(
-                request.url.path,
+                path,
                 await request.body(),
                 model,
                 clock,
                 prefix=self.prefix(body),
                 targets=self.targets(request, default=[]),
+                needed=self.needs(path, body),
             )
         except NeuronsError as exc:
             return self.error_response(exc, clock)
@@ -331,7 +358,10 @@ class Gateway:
         return self.json_response({"models": merged}, clock)
 
     async def union(self, path: str, clock: Clock) -> list[dict[str, Any]]:
-        """Each model once (first from the most preferred node), with the nodes that have it."""
+        """Each model once (first from the most preferred node), with the nodes that have it
+        and the union of its copies' capabilities (each node lists them in Ollama's order; one
+        only a later node's copy has follows). A node whose entries lack them (an older
+        Ollama) gives what the health monitor read from its ``/api/show``."""
         nodes = self.monitor.routable()
         if not nodes and self.monitor.views:
             raise self.nothing_healthy()
@@ -346,6 +376,13 @@ class Gateway:
                 name = str(item.get("name") or item.get("model") or "")
                 entry = merged.setdefault(name, {**item, "nodes": []})
                 entry["nodes"].append(node.name)
+                listed = item.get("capabilities")
+                if not isinstance(listed, list) or not listed:
+                    listed = node.capabilities_of(name) or ()
+                if listed:
+                    had = entry.get("capabilities")
+                    had = had if isinstance(had, list) else []
+                    entry["capabilities"] = list(dict.fromkeys([*had, *listed]))
         return list(merged.values())
 
     async def _models(self, node: NodeView, path: str) -> list[dict[str, Any]]:

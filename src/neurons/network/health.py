@@ -4,8 +4,10 @@ The store is the registry (the CLI may add or remove nodes while the control pla
 monitor re-reads it on every pass, probes each node with cheap calls (``/api/version``, then
 ``/api/ps`` and ``/api/tags`` for its inventory, and ``/api/neuron/status`` on embedded
 neurons for their slot count), and applies the transition tables of
-:mod:`neurons.network.states`. The gateway reports what real requests saw (passive detection),
-which feeds the breakers between probes.
+:mod:`neurons.network.states`. What each copy of a model can do comes with its ``/api/tags``
+entry (embedded neurons, recent Ollama); an older Ollama lists it only in ``/api/show``,
+which is read once per model digest and cached. The gateway reports what real requests saw
+(passive detection), which feeds the breakers between probes.
 
 Everything here runs on one event loop; views are mutated only from it.
 """
@@ -17,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -65,6 +68,8 @@ class HealthMonitor:
         # land after the drain's.
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()  # the loop keeps only weak refs
+        # Node id -> digest -> the capabilities its /api/show listed (None: it lists none).
+        self._shown: dict[str, dict[str, tuple[str, ...] | None]] = {}
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -91,6 +96,7 @@ class HealthMonitor:
                     view.state = NodeState.UNKNOWN
         for gone in set(self.views) - seen:
             del self.views[gone]
+            self._shown.pop(gone, None)
 
     def _new_view(self, record: NodeRecord) -> NodeView:
         state = NodeState.DRAINING if record.status == NodeState.DRAINING else NodeState.UNKNOWN
@@ -161,6 +167,7 @@ class HealthMonitor:
         view.version = str(version.get("version") or "") or None
         view.loaded = frozenset(_names(results[0]))
         view.models = frozenset(_names(results[1]))
+        unlisted = self._listed_capabilities(view, results[1])
         label_slots = _label_slots(view.labels)
         if label_slots:
             view.slots = label_slots
@@ -172,15 +179,59 @@ class HealthMonitor:
         if view.breaker.state is BreakerState.HALF_OPEN:
             view.breaker.record_success()  # the probe was the trial: the node answers again
         await self._transition(view, NodeEvent.PROBE_OK, seen=True)
+        if unlisted:  # after the transition: a slow /api/show must not hold up the state
+            await self._shown_capabilities(view, unlisted)
         return True
+
+    def _listed_capabilities(self, view: NodeView, tags: dict[str, Any]) -> list[_Unlisted]:
+        """Set the view's capabilities from the ``/api/tags`` entries and the ``/api/show``
+        cache; return the models whose capabilities only ``/api/show`` can tell."""
+        cache = self._shown.get(view.id, {})
+        kept: dict[str, tuple[str, ...] | None] = {}  # drops digests the node no longer has
+        found: dict[str, tuple[str, ...]] = {}
+        unlisted: list[_Unlisted] = []
+        for item in _entries(tags):
+            name = str(item.get("name") or item.get("model"))
+            key, digest = canonical_name(name), str(item.get("digest") or name)
+            listed = _capability_list(item)
+            if listed is not None:
+                found[key] = listed
+            elif digest in cache:
+                kept[digest] = shown = cache[digest]
+                if shown is not None:
+                    found[key] = shown
+            else:
+                unlisted.append(_Unlisted(key, name, digest))
+        self._shown[view.id] = kept
+        view.capabilities = found
+        return unlisted
+
+    async def _shown_capabilities(self, view: NodeView, unlisted: list[_Unlisted]) -> None:
+        """Read ``/api/show`` for each unlisted model at once. A failed call is tried again on
+        the next probe; until then the capabilities stay unknown, which excludes nothing."""
+        answers = await asyncio.gather(*(self._show(view, u.name) for u in unlisted))
+        cache = self._shown.setdefault(view.id, {})
+        found = dict(view.capabilities)
+        for model, answer in zip(unlisted, answers, strict=True):
+            if answer is not None:
+                cache[model.digest] = shown = _capability_list(answer)
+                if shown is not None:
+                    found[model.key] = shown
+        view.capabilities = found
+
+    async def _show(self, view: NodeView, name: str) -> dict[str, Any] | None:
+        try:
+            response = await self.http.post(
+                view.url + "/api/show", json={"model": name}, timeout=PROBE_TIMEOUT_S
+            )
+            return _object(response, "/api/show")
+        except (httpx.HTTPError, ValueError) as exc:
+            log.debug("node %s: /api/show %s failed: %s", view.name, name, exc)
+            return None
 
     async def _get(self, view: NodeView, path: str) -> dict[str, Any]:
         response = await self.http.get(view.url + path, timeout=PROBE_TIMEOUT_S)
-        response.raise_for_status()
-        data = response.json()
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} answered {type(data).__name__}, not an object")
-        return data
+        return _object(response, path)
 
     async def _probe_failed(self, view: NodeView, error: str) -> None:
         view.consecutive_probe_failures += 1
@@ -310,6 +361,7 @@ class HealthMonitor:
             "breaker": str(view.breaker.state),
             "version": view.version,
             "models": sorted(view.models),
+            "capabilities": {m: list(c) for m, c in sorted(view.capabilities.items())},
             "loaded": sorted(view.loaded),
             "slots": view.slots,
             "in_flight": view.in_flight,
@@ -320,14 +372,45 @@ class HealthMonitor:
         }
 
 
-def _names(payload: dict[str, Any]) -> list[str]:
-    names: list[str] = []
+@dataclass(frozen=True)
+class _Unlisted:
+    """A model whose ``/api/tags`` entry does not list its capabilities."""
+
+    key: str  # canonical name
+    name: str  # as the node lists it
+    digest: str  # the cache key (the name when the node gives no digest)
+
+
+def _object(response: httpx.Response, path: str) -> dict[str, Any]:
+    response.raise_for_status()
+    data = response.json()
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} answered {type(data).__name__}, not an object")
+    return data
+
+
+def _entries(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model entries of ``/api/tags`` or ``/api/ps`` that have a name."""
+    entries: list[dict[str, Any]] = []
     for item in payload.get("models") or []:
         if isinstance(item, dict):
             name = item.get("name") or item.get("model")
             if isinstance(name, str) and name:
-                names.append(canonical_name(name))
-    return names
+                entries.append(item)
+    return entries
+
+
+def _names(payload: dict[str, Any]) -> list[str]:
+    return [canonical_name(str(i.get("name") or i.get("model"))) for i in _entries(payload)]
+
+
+def _capability_list(payload: dict[str, Any]) -> tuple[str, ...] | None:
+    """``capabilities`` as the node lists them; None when it lists none (Ollama omits the
+    field when empty, and an older Ollama's /api/tags never has it)."""
+    listed = payload.get("capabilities")
+    if not isinstance(listed, list) or not listed:
+        return None
+    return tuple(str(c) for c in listed)
 
 
 def _label_slots(labels: dict[str, str]) -> int | None:

@@ -1,12 +1,14 @@
 """Which node serves a request: the live view of each node and the routing policies.
 
 The gateway hands a policy only *eligible* candidates (routable state, breaker available, holds
-the model) and tries them in the order the policy returns, moving to the next one only on a
-connection error or 5xx before the first byte reached the client.
+the model, its copy can do what the request needs) and tries them in the order the policy
+returns, moving to the next one only on a connection error or 5xx before the first byte reached
+the client.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from abc import ABC, abstractmethod
@@ -29,6 +31,10 @@ __all__ = [
 # Smoothing of latency samples: the newest weighs this much against the history.
 LATENCY_ALPHA = 0.3
 
+# Each request looks its model up on every candidate (has, supports, is_loaded): parsing the
+# name each time cost more than the rest of the choice, and a network serves few names.
+_canonical = functools.lru_cache(maxsize=4096)(canonical_name)
+
 
 @dataclass
 class NodeView:
@@ -44,6 +50,9 @@ class NodeView:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     models: frozenset[str] = frozenset()  # canonical names present on the node
     loaded: frozenset[str] = frozenset()  # canonical names in memory (from /api/ps)
+    # Canonical name -> what the node's copy can do, in the order the node lists it; a model
+    # missing here is not known yet (its /api/show not read, or it failed).
+    capabilities: dict[str, tuple[str, ...]] = field(default_factory=dict)
     slots: int = 1  # requests the node runs at once (its num_parallel)
     in_flight: int = 0  # requests the gateway has open on it
     latency_ms: float | None = None  # smoothed probe/first-byte latency
@@ -54,10 +63,19 @@ class NodeView:
     failures: int = 0
 
     def has(self, model: str) -> bool:
-        return canonical_name(model) in self.models
+        return _canonical(model) in self.models
 
     def is_loaded(self, model: str) -> bool:
-        return canonical_name(model) in self.loaded
+        return _canonical(model) in self.loaded
+
+    def capabilities_of(self, model: str) -> tuple[str, ...] | None:
+        return self.capabilities.get(_canonical(model))
+
+    def supports(self, model: str, needed: Sequence[str]) -> bool:
+        """Whether the node's copy of ``model`` has every capability in ``needed``. Unknown
+        capabilities count as yes: the node itself refuses what its copy cannot do."""
+        known = self.capabilities_of(model)
+        return known is None or all(c in known for c in needed)
 
     @property
     def load(self) -> float:
