@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types import Completion, CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -29,6 +30,7 @@ from neurons.network.openai_compat import (
     embedding_response,
     encoding_format,
     error_body,
+    forced_tools,
     include_usage,
     model_response,
     models_response,
@@ -543,7 +545,7 @@ def ollama_answer(message: dict[str, Any], done_reason: str | None = "stop") -> 
         (ollama_answer({"content": "x"}, None), {"role": "assistant", "content": "x"}, "stop"),
         (
             ollama_answer({"content": "4", "thinking": "2+2"}),
-            {"role": "assistant", "content": "4", "reasoning": "2+2"},
+            {"role": "assistant", "content": "4", "reasoning": "2+2", "reasoning_content": "2+2"},
             "stop",
         ),
         (
@@ -734,6 +736,9 @@ TOOL_LINES = [
 ]
 
 
+NEED_WEATHER = {"reasoning": "Need the weather.", "reasoning_content": "Need the weather."}
+
+
 def tool_delta(index: int, call_id: str) -> dict[str, Any]:
     function = {"name": "get_weather", "arguments": '{"city":"Paris"}'}
     return {"index": index, "id": call_id, "type": "function", "function": function}
@@ -783,9 +788,7 @@ def tool_delta(index: int, call_id: str) -> dict[str, Any]:
             TOOL_LINES,
             False,
             [
-                chunk(
-                    delta({"role": "assistant", "content": "", "reasoning": "Need the weather."})
-                ),
+                chunk(delta({"role": "assistant", "content": "", **NEED_WEATHER})),
                 chunk(delta({"tool_calls": [tool_delta(0, "ANY")]})),
                 chunk(delta({"tool_calls": [tool_delta(1, "c2")]})),
                 chunk(delta({}, "tool_calls")),
@@ -862,6 +865,423 @@ def test_sse_framing_and_ids() -> None:
     assert len({new_id("x") for _ in range(50)}) == 50
 
 
+# --- tool_choice --------------------------------------------------------------------------------
+
+WEATHER_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+ADD_PARAMS: dict[str, Any] = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+    "additionalProperties": False,
+}
+STRICT_WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": WEATHER_PARAMS},
+}
+ADD = {"type": "function", "function": {"name": "add", "parameters": ADD_PARAMS}}
+NOW = {"type": "function", "function": {"name": "now"}}  # no parameters at all
+TOOLS: list[Any] = [STRICT_WEATHER, ADD]
+
+
+def call_schema(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"name": {"const": name}, "arguments": arguments},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def named(name: str) -> Any:
+    return {"type": "function", "function": {"name": name}}
+
+
+def allowed(mode: str, *names: str) -> dict[str, Any]:
+    return {
+        "type": "allowed_tools",
+        "allowed_tools": {"mode": mode, "tools": [named(n) for n in names]},
+    }
+
+
+BOTH_CALLS = {"anyOf": [call_schema("get_weather", WEATHER_PARAMS), call_schema("add", ADD_PARAMS)]}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected", "forced"),
+    [
+        pytest.param(
+            chat(tools=TOOLS, tool_choice="auto", parallel_tool_calls=False),
+            ollama_chat(options=DEFAULTS, tools=TOOLS),
+            (),
+            id="auto-sends-the-tools",
+        ),
+        pytest.param(
+            chat(tools=TOOLS, tool_choice="none"), ollama_chat(options=DEFAULTS), (), id="none"
+        ),
+        pytest.param(
+            chat(tool_choice="none"), ollama_chat(options=DEFAULTS), (), id="none-without-tools"
+        ),
+        pytest.param(
+            chat(tools=TOOLS, tool_choice="required"),
+            ollama_chat(options=DEFAULTS, format=BOTH_CALLS, tools=TOOLS, think=False),
+            ("get_weather", "add"),
+            id="required-any-of-the-calls",
+        ),
+        pytest.param(
+            chat(tools=TOOLS, tool_choice=named("add")),
+            ollama_chat(
+                options=DEFAULTS, format=call_schema("add", ADD_PARAMS), tools=TOOLS, think=False
+            ),
+            ("add",),
+            id="named-function",
+        ),
+        pytest.param(
+            chat(tools=TOOLS, tool_choice={"type": "function", "name": "add"}),
+            ollama_chat(
+                options=DEFAULTS, format=call_schema("add", ADD_PARAMS), tools=TOOLS, think=False
+            ),
+            ("add",),
+            id="named-function-flat",
+        ),
+        pytest.param(
+            chat(tools=[NOW], tool_choice="required", response_format={"type": "json_object"}),
+            ollama_chat(
+                options=DEFAULTS,
+                format=call_schema("now", {"type": "object"}),
+                tools=[NOW],
+                think=False,
+            ),
+            ("now",),
+            id="forced-call-beats-response-format-no-parameters-any-object",
+        ),
+        pytest.param(
+            chat(tools=[*TOOLS, NOW], tool_choice=allowed("auto", "now", "add")),
+            ollama_chat(options=DEFAULTS, tools=[ADD, NOW]),
+            (),
+            id="allowed-tools-auto-sends-those",
+        ),
+        pytest.param(
+            chat(tools=[*TOOLS, NOW], tool_choice=allowed("required", "add")),
+            ollama_chat(
+                options=DEFAULTS,
+                format=call_schema("add", ADD_PARAMS),
+                tools=[*TOOLS, NOW],
+                think=False,
+            ),
+            ("add",),
+            id="allowed-tools-required",
+        ),
+        pytest.param(
+            chat(tools=TOOLS, tool_choice="required", reasoning_effort="low"),
+            ollama_chat(options=DEFAULTS, format=BOTH_CALLS, tools=TOOLS, think="low"),
+            ("get_weather", "add"),
+            id="forced-thinks-only-when-asked",
+        ),
+        pytest.param(
+            chat(messages=[{"role": "assistant", "content": "4", "reasoning_content": "2+2"}]),
+            ollama_chat(
+                [{"role": "assistant", "content": "4", "thinking": "2+2"}], options=DEFAULTS
+            ),
+            (),
+            id="reasoning-content-read-back",
+        ),
+    ],
+)
+def test_chat_request_tool_choice(
+    body: dict[str, Any], expected: dict[str, Any], forced: tuple[str, ...]
+) -> None:
+    assert chat_request(body) == expected
+    assert forced_tools(body) == forced
+
+
+NO_TOOLS = (
+    "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+)
+BAD_VALUE = "Invalid value: '{}'. Supported values are: 'none', 'auto', and 'required'."
+BAD_TYPE = (
+    "Invalid type for 'tool_choice': expected one of a string or an object, but got {} instead."
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "param"),
+    [
+        (chat(tool_choice="required"), NO_TOOLS, "tool_choice"),
+        (chat(tools=[], tool_choice="required"), NO_TOOLS, "tool_choice"),
+        (chat(tool_choice=named("add")), NO_TOOLS, "tool_choice"),
+        (chat(tools=[{"type": "function"}], tool_choice="required"), NO_TOOLS, "tool_choice"),
+        (
+            chat(tools=TOOLS, tool_choice=named("nope")),
+            "Invalid value for 'tool_choice': no function named 'nope' in 'tools'.",
+            "tool_choice",
+        ),
+        (chat(tools=TOOLS, tool_choice="add"), BAD_VALUE.format("add"), "tool_choice"),
+        (chat(tools=TOOLS, tool_choice=""), BAD_VALUE.format(""), "tool_choice"),
+        (chat(tools=TOOLS, tool_choice=3), BAD_TYPE.format("an integer"), "tool_choice"),
+        (chat(tools=TOOLS, tool_choice=True), BAD_TYPE.format("a boolean"), "tool_choice"),
+        (chat(tools=TOOLS, tool_choice=["add"]), BAD_TYPE.format("an array"), "tool_choice"),
+        (
+            chat(tools=TOOLS, tool_choice={"type": "function", "function": {}}),
+            "Missing required parameter: 'tool_choice.function.name'.",
+            "tool_choice.function.name",
+        ),
+        (
+            chat(tools=TOOLS, tool_choice={"type": "custom", "custom": {"name": "add"}}),
+            "Invalid value: 'custom'. Supported values are: 'function' and 'allowed_tools'.",
+            "tool_choice.type",
+        ),
+        (
+            chat(tools=TOOLS, tool_choice={"type": "allowed_tools", "allowed_tools": {}}),
+            "Missing required parameter: 'tool_choice.allowed_tools.tools'.",
+            "tool_choice.allowed_tools.tools",
+        ),
+        (
+            chat(tools=TOOLS, tool_choice=allowed("always", "add")),
+            "Invalid value: 'always'. Supported values are: 'auto' and 'required'.",
+            "tool_choice.allowed_tools.mode",
+        ),
+        (
+            chat(tools=TOOLS, tool_choice=allowed("auto", "now")),
+            "Invalid value for 'tool_choice': no function named 'now' in 'tools'.",
+            "tool_choice",
+        ),
+        (
+            chat(tools=TOOLS, tool_choice=allowed("required")),
+            NO_TOOLS,
+            "tool_choice",
+        ),
+        (chat(parallel_tool_calls="yes"), "'parallel_tool_calls' must be a boolean", None),
+    ],
+)
+def test_chat_request_rejects_tool_choice(body: object, message: str, param: str | None) -> None:
+    with pytest.raises(OpenAIRequestError) as caught:
+        chat_request(body)
+    assert caught.value.body() == {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": None,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "tool_choice", ["required", named("get_weather"), named("add"), named("now")]
+)
+def test_forced_formats_compile_with_the_nodes_grammar_converter(tool_choice: object) -> None:
+    """The node turns ``format`` into GBNF with llama.cpp's converter: each call schema must
+    compile, and pin the function name as a literal."""
+    from neurons.neuron.llama import grammar_for_format
+
+    request = chat_request(chat(tools=[*TOOLS, NOW], tool_choice=tool_choice))
+    grammar = grammar_for_format(request["format"])
+    for name in forced_tools(chat(tools=[*TOOLS, NOW], tool_choice=tool_choice)):
+        assert f'"\\"{name}\\""' in grammar
+    assert "root ::=" in grammar
+
+
+ADD_JSON = '{"name": "add", "arguments": {"a": 2, "b": 3}}'
+WEATHER_JSON = '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}'
+ADD_CALL = {"name": "add", "arguments": '{"a":2,"b":3}'}
+
+
+@pytest.mark.parametrize(
+    ("message", "done_reason", "expected", "finish_reason"),
+    [
+        pytest.param(
+            {"content": ADD_JSON},
+            "stop",
+            {"content": "", "tool_calls": [ADD_CALL]},
+            "tool_calls",
+            id="content-is-the-call",
+        ),
+        pytest.param(
+            {"content": f" {ADD_JSON}\n", "thinking": "sum"},
+            "stop",
+            {
+                "content": "",
+                "tool_calls": [ADD_CALL],
+                "reasoning": "sum",
+                "reasoning_content": "sum",
+            },
+            "tool_calls",
+            id="whitespace-and-thinking",
+        ),
+        pytest.param(
+            {"content": WEATHER_JSON.replace("Paris", "New\nYork")},
+            "stop",
+            {
+                "content": "",
+                "tool_calls": [
+                    {"name": "get_weather", "arguments": '{"city":"New\\nYork","unit":"celsius"}'}
+                ],
+            },
+            "tool_calls",
+            id="raw-control-character-the-grammar-allows",
+        ),
+        pytest.param(
+            {
+                "content": "",
+                "tool_calls": [{"function": {"name": "add", "arguments": {"a": 2, "b": 3}}}],
+            },
+            "stop",
+            {"content": "", "tool_calls": [ADD_CALL]},
+            "tool_calls",
+            id="the-nodes-own-calls",
+        ),
+        pytest.param(
+            {"content": '{"name": "add", "arguments": {"a": 2'},
+            "length",
+            {"content": '{"name": "add", "arguments": {"a": 2'},
+            "length",
+            id="cut-off-is-no-call",
+        ),
+        pytest.param(
+            {"content": '{"name": "sub", "arguments": {}}'},
+            "stop",
+            {"content": '{"name": "sub", "arguments": {}}'},
+            "stop",
+            id="not-a-tool-it-may-call",
+        ),
+        pytest.param(
+            {"content": '{"name": "add", "arguments": "{}"}'},
+            "stop",
+            {"content": '{"name": "add", "arguments": "{}"}'},
+            "stop",
+            id="arguments-not-an-object",
+        ),
+    ],
+)
+def test_chat_response_forced(
+    message: dict[str, Any], done_reason: str, expected: dict[str, Any], finish_reason: str
+) -> None:
+    out = chat_response(
+        ollama_answer(message, done_reason), id="c", created=0, forced=("get_weather", "add")
+    )
+    ChatCompletion.model_validate(out)
+    reply = out["choices"][0]["message"]
+    for call in reply.get("tool_calls", []):
+        assert re.fullmatch(r"call_[0-9a-f]{16}", call.pop("id")) and call.pop("type") == "function"
+        call.update(call.pop("function"))
+    assert reply == {"role": "assistant", **expected}
+    assert out["choices"][0]["finish_reason"] == finish_reason
+
+
+def test_chat_response_reads_content_as_a_call_only_when_forced() -> None:
+    out = chat_response(ollama_answer({"content": ADD_JSON}), id="c", created=0)
+    assert out["choices"][0]["message"] == {"role": "assistant", "content": ADD_JSON}
+    assert out["choices"][0]["finish_reason"] == "stop"
+
+
+WEATHER_JSON_PIECES = [
+    '{"name": "get_',
+    'weather", "arguments": {"city": "Paris", ',
+    '"unit": "celsius"}}',
+]
+
+
+def call_head(name: str) -> dict[str, Any]:
+    function = {"name": name, "arguments": ""}
+    return {"tool_calls": [{"index": 0, "id": "ANY", "type": "function", "function": function}]}
+
+
+def arguments_piece(text: str) -> dict[str, Any]:
+    return {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}
+
+
+NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected", "arguments"),
+    [
+        pytest.param(
+            [
+                chat_line(message={"thinking": "Need the weather."}),
+                *(chat_line(piece) for piece in WEATHER_JSON_PIECES),
+                chat_line("", True, done_reason="stop", **METRICS),
+            ],
+            [
+                chunk(delta({"role": "assistant", "content": "", **NEED_WEATHER}), usage=None),
+                chunk(delta(call_head("get_weather")), usage=None),
+                # '{"city":"Paris","unit":"celsius"}' is 33 characters: two pieces
+                chunk(delta(arguments_piece('{"city":"Paris","unit":"celsius"')), usage=None),
+                chunk(delta(arguments_piece("}")), usage=None),
+                chunk(delta({}, "tool_calls"), usage=None),
+                chunk([], usage=USAGE),
+            ],
+            [{"city": "Paris", "unit": "celsius"}],
+            id="held-then-streamed-as-a-call",
+        ),
+        pytest.param(
+            [chat_line(ADD_JSON[:20]), chat_line(ADD_JSON[20:], True, done_reason="length")],
+            [
+                chunk(delta({"role": "assistant", "content": ""}), usage=None),
+                chunk(delta(call_head("add")), usage=None),
+                chunk(delta(arguments_piece('{"a":2,"b":3}')), usage=None),
+                chunk(delta({}, "tool_calls"), usage=None),
+                chunk([], usage=NO_USAGE),
+            ],
+            [{"a": 2, "b": 3}],
+            id="a-whole-call-is-a-call-whatever-the-done-reason",
+        ),
+        pytest.param(
+            [chat_line('{"name": "add", '), chat_line("", True, done_reason="length", **METRICS)],
+            [
+                chunk(delta({"role": "assistant", "content": ""}), usage=None),
+                chunk(delta({"content": '{"name": "add", '}), usage=None),
+                chunk(delta({}, "length"), usage=None),
+                chunk([], usage=USAGE),
+            ],
+            [],
+            id="cut-off-comes-out-as-content",
+        ),
+        pytest.param(
+            [
+                chat_line(message={"tool_calls": [OLLAMA_TOOL_CALL]}),
+                chat_line("", True, done_reason="stop", **METRICS),
+            ],
+            [
+                chunk(
+                    delta(
+                        {"role": "assistant", "content": "", "tool_calls": [tool_delta(0, "ANY")]}
+                    ),
+                    usage=None,
+                ),
+                chunk(delta({}, "tool_calls"), usage=None),
+                chunk([], usage=USAGE),
+            ],
+            [{"city": "Paris"}],
+            id="the-nodes-own-calls-pass-through",
+        ),
+    ],
+)
+def test_chat_stream_forced(
+    lines: list[dict[str, Any]], expected: list[dict[str, Any]], arguments: list[dict[str, Any]]
+) -> None:
+    stream = ChatStream("chatcmpl-7", 1700000000, "llama3.2", True, forced=("get_weather", "add"))
+    out = [c for line in lines for c in stream.feed(line)]
+    state = ChatCompletionStreamState()  # the openai client's own accumulator
+    for got in out:
+        state.handle_chunk(ChatCompletionChunk.model_validate(got))
+        for call in (got.get("choices") or [{}])[0].get("delta", {}).get("tool_calls", []):
+            if "id" in call:  # generated: compare the shape only
+                assert re.fullmatch(r"call_[0-9a-f]{16}", call["id"])
+                call["id"] = "ANY"
+    assert out == expected
+    calls = state.current_completion_snapshot.choices[0].message.tool_calls or []
+    assert [json.loads(call.function.arguments) for call in calls] == arguments
+
+
 # --- the official client against a fake gateway built from this module -----------------------
 
 
@@ -870,6 +1290,11 @@ def ndjson_answers(path: str, request: dict[str, Any]) -> list[dict[str, Any]]:
     if path == "/api/chat":
         if request["messages"][-1]["content"] == "weather?":
             return [chat_line(message={"tool_calls": [OLLAMA_TOOL_CALL]}), HELLO_LINES[-1]]
+        if request["messages"][-1]["content"] == "2+3?":  # a model under the call's grammar
+            assert request["format"] == call_schema("add", ADD_PARAMS)
+            if request["stream"]:
+                return [chat_line(ADD_JSON[:20]), chat_line(ADD_JSON[20:]), HELLO_LINES[-1]]
+            return [ollama_answer({"content": ADD_JSON})]
         lines = HELLO_LINES if request["stream"] else [ollama_answer({"content": "Hello"})]
         return lines
     if path == "/api/generate":
@@ -900,11 +1325,18 @@ def fake_gateway(request: httpx.Request) -> httpx.Response:
         is_chat = path == "/chat/completions"
         ollama_req = chat_request(body) if is_chat else completion_request(body)
         lines = ndjson_answers("/api/chat" if is_chat else "/api/generate", ollama_req)
+        forced = forced_tools(body) if is_chat else ()
         if not ollama_req["stream"]:
-            convert = chat_response if is_chat else completion_response
-            return httpx.Response(200, json=convert(lines[-1], id=new_id("x"), created=1))
-        maker = ChatStream if is_chat else CompletionStream
-        stream = maker(new_id("x"), 1, body["model"], include_usage(body))
+            if is_chat:
+                out = chat_response(lines[-1], id=new_id("x"), created=1, forced=forced)
+            else:
+                out = completion_response(lines[-1], id=new_id("x"), created=1)
+            return httpx.Response(200, json=out)
+        stream: ChatStream | CompletionStream = (
+            ChatStream(new_id("x"), 1, body["model"], include_usage(body), forced)
+            if is_chat
+            else CompletionStream(new_id("x"), 1, body["model"], include_usage(body))
+        )
         events = b"".join(sse(c) for line in lines for c in stream.feed(line)) + SSE_DONE
         return httpx.Response(200, content=events, headers={"content-type": "text/event-stream"})
     except OpenAIRequestError as exc:
@@ -950,6 +1382,34 @@ def test_client_tool_call_stream(client: openai.OpenAI) -> None:
         (0, "get_weather")
     ]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_client_forced_tool_call(client: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "2+3?"}]
+    add = named("add")
+    answer = client.chat.completions.create(
+        model="llama3.2", messages=messages, tools=TOOLS, tool_choice=add
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    calls: list[Any] = choice.message.tool_calls or []
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("add", {"a": 2, "b": 3})
+    ]
+
+    with client.chat.completions.stream(
+        model="llama3.2", messages=messages, tools=TOOLS, tool_choice=add
+    ) as stream:
+        final = stream.get_final_completion().choices[0]
+    assert final.finish_reason == "tool_calls"
+    streamed: list[Any] = final.message.tool_calls or []
+    assert [(c.function.name, c.function.arguments) for c in streamed] == [("add", '{"a":2,"b":3}')]
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="llama3.2", messages=messages, tool_choice="required")
+    assert (
+        caught.value.param == "tool_choice" and "only allowed when 'tools'" in caught.value.message
+    )
 
 
 def test_client_completions(client: openai.OpenAI) -> None:

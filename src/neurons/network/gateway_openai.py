@@ -3,8 +3,10 @@
 
 Each request is translated to the Ollama API (:mod:`neurons.network.openai_compat`) and sent
 through the same dispatch as native requests, so routing, retries before the first byte and
-the overhead header behave identically. Streams become server-sent events; a node that dies
-mid-stream produces an SSE error event, which the ``openai`` client raises as an APIError.
+the overhead header behave identically. A chat whose ``tool_choice`` forces a call is answered
+with the call the node decoded under a grammar (:mod:`neurons.network.openai_tools`). Streams
+become server-sent events; a node that dies mid-stream produces an SSE error event, which the
+``openai`` client raises as an APIError.
 """
 
 from __future__ import annotations
@@ -100,13 +102,23 @@ class OpenAIGateway:
         if upstream.status >= 400:
             return self._upstream_error(upstream, clock)
         model, reply_id, created = ollama_body["model"], oa.new_id(id_prefix), int(time.time())
+        chat = path == "/api/chat"
+        forced = oa.forced_tools(body) if chat else ()  # tool_choice: the answer must be a call
         if upstream.body is not None:
             answer = json.loads(upstream.body)
-            build = oa.chat_response if path == "/api/chat" else oa.completion_response
-            result = build(answer, id=reply_id, created=created, model=model)
+            if chat:
+                result = oa.chat_response(
+                    answer, id=reply_id, created=created, model=model, forced=forced
+                )
+            else:
+                result = oa.completion_response(answer, id=reply_id, created=created, model=model)
             return self._json(result, clock, node=upstream.node.name)
-        stream_type = oa.ChatStream if path == "/api/chat" else oa.CompletionStream
-        translator = stream_type(reply_id, created, model, oa.include_usage(body))
+        usage = oa.include_usage(body)
+        translator: oa.ChatStream | oa.CompletionStream = (
+            oa.ChatStream(reply_id, created, model, usage, forced)
+            if chat
+            else oa.CompletionStream(reply_id, created, model, usage)
+        )
         headers = {NODE_HEADER: upstream.node.name, OVERHEAD_HEADER: clock.overhead_ms()}
         return StreamingResponse(
             self._events(upstream, translator), headers=headers, media_type="text/event-stream"
@@ -158,7 +170,12 @@ class OpenAIGateway:
         payload = json.dumps(ollama_body).encode()
         try:
             return await self.gateway.dispatch(
-                path, payload, model, clock, prefix=self.gateway.prefix(ollama_body)
+                path,
+                payload,
+                model,
+                clock,
+                prefix=self.gateway.prefix(ollama_body),
+                needed=self.gateway.needs(path, ollama_body),
             )
         except NeuronsError as exc:
             raise oa.OpenAIRequestError(exc.message, exc.http_status) from exc

@@ -16,6 +16,11 @@ It differs from Ollama on purpose in a few places:
 * ``finish_reason`` is always a value the client accepts. ``done_reason`` ``load`` and a missing
   ``done_reason`` become ``stop``.
 * Tool calls with no id get a ``call_...`` id, because OpenAI clients need one to answer the call.
+* ``tool_choice`` is carried out (Ollama ignores it): ``"none"`` holds the tools back, and
+  ``"required"`` or a named function makes the node decode one call under a grammar
+  (:mod:`neurons.network.openai_tools`).
+* Thinking goes out as ``reasoning_content`` (what OpenAI-compatible servers and their clients
+  read) as well as Ollama's ``reasoning``; either is read back from an assistant message.
 """
 
 from __future__ import annotations
@@ -24,10 +29,23 @@ import base64
 import binascii
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
+
+from neurons.network.openai_errors import OpenAIRequestError, error_body, sse_error
+from neurons.network.openai_errors import bad as _bad
+from neurons.network.openai_tools import (
+    forced_calls,
+    forced_tools,
+    parse_call,
+    resolve_tool_choice,
+    tool_calls_in,
+    tool_calls_out,
+    tool_name,
+)
 
 __all__ = [
     "SSE_DONE",
@@ -42,6 +60,7 @@ __all__ = [
     "embedding_response",
     "encoding_format",
     "error_body",
+    "forced_tools",
     "include_usage",
     "model_response",
     "models_response",
@@ -61,42 +80,11 @@ _IMAGE_PREFIXES: Final = (
     *(f"data:image/{kind};base64," for kind in ("jpeg", "jpg", "png", "webp")),
     "data:;base64,",  # unadorned base64, as /api/chat takes it
 )
+# A forced call's arguments stream in pieces this long. OpenAI sends a few tokens per delta; in
+# one piece, a client that wrongly expects the whole call in one delta would work here only.
+_ARGUMENT_PIECE: Final = 32
 _EFFORTS: Final = ("high", "medium", "low", "max", "none")
 _ENCODINGS: Final = ("float", "base64")
-
-
-# --- errors -----------------------------------------------------------------------------------
-
-
-def _error_type(status: int) -> str:
-    return {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-
-
-def error_body(message: str, status: int) -> JSON:
-    """The OpenAI error envelope; ``type`` follows the HTTP status as in Ollama's ``NewError``."""
-    return {"error": {"message": message, "type": _error_type(status), "param": None, "code": None}}
-
-
-def sse_error(message: str) -> JSON:
-    """The object to send as an SSE event when a node fails after the stream has started."""
-    return error_body(message, 500)
-
-
-class OpenAIRequestError(Exception):
-    """A request the OpenAI layer refuses; ``body()`` is what goes back with ``status``."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.type = _error_type(status)
-
-    def body(self) -> JSON:
-        return error_body(self.message, self.status)
-
-
-def _bad(message: str) -> OpenAIRequestError:
-    return OpenAIRequestError(message, 400)
 
 
 # --- field readers ------------------------------------------------------------------------------
@@ -185,12 +173,19 @@ def chat_request(body: object) -> JSON:
         "options": _options(req),
     }
     fmt = _format(_get(req, "response_format", "an object"))
+    _get(req, "parallel_tool_calls", "a boolean")  # a forced answer is one call either way
+    choice = resolve_tool_choice(req.get("tool_choice"), _get(req, "tools", "an array") or [])
+    fmt = choice.format or fmt  # a forced call has no text for response_format to shape
     if fmt is not None:
         out["format"] = fmt
-    tools = _get(req, "tools", "an array")
-    if tools:
-        out["tools"] = tools
+    if choice.tools:
+        out["tools"] = choice.tools
     think = _think(req)
+    if think is None and choice.forced:
+        # The call's grammar leaves no room for thinking, and a node that applies ``format``
+        # from the first token (the embedded neuron; Ollama waits for the thinking to end)
+        # would write the call as thinking. Asked for reasoning, the client gets what it asked.
+        think = False
     if think is not None:
         out["think"] = think
     return out
@@ -203,7 +198,7 @@ def _message(msg: object, where: str, history: list[Any]) -> JSON:
     if not isinstance(role, str) or role.lower() not in _ROLES:
         raise _bad(f"{where}.role must be one of system, user, assistant, tool; got {role!r}")
     content, images = _content(msg.get("content"), where)
-    tool_calls = _tool_calls_in(msg.get("tool_calls"), where)
+    tool_calls = tool_calls_in(msg.get("tool_calls"), where)
     if content is None and not tool_calls:
         raise _bad(f"invalid message content type: {where}.content is missing")
     out: JSON = {"role": _ROLES[role.lower()], "content": content or ""}
@@ -211,11 +206,12 @@ def _message(msg: object, where: str, history: list[Any]) -> JSON:
         out["images"] = images
     if tool_calls:
         out["tool_calls"] = tool_calls
-    if isinstance(msg.get("reasoning"), str) and msg["reasoning"]:
-        out["thinking"] = msg["reasoning"]
+    thinking = msg.get("reasoning") or msg.get("reasoning_content")
+    if isinstance(thinking, str) and thinking:
+        out["thinking"] = thinking
     if out["role"] == "tool":
         call_id = msg.get("tool_call_id")
-        name = msg.get("name") or (_tool_name(history, call_id) if call_id else None)
+        name = msg.get("name") or (tool_name(history, call_id) if call_id else None)
         if isinstance(name, str) and name:
             out["tool_name"] = name
         if isinstance(call_id, str) and call_id:
@@ -261,43 +257,6 @@ def _image(value: object, where: str) -> str:
     except (binascii.Error, ValueError):
         raise _bad(f"invalid image input: {where} is not valid base64") from None
     return data
-
-
-def _tool_calls_in(value: object, where: str) -> list[JSON]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _bad(f"{where}.tool_calls must be an array")
-    calls: list[JSON] = []
-    for j, call in enumerate(value):
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _bad(f"{where}.tool_calls[{j}] must have a function with a name")
-        arguments = function.get("arguments", "")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError:
-                raise _bad(f"invalid tool call arguments in {where}.tool_calls[{j}]") from None
-        if not isinstance(arguments, dict):
-            raise _bad(f"invalid tool call arguments in {where}.tool_calls[{j}]")
-        out: JSON = {"function": {"name": function["name"], "arguments": arguments}}
-        if isinstance(call, dict) and isinstance(call.get("id"), str):
-            out["id"] = call["id"]
-        calls.append(out)
-    return calls
-
-
-def _tool_name(history: list[Any], call_id: object) -> str | None:
-    """The function a tool result answers, found by id; the last match wins, as in Ollama."""
-    for msg in reversed(history):
-        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
-        for call in calls if isinstance(calls, list) else []:
-            if isinstance(call, dict) and call.get("id") == call_id:
-                function = call.get("function")
-                name = function.get("name") if isinstance(function, dict) else None
-                return name if isinstance(name, str) else None
-    return None
 
 
 def _format(value: JSON | None) -> str | JSON | None:
@@ -408,28 +367,6 @@ def _usage(ollama: JSON) -> JSON:
     return {**usage, "total_tokens": prompt + completion}
 
 
-def _tool_calls_out(calls: object, *, first_index: int | None = None) -> list[JSON]:
-    """Ollama tool calls (arguments as objects) in OpenAI's shape (arguments as JSON text)."""
-    out: list[JSON] = []
-    calls = [call for call in calls if isinstance(call, dict)] if isinstance(calls, list) else []
-    for k, call in enumerate(calls):
-        function = call.get("function")
-        function = function if isinstance(function, dict) else {}
-        arguments = function.get("arguments") or {}
-        entry: JSON = {
-            "id": call.get("id") or f"call_{secrets.token_hex(8)}",
-            "type": "function",
-            "function": {
-                "name": function.get("name", ""),
-                "arguments": json.dumps(arguments, separators=(",", ":"), ensure_ascii=False),
-            },
-        }
-        if first_index is not None:  # stream deltas are matched up by index
-            entry = {"index": first_index + k, **entry}
-        out.append(entry)
-    return out
-
-
 def _envelope(object: str, id: str, created: int, model: str, choices: list[JSON]) -> JSON:
     return {
         "id": id,
@@ -441,15 +378,33 @@ def _envelope(object: str, id: str, created: int, model: str, choices: list[JSON
     }
 
 
-def chat_response(ollama: JSON, *, id: str, created: int, model: str | None = None) -> JSON:
-    """A non-streamed ``/api/chat`` answer as a ``chat.completion``."""
+def _reasoning(thinking: object) -> JSON:
+    """Thinking as ``reasoning_content`` for OpenAI clients and as Ollama's ``reasoning``."""
+    return {"reasoning": thinking, "reasoning_content": thinking} if thinking else {}
+
+
+def chat_response(
+    ollama: JSON,
+    *,
+    id: str,
+    created: int,
+    model: str | None = None,
+    forced: Sequence[str] = (),
+) -> JSON:
+    """A non-streamed ``/api/chat`` answer as a ``chat.completion``.
+
+    ``forced`` (:func:`forced_tools`) names the functions the answer must call; the node's content
+    is then read as the call when the node did not parse it itself.
+    """
     message = ollama.get("message") or {}
-    tool_calls = _tool_calls_out(message.get("tool_calls"))
-    reply: JSON = {"role": "assistant", "content": message.get("content") or ""}
+    calls, content = message.get("tool_calls"), message.get("content") or ""
+    if forced:
+        calls, content = forced_calls(message, forced)
+    tool_calls = tool_calls_out(calls)
+    reply: JSON = {"role": "assistant", "content": content}
     if tool_calls:
         reply["tool_calls"] = tool_calls
-    if message.get("thinking"):
-        reply["reasoning"] = message["thinking"]
+    reply.update(_reasoning(message.get("thinking")))
     reason = _finish_reason(ollama.get("done_reason"), bool(tool_calls))
     choice = {"index": 0, "message": reply, "finish_reason": reason, "logprobs": None}
     model = model or ollama.get("model", "")
@@ -548,7 +503,8 @@ class _Stream:
     def _choice(self, ollama_chunk: JSON) -> JSON | None:
         raise NotImplementedError
 
-    def _final_choice(self, ollama_chunk: JSON) -> JSON:
+    def _final_choices(self, ollama_chunk: JSON) -> list[JSON]:
+        """The choices of the last chunks; the last one carries ``finish_reason``."""
         raise NotImplementedError
 
     def feed(self, ollama_chunk: JSON) -> list[JSON]:
@@ -564,7 +520,7 @@ class _Stream:
             chunks.append(self._envelope([choice]))
         if ollama_chunk.get("done"):
             self.done = True
-            chunks.append(self._envelope([self._final_choice(ollama_chunk)]))
+            chunks.extend(self._envelope([c]) for c in self._final_choices(ollama_chunk))
             if self.include_usage:
                 chunks.append({**self._envelope([]), "usage": _usage(ollama_chunk)})
         return chunks
@@ -575,23 +531,39 @@ class ChatStream(_Stream):
 
     The first chunk's delta carries ``role: "assistant"``; ``finish_reason`` comes alone, in a
     chunk with an empty delta; with ``include_usage`` a last chunk has no choices and the usage.
+
+    With ``forced`` (:func:`forced_tools`) the content is the call's JSON, which is no use to a
+    client until it is whole: it is held back, and at the end goes out the way OpenAI streams a
+    call, a delta with the call's index, id and name (``arguments`` empty), then deltas with
+    pieces of ``arguments``. Held content that is no call (cut off) goes out as content then.
     """
 
     object = "chat.completion.chunk"
 
-    def __init__(self, id: str, created: int, model: str, include_usage: bool = False) -> None:
+    def __init__(
+        self,
+        id: str,
+        created: int,
+        model: str,
+        include_usage: bool = False,
+        forced: Sequence[str] = (),
+    ) -> None:
         super().__init__(id, created, model, include_usage)
+        self.forced = tuple(forced)
+        self._held = ""
         self._role_sent = False
         self._tool_calls = 0
 
     def _choice(self, ollama_chunk: JSON) -> JSON | None:
         message = ollama_chunk.get("message") or {}
         delta: JSON = {}
-        if message.get("content"):
-            delta["content"] = message["content"]
-        if message.get("thinking"):
-            delta["reasoning"] = message["thinking"]
-        calls = _tool_calls_out(message.get("tool_calls"), first_index=self._tool_calls)
+        content = message.get("content") or ""
+        if self.forced:
+            self._held += content
+        elif content:
+            delta["content"] = content
+        delta.update(_reasoning(message.get("thinking")))
+        calls = tool_calls_out(message.get("tool_calls"), first_index=self._tool_calls)
         if calls:
             delta["tool_calls"] = calls
             self._tool_calls += len(calls)
@@ -600,11 +572,32 @@ class ChatStream(_Stream):
             delta = {"role": "assistant", "content": "", **delta}
         elif not delta:
             return None
-        return {"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}
+        return _delta(delta)
 
-    def _final_choice(self, ollama_chunk: JSON) -> JSON:
+    def _final_choices(self, ollama_chunk: JSON) -> list[JSON]:
+        choices = [_delta(delta) for delta in self._release()]
         reason = _finish_reason(ollama_chunk.get("done_reason"), self._tool_calls > 0)
-        return {"index": 0, "delta": {}, "finish_reason": reason, "logprobs": None}
+        return [*choices, _delta({}, reason)]
+
+    def _release(self) -> list[JSON]:
+        """The deltas that the content held back from a forced answer becomes."""
+        held, self._held = self._held, ""
+        call = parse_call(held, self.forced) if self._tool_calls == 0 else None
+        if call is None:  # no call, or the node's own calls went out already
+            return [{"content": held}] if held else []
+        [entry] = tool_calls_out([call], first_index=0)
+        self._tool_calls = 1
+        function, arguments = entry["function"], entry["function"]["arguments"]
+        head = {**entry, "function": {"name": function["name"], "arguments": ""}}
+        pieces = [
+            {"index": 0, "function": {"arguments": arguments[at : at + _ARGUMENT_PIECE]}}
+            for at in range(0, len(arguments), _ARGUMENT_PIECE)
+        ]
+        return [{"tool_calls": [delta]} for delta in (head, *pieces)]
+
+
+def _delta(delta: JSON, finish_reason: str | None = None) -> JSON:
+    return {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
 
 
 class CompletionStream(_Stream):
@@ -618,6 +611,6 @@ class CompletionStream(_Stream):
             return None
         return {"text": text, "index": 0, "finish_reason": None, "logprobs": None}
 
-    def _final_choice(self, ollama_chunk: JSON) -> JSON:
+    def _final_choices(self, ollama_chunk: JSON) -> list[JSON]:
         reason = _finish_reason(ollama_chunk.get("done_reason"), False)
-        return {"text": "", "index": 0, "finish_reason": reason, "logprobs": None}
+        return [{"text": "", "index": 0, "finish_reason": reason, "logprobs": None}]
