@@ -15,6 +15,17 @@ from neurons.cli.learn import learn_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
 from neurons.cli.network import network_app, node_app
+from neurons.cli.ollama_style import (
+    cp_command,
+    create_command,
+    list_command,
+    ps_command,
+    pull_command,
+    rm_command,
+    run_command,
+    show_command,
+    stop_command,
+)
 from neurons.cli.optimize import optimize_app
 from neurons.cli.plugins import plugins_app
 from neurons.cli.serve_node import serve_node
@@ -41,6 +52,18 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(optimize_app, name="optimize")
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(learn_app, name="learn")
+# ollama's own commands, speaking the Ollama API to the control plane or any node
+_OLLAMA = "Ollama-style (talk to a server: --host, NEURONS_HOST, OLLAMA_HOST)"
+app.command("run", rich_help_panel=_OLLAMA)(run_command)
+app.command("list", rich_help_panel=_OLLAMA)(list_command)
+app.command("ls", hidden=True)(list_command)
+app.command("ps", rich_help_panel=_OLLAMA)(ps_command)
+app.command("pull", rich_help_panel=_OLLAMA)(pull_command)
+app.command("show", rich_help_panel=_OLLAMA)(show_command)
+app.command("rm", rich_help_panel=_OLLAMA)(rm_command)
+app.command("cp", rich_help_panel=_OLLAMA)(cp_command)
+app.command("create", rich_help_panel=_OLLAMA)(create_command)
+app.command("stop", rich_help_panel=_OLLAMA)(stop_command)
 
 
 @app.command("version")
