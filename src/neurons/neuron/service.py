@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -137,21 +137,27 @@ class Neuron:
                     lambda: self._prompt_tokens(runner, prompt, raw_prompt, context, template)
                 )
                 reply = self._reply_parser(runner, prompt, text, template)
-                async for event in self._stream(runner, prepared, tokens, fmt, top_logprobs):
-                    if reply is None:
-                        yield event
-                    elif isinstance(event, GenerationResult):
-                        last = reply.finish()
-                        if last:
-                            yield TokenEvent(last.content)
-                        yield event
-                    else:
-                        piece = reply.add(event.text)
-                        split = TokenEvent(
-                            piece.content, event.logprobs, piece.thinking, piece.tool_calls
-                        )
-                        if split:
-                            yield split
+                stream = self._stream(runner, prepared, tokens, fmt, top_logprobs)
+                try:
+                    async for event in stream:
+                        if reply is None:
+                            yield event
+                        elif isinstance(event, GenerationResult):
+                            last = reply.finish()
+                            if last:
+                                yield TokenEvent(last.content)
+                            yield event
+                        else:
+                            piece = reply.add(event.text)
+                            split = TokenEvent(
+                                piece.content, event.logprobs, piece.thinking, piece.tool_calls
+                            )
+                            if split:
+                                yield split
+                finally:
+                    # Closed here, not left to the garbage collector: a client that went away
+                    # must have its slot cancelled before the runner and queue slot go back.
+                    await stream.aclose()
             finally:
                 self.release(runner, prepared)
 
@@ -193,7 +199,7 @@ class Neuron:
         tokens: list[int],
         fmt: Any,
         top_logprobs: int | None,
-    ) -> AsyncIterator[TokenEvent | GenerationResult]:
+    ) -> AsyncGenerator[TokenEvent | GenerationResult, None]:
         """Hand the prompt to the model's decode loop and yield what it sends back. Leaving
         early (the client went away) cancels the request: its slot is free at the next step,
         and this returns once the loop has let go of it."""
