@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import ollama
 import pytest
 
-import ollama
 from neurons.neuron.modelstore import ModelStore
 from neurons.neuron.process import NeuronProcess
 from neurons.ollama.names import ModelName
