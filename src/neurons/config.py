@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_HOME", "Settings"]
@@ -113,6 +113,54 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Nodes a gateway request may try before it fails."
     )
 
+    node_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest wait for the next bytes of a node's answer (a generation that "
+        "stalls this long fails); connecting waits at most 10 s.",
+    )
+
+    # Who may do what (neurons.auth): keys, node tokens, request bounds.
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key that is not in the store (NEURONS_MASTER_KEY); with it, "
+        "or with any key in the store, every route but /api/health needs a key.",
+    )
+    master_key_file: Path | None = Field(
+        default=None, description="A file holding the master key (NEURONS_MASTER_KEY_FILE)."
+    )
+    insecure: bool = Field(
+        default=False,
+        description="Serve without keys on an address other than loopback (NEURONS_INSECURE).",
+    )
+    node_token: SecretStr | None = Field(
+        default=None,
+        description="The token an embedded neuron requires of every request "
+        "(NEURONS_NODE_TOKEN; `serve-node --token`).",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="The key that seals node tokens in the store; default "
+        "$NEURONS_HOME/secret.key, created on first use (share it between control planes "
+        "on one database).",
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the control plane reads (blob uploads excepted).",
+    )
+    max_list_items: int = Field(
+        default=4096,
+        ge=1,
+        description="Most items in one list of a request (messages, tools, embed inputs).",
+    )
+    max_num_predict: int = Field(
+        default=131072, ge=1, description="Largest num_predict / max_tokens a request may ask."
+    )
+    max_num_ctx: int = Field(
+        default=262144, ge=256, description="Largest num_ctx a request may ask."
+    )
+
     # Parameter optimization (seed 002's environment variables, also with the NEURONS_ prefix).
     max_optimization_iterations: int = Field(
         default=100,
@@ -158,7 +206,14 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "home", "models_dir", "host_stats", "gpu_stats", "fine_tuning_path", mode="after"
+        "home",
+        "models_dir",
+        "host_stats",
+        "gpu_stats",
+        "fine_tuning_path",
+        "master_key_file",
+        "secret_key_file",
+        mode="after",
     )
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -192,6 +247,37 @@ class Settings(BaseSettings):
         except NeuronsError as exc:
             raise ValueError(str(exc)) from exc
         return value
+
+    @field_validator("master_key", "node_token", mode="after")
+    @classmethod
+    def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @property
+    def resolved_master_key(self) -> str | None:
+        """The master key from NEURONS_MASTER_KEY, else from NEURONS_MASTER_KEY_FILE."""
+        if self.master_key is not None:
+            return self.master_key.get_secret_value()
+        if self.master_key_file is None:
+            return None
+        # Imported here: config must stay import-light.
+        from neurons.errors import ConfigError
+
+        try:
+            text = self.master_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the master key file: {exc.strerror}") from exc
+        if not text:
+            raise ConfigError(f"the master key file {self.master_key_file} is empty")
+        return text
+
+    @property
+    def resolved_secret_key_file(self) -> Path:
+        return (
+            self.secret_key_file if self.secret_key_file is not None else self.home / "secret.key"
+        )
 
     @property
     def resolved_models_dir(self) -> Path:

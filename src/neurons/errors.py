@@ -17,10 +17,15 @@ status codes.
     │   ├── InvalidModelFileError      a blob is not a usable GGUF            400
     │   ├── ModelfileError             a Modelfile does not parse or validate 400
     │   │                              (also a ValueError, as the seed's manager promises)
+    │   ├── PayloadTooLargeError       a body over the configured cap         413
     │   ├── NodeExistsError            a node with that name already exists   409
     │   ├── SessionStateError          not allowed in the session's status    409
     │   ├── JobStateError              not allowed in the job's status        409
     │   └── LearningStateError         a learning node or run cannot do that  409
+    ├── AuthenticationError            no valid key (missing, unknown,        401
+    │                                  revoked, expired) or node token
+    ├── PermissionDeniedError          the key's scope or models refuse it    403
+    ├── RateLimitError                 a key is past one of its limits        429
     ├── NotFoundError                  something named does not exist         404
     │   ├── ModelNotFoundError         no manifest for that model             404
     │   ├── BlobNotFoundError          no blob with that digest               404
@@ -42,6 +47,7 @@ status codes.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BlobNotFoundError",
     "ConfigError",
     "DigestMismatchError",
@@ -65,7 +71,10 @@ __all__ = [
     "NodeNotFoundError",
     "NodeUnreachableError",
     "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
     "PluginError",
+    "RateLimitError",
     "RegistryError",
     "RequestCancelledError",
     "ServerBusyError",
@@ -168,6 +177,35 @@ class LearningStateError(InvalidRequestError):
 
     error_code = "invalid_learning_state"
     http_status = 409
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    error_code = "payload_too_large"
+    http_status = 413
+
+
+class AuthenticationError(NeuronsError):
+    """No valid credential: the message says which (missing, unknown, revoked, expired) and
+    never repeats the secret it was given."""
+
+    error_code = "unauthorized"
+    http_status = 401
+
+
+class PermissionDeniedError(NeuronsError):
+    error_code = "forbidden"
+    http_status = 403
+
+
+class RateLimitError(NeuronsError):
+    """A key is past a limit; ``retry_after`` is the whole seconds until it frees up."""
+
+    error_code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class NotFoundError(NeuronsError):

@@ -20,6 +20,33 @@ from neurons.store import (
 )
 
 EXPECTED_COLUMNS = {
+    "api_keys": {
+        "id": ("TEXT", False),
+        "name": ("TEXT", False),
+        "prefix": ("TEXT", False),
+        "secret_hash": ("TEXT", False),
+        "scope": ("TEXT", False),
+        "models": ("TEXT", False),
+        "rpm": ("INTEGER", True),
+        "tpm": ("INTEGER", True),
+        "max_parallel": ("INTEGER", True),
+        "expires_at": ("TEXT", True),
+        "revoked_at": ("TEXT", True),
+        "requests": ("INTEGER", False),
+        "tokens": ("INTEGER", False),
+        "last_used_at": ("TEXT", True),
+        "created_at": ("TEXT", False),
+        "updated_at": ("TEXT", False),
+    },
+    "audit_events": {
+        "id": ("INTEGER", False),
+        "at": ("TEXT", False),
+        "actor": ("TEXT", False),
+        "action": ("TEXT", False),
+        "target": ("TEXT", False),
+        "status": ("INTEGER", False),
+        "detail": ("TEXT", False),
+    },
     "schema_migrations": {
         "version": ("INTEGER", False),
         "name": ("TEXT", False),
@@ -36,6 +63,7 @@ EXPECTED_COLUMNS = {
         "last_seen_at": ("TEXT", True),
         "created_at": ("TEXT", False),
         "updated_at": ("TEXT", False),
+        "token_sealed": ("TEXT", True),
     },
     "node_events": {
         "id": ("INTEGER", False),
@@ -144,6 +172,8 @@ NAMES = [
     "m006_optimization_sessions",
     "m007_fine_tuning_jobs",
     "m008_learning_runs",
+    "m009_api_keys_and_audit",
+    "m010_node_tokens",
 ]
 
 

@@ -413,3 +413,59 @@ def m008_learning_runs(conn: Connection) -> None:
     )
     runs.create(conn)
     events.create(conn)
+
+
+@migration
+def m009_api_keys_and_audit(conn: Connection) -> None:
+    """API keys (issue 19): only the SHA-256 of a secret and a display prefix are kept, never
+    the secret. ``models`` is a JSON list (empty: every model); limits are NULL when unset;
+    ``requests``/``tokens``/``last_used_at`` are the key's usage, flushed in batches.
+    ``audit_events`` records every mutating call: who (a key's name), what, target, result."""
+    metadata = MetaData()
+    keys = Table(
+        "api_keys",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("name", Text, nullable=False),
+        Column("prefix", Text, nullable=False),
+        Column("secret_hash", Text, nullable=False),
+        Column("scope", Text, nullable=False),
+        Column("models", Text, nullable=False, server_default=text("'[]'")),
+        Column("rpm", Integer, nullable=True),
+        Column("tpm", Integer, nullable=True),
+        Column("max_parallel", Integer, nullable=True),
+        Column("expires_at", Text, nullable=True),
+        Column("revoked_at", Text, nullable=True),
+        Column("requests", Integer, nullable=False, server_default=text("0")),
+        Column("tokens", Integer, nullable=False, server_default=text("0")),
+        Column("last_used_at", Text, nullable=True),
+        Column("created_at", Text, nullable=False),
+        Column("updated_at", Text, nullable=False),
+        UniqueConstraint("name", name="uq_api_keys_name"),
+        UniqueConstraint("secret_hash", name="uq_api_keys_secret_hash"),
+        CheckConstraint(
+            "scope IN ('read', 'inference', 'manage', 'admin')", name="ck_api_keys_scope"
+        ),
+    )
+    audit = Table(
+        "audit_events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("at", Text, nullable=False),
+        Column("actor", Text, nullable=False),
+        Column("action", Text, nullable=False),
+        Column("target", Text, nullable=False, server_default=text("''")),
+        Column("status", Integer, nullable=False),
+        Column("detail", Text, nullable=False, server_default=text("'{}'")),
+        Index("ix_audit_events_at", "at"),
+        sqlite_autoincrement=True,
+    )
+    keys.create(conn)
+    audit.create(conn)
+
+
+@migration
+def m010_node_tokens(conn: Connection) -> None:
+    """A node's token (issue 19), sealed with the control plane's secret key: the store never
+    holds it in the clear. NULL: the node needs none."""
+    conn.execute(text("ALTER TABLE nodes ADD COLUMN token_sealed TEXT"))
