@@ -21,7 +21,9 @@ status codes.
     │   ├── NodeExistsError            a node with that name already exists   409
     │   ├── SessionStateError          not allowed in the session's status    409
     │   ├── JobStateError              not allowed in the job's status        409
-    │   └── LearningStateError         a learning node or run cannot do that  409
+    │   ├── LearningStateError         a learning node or run cannot do that  409
+    │   ├── KeyExistsError             an API key with that name exists       409
+    │   └── KeyStateError              e.g. rotating a revoked key            409
     ├── AuthenticationError            no valid key (missing, unknown,        401
     │                                  revoked, expired) or node token
     ├── PermissionDeniedError          the key's scope or models refuse it    403
@@ -32,7 +34,8 @@ status codes.
     │   ├── NodeNotFoundError          no node with that id or name           404
     │   ├── SessionNotFoundError       no optimization session with that id   404
     │   ├── JobNotFoundError           no fine-tuning job with that id        404
-    │   └── LearningRunNotFoundError   no learning run with that id           404
+    │   ├── LearningRunNotFoundError   no learning run with that id           404
+    │   └── KeyNotFoundError           no API key with that id, name, prefix  404
     ├── ServerBusyError                the request queue is full              503
     │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
@@ -59,6 +62,9 @@ __all__ = [
     "InvalidRequestError",
     "JobNotFoundError",
     "JobStateError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "KeyStateError",
     "LearningRunNotFoundError",
     "LearningStateError",
     "MigrationError",
@@ -208,6 +214,16 @@ class RateLimitError(NeuronsError):
         self.retry_after = max(1, retry_after)
 
 
+class KeyExistsError(InvalidRequestError):
+    error_code = "key_exists"
+    http_status = 409
+
+
+class KeyStateError(InvalidRequestError):
+    error_code = "invalid_key_state"
+    http_status = 409
+
+
 class NotFoundError(NeuronsError):
     error_code = "not_found"
     http_status = 404
@@ -235,6 +251,10 @@ class JobNotFoundError(NotFoundError):
 
 class LearningRunNotFoundError(NotFoundError):
     error_code = "learning_run_not_found"
+
+
+class KeyNotFoundError(NotFoundError):
+    error_code = "key_not_found"
 
 
 class ServerBusyError(NeuronsError):

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from neurons.store.engine import create_engine_for, open_store
 from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
 from neurons.store.finetune import FineTuningJobRepository, JobRecord
+from neurons.store.keys import ApiKeyRepository, AuditEvent, AuditRepository, KeyUsage
 from neurons.store.kv import KeyValueRepository
 from neurons.store.learning import LearningEvent, LearningRunRecord, LearningRunRepository
 from neurons.store.migrations import MIGRATIONS, Migration, current_version, migrate
@@ -22,10 +23,14 @@ from neurons.store.placements import Placement, PlacementRepository
 __all__ = [
     "MIGRATIONS",
     "NODE_KINDS",
+    "ApiKeyRepository",
+    "AuditEvent",
+    "AuditRepository",
     "EvaluationRecord",
     "EvaluationRepository",
     "FineTuningJobRepository",
     "JobRecord",
+    "KeyUsage",
     "KeyValueRepository",
     "LearningEvent",
     "LearningRunRecord",
@@ -57,6 +62,8 @@ class Store:
     optimization: OptimizationSessionRepository
     fine_tuning: FineTuningJobRepository
     learning: LearningRunRepository
+    keys: ApiKeyRepository
+    audit: AuditRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

@@ -147,6 +147,7 @@ def open_store(url: str) -> Store:
     from neurons.store import Store
     from neurons.store.evaluations import EvaluationRepository
     from neurons.store.finetune import FineTuningJobRepository
+    from neurons.store.keys import ApiKeyRepository, AuditRepository
     from neurons.store.kv import KeyValueRepository
     from neurons.store.learning import LearningRunRepository
     from neurons.store.migrations import migrate
@@ -169,4 +170,6 @@ def open_store(url: str) -> Store:
         optimization=OptimizationSessionRepository(engine),
         fine_tuning=FineTuningJobRepository(engine),
         learning=LearningRunRepository(engine),
+        keys=ApiKeyRepository(engine),
+        audit=AuditRepository(engine),
     )
