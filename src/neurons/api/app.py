@@ -22,12 +22,15 @@ from fastapi.responses import JSONResponse, Response
 
 from neurons import __version__
 from neurons.api import (
+    routes_auth,
     routes_finetune,
     routes_learning,
     routes_library,
     routes_network,
     routes_optimization,
 )
+from neurons.api.access import AccessMiddleware
+from neurons.auth.service import AuthService
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
 from neurons.finetune.service import FineTuningService
@@ -62,6 +65,14 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await asyncio.to_thread(open_store, settings.resolved_database_url)
+        auth = AuthService(store, settings.resolved_master_key)
+        try:
+            auth.check_exposure(settings.host, settings.insecure)
+        except BaseException:
+            store.close()
+            raise
+        auth.start()
+        app.state.auth = auth
         # Pooled keep-alive connections to the nodes; no read timeout (generations are long).
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, read=None),
@@ -107,6 +118,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             yield
         finally:
             await learning.aclose()
+            await auth.aclose()
             await fine_tuning.aclose()
             await optimization.aclose()
             await network.aclose()
@@ -116,6 +128,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
 
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
     app.add_middleware(OverheadHeaderMiddleware)
+    app.add_middleware(AccessMiddleware)  # added last: the outermost, refusals cost least
 
     @app.exception_handler(NeuronsError)
     async def _neurons_error(_: Request, exc: NeuronsError) -> Response:
@@ -128,6 +141,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         )
         return envelope(problems, "validation_error", 422)
 
+    app.include_router(routes_auth.router)
     app.include_router(routes_library.router)
     app.include_router(routes_network.router)
     app.include_router(routes_optimization.router)

@@ -23,7 +23,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from neurons.auth.scopes import Scope
@@ -39,6 +39,7 @@ __all__ = [
     "new_secret",
     "normalise_models",
     "parse_expiry",
+    "parse_since",
 ]
 
 SECRET_PREFIX = "nk-"
@@ -72,6 +73,22 @@ def parse_expiry(text: str) -> timedelta:
     if span <= timedelta(0) or span > _MAX_EXPIRY:
         raise InvalidRequestError(f"expiry {text!r} must be more than 0 and at most 3650d")
     return span
+
+
+def parse_since(text: str | None, now: datetime) -> datetime | None:
+    """``--since``: an ISO time, or a span back from now (``1h``, ``7d``)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        try:
+            return now - parse_expiry(text)
+        except InvalidRequestError:
+            raise InvalidRequestError(
+                f"since {text!r} is neither an ISO time nor a span such as 1h or 7d"
+            ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _positive(name: str, value: int | None) -> int | None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from neurons import __version__
 from neurons.cli.finetune import finetune_app
 from neurons.cli.hardware import hardware_app
+from neurons.cli.keys import audit_command, keys_app
 from neurons.cli.learn import learn_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
@@ -52,6 +53,8 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(optimize_app, name="optimize")
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(learn_app, name="learn")
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit_command)
 # ollama's own commands, speaking the Ollama API to the control plane or any node
 _OLLAMA = "Ollama-style (talk to a server: --host, NEURONS_HOST, OLLAMA_HOST)"
 app.command("run", rich_help_panel=_OLLAMA)(run_command)

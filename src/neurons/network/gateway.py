@@ -32,6 +32,7 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from neurons.auth.context import check_model, visible_models
 from neurons.errors import (
     NeuronsError,
     NodeNotFoundError,
@@ -329,6 +330,7 @@ class Gateway:
         try:
             body = await read_json(request)
             model = required_model(body)
+            check_model(request.scope, model)
             path = request.url.path
             upstream = await self.dispatch(
                 path,
@@ -344,18 +346,19 @@ class Gateway:
         return self.respond(upstream, clock)
 
     async def tags(self, request: Request) -> Response:
-        return await self._union_response("/api/tags")
+        return await self._union_response(request, "/api/tags")
 
     async def ps(self, request: Request) -> Response:
-        return await self._union_response("/api/ps")
+        return await self._union_response(request, "/api/ps")
 
-    async def _union_response(self, path: str) -> Response:
+    async def _union_response(self, request: Request, path: str) -> Response:
+        """A union, less the models the caller's key may not use."""
         clock = Clock()
         try:
             merged = await self.union(path, clock)
         except NeuronsError as exc:
             return self.error_response(exc, clock)
-        return self.json_response({"models": merged}, clock)
+        return self.json_response({"models": visible_models(request.scope, merged)}, clock)
 
     async def union(self, path: str, clock: Clock) -> list[dict[str, Any]]:
         """Each model once (first from the most preferred node), with the nodes that have it

@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from neurons.auth.context import Usage, check_model, usage_of, visible_models
 from neurons.errors import NeuronsError
 from neurons.network import openai_compat as oa
 from neurons.network.gateway import (
@@ -59,19 +60,21 @@ class OpenAIGateway:
             body = await self._body(request)
             ollama_body = oa.embedding_request(body)
             encoding = oa.encoding_format(body)
-            upstream = await self._dispatch("/api/embed", ollama_body, clock)
+            upstream = await self._dispatch(request, "/api/embed", ollama_body, clock)
         except oa.OpenAIRequestError as exc:
             return self._json(exc.body(), clock, exc.status)
         if upstream.status >= 400:
             return self._upstream_error(upstream, clock)
         answer = json.loads(upstream.body or b"{}")
+        _spent(request, answer)
         result = oa.embedding_response(answer, model=ollama_body["model"], encoding_format=encoding)
         return self._json(result, clock, node=upstream.node.name)
 
     async def models(self, request: Request) -> Response:
         clock = Clock()
         try:
-            return self._json(oa.models_response(await self._tags(clock)), clock)
+            tags = visible_models(request.scope, await self._tags(clock))
+            return self._json(oa.models_response(tags), clock)
         except oa.OpenAIRequestError as exc:
             return self._json(exc.body(), clock, exc.status)
 
@@ -79,7 +82,7 @@ class OpenAIGateway:
         clock = Clock()
         name = request.path_params["model"]
         try:
-            tags = await self._tags(clock)
+            tags = visible_models(request.scope, await self._tags(clock))
         except oa.OpenAIRequestError as exc:
             return self._json(exc.body(), clock, exc.status)
         for entry in tags:
@@ -96,7 +99,7 @@ class OpenAIGateway:
         try:
             body = await self._body(request)
             ollama_body = translate(body)
-            upstream = await self._dispatch(path, ollama_body, clock)
+            upstream = await self._dispatch(request, path, ollama_body, clock)
         except oa.OpenAIRequestError as exc:
             return self._json(exc.body(), clock, exc.status)
         if upstream.status >= 400:
@@ -106,6 +109,7 @@ class OpenAIGateway:
         forced = oa.forced_tools(body) if chat else ()  # tool_choice: the answer must be a call
         if upstream.body is not None:
             answer = json.loads(upstream.body)
+            _spent(request, answer)
             if chat:
                 result = oa.chat_response(
                     answer, id=reply_id, created=created, model=model, forced=forced
@@ -121,11 +125,16 @@ class OpenAIGateway:
         )
         headers = {NODE_HEADER: upstream.node.name, OVERHEAD_HEADER: clock.overhead_ms()}
         return StreamingResponse(
-            self._events(upstream, translator), headers=headers, media_type="text/event-stream"
+            self._events(upstream, translator, usage_of(request.scope)),
+            headers=headers,
+            media_type="text/event-stream",
         )
 
     async def _events(
-        self, upstream: Upstream, translator: oa.ChatStream | oa.CompletionStream
+        self,
+        upstream: Upstream,
+        translator: oa.ChatStream | oa.CompletionStream,
+        usage: Usage | None,
     ) -> AsyncIterator[bytes]:
         """NDJSON lines in, server-sent events out; ``[DONE]`` only after a clean end."""
         pending = b""
@@ -139,6 +148,8 @@ class OpenAIGateway:
                         continue
                     item = json.loads(raw)
                     failed = failed or "error" in item
+                    if item.get("done") and usage is not None:
+                        usage.add(_count(item, "prompt_eval_count"), _count(item, "eval_count"))
                     for event in translator.feed(item):
                         yield oa.sse(event)
         except UPSTREAM_ERRORS as exc:
@@ -165,10 +176,13 @@ class OpenAIGateway:
         except json.JSONDecodeError as exc:
             raise oa.OpenAIRequestError(f"invalid JSON body: {exc.msg}") from exc
 
-    async def _dispatch(self, path: str, ollama_body: dict[str, Any], clock: Clock) -> Upstream:
+    async def _dispatch(
+        self, request: Request, path: str, ollama_body: dict[str, Any], clock: Clock
+    ) -> Upstream:
         model = ollama_body["model"]
         payload = json.dumps(ollama_body).encode()
         try:
+            check_model(request.scope, model)
             return await self.gateway.dispatch(
                 path,
                 payload,
@@ -195,3 +209,15 @@ class OpenAIGateway:
         if node is not None:
             response.headers[NODE_HEADER] = node
         return response
+
+
+def _count(answer: dict[str, Any], field: str) -> int:
+    value = answer.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _spent(request: Request, answer: object) -> None:
+    """Add the tokens a node's answer reports to the request's usage (its key's TPM)."""
+    usage = usage_of(request.scope)
+    if usage is not None and isinstance(answer, dict):
+        usage.add(_count(answer, "prompt_eval_count"), _count(answer, "eval_count"))
