@@ -10,7 +10,30 @@ import typer
 
 from neurons.config import Settings
 
-__all__ = ["serve", "up"]
+__all__ = ["check_exposure", "serve", "up"]
+
+InsecureFlag = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Serve without API keys on an address other than loopback (a trusted network).",
+    ),
+]
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse, before anything starts, to serve without keys beyond loopback (ConfigError,
+    which the CLI prints as one clear line)."""
+    from neurons.auth.service import AuthService
+    from neurons.store import open_store
+
+    store = open_store(settings.resolved_database_url)
+    try:
+        AuthService(store, settings.resolved_master_key).check_exposure(
+            settings.host, settings.insecure
+        )
+    finally:
+        store.close()
 
 
 def up(
@@ -21,6 +44,7 @@ def up(
     ] = None,
     home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
     model: Annotated[str | None, typer.Option(help="Model to load (default smollm2:135m).")] = None,
+    insecure: InsecureFlag = False,
 ) -> None:
     """Start the control plane and one embedded neuron; Ctrl-C stops both."""
     from neurons.system import run_up
@@ -33,16 +57,20 @@ def up(
             "node_port": node_port,
             "home": home,
             "default_model": model,
+            "insecure": insecure or None,
         }.items()
         if value is not None
     }
-    run_up(Settings(**overrides))  # type: ignore[arg-type]
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    check_exposure(settings)
+    run_up(settings)
 
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Control-plane address.")] = None,
     port: Annotated[int | None, typer.Option(help="Control-plane port (default 8000).")] = None,
     home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
+    insecure: InsecureFlag = False,
 ) -> None:
     """Start only the control plane and gateway, for the nodes in the registry
     (``neurons node add``); no embedded neuron is started."""
@@ -50,9 +78,14 @@ def serve(
 
     from neurons.api.app import create_control_plane
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "home": home}.items() if v}
+    overrides = {
+        k: v
+        for k, v in {"host": host, "port": port, "home": home, "insecure": insecure}.items()
+        if v
+    }
     settings = Settings(**overrides)  # type: ignore[arg-type]
     settings.home.mkdir(parents=True, exist_ok=True)
+    check_exposure(settings)
     app = create_control_plane(settings, [])
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"gateway on {base} (Ollama API {base}/api, OpenAI API {base}/v1); Ctrl-C stops")
