@@ -81,14 +81,17 @@ class AccessMiddleware:
             )
             if audited:
                 actor = principal.name if principal is not None else "anonymous"
-                await self._audit(auth, actor, method, path, b"", exc.http_status, exc.message)
+                head = await _read_head(receive)
+                await self._audit(auth, actor, method, path, head, exc.http_status, exc.message)
             await error_response(path, exc, headers)(scope, receive, send)
             return
 
         state = scope.setdefault("state", {})
         state["principal"] = principal
         metered = principal.key_id is not None
-        usage = state["usage"] = Usage()
+        usage = state["usage"] = Usage(
+            charge=(lambda spent: auth.charge(principal, spent, time.time())) if metered else None
+        )
         scan = metered and path in INFERENCE_ROUTES
         body = bytearray()
         status = 500
@@ -113,17 +116,30 @@ class AccessMiddleware:
                         done, pending = chunk, b""
                     if done:
                         _count(done, usage)
-                if last and audited:
-                    await self._audit(auth, principal.name, method, path, body, status, None)
+                if last:
+                    # Before the last byte goes out: a client's next request must already
+                    # find this one counted and audited.
+                    settle()
+                    if audited:
+                        await self._audit(auth, principal.name, method, path, body, status, None)
             await send(message)
 
-        try:
-            await self.app(scope, receive_and_keep if audited else receive, send_and_count)
-        finally:
+        settled = False
+
+        def settle() -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
             if limited:
                 auth.release(principal)
             if metered:
                 auth.record_use(principal, usage.tokens, time.time())
+
+        try:
+            await self.app(scope, receive_and_keep if audited else receive, send_and_count)
+        finally:
+            settle()
 
     @staticmethod
     async def _audit(
@@ -141,6 +157,19 @@ class AccessMiddleware:
         await asyncio.to_thread(
             auth.record_audit, actor, f"{method} {path}", _target(path, body), status, detail
         )
+
+
+async def _read_head(receive: Receive) -> bytes:
+    """The first bytes of a refused call's body, enough to name its target."""
+    head = bytearray()
+    while len(head) < _AUDIT_BODY_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        head.extend(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return bytes(head[:_AUDIT_BODY_BYTES])
 
 
 def _count(data: bytes, usage: Usage) -> None:

@@ -5,7 +5,7 @@ it, ``/api/health``)."""
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +16,18 @@ __all__ = ["Usage", "check_model", "principal_of", "usage_of", "visible_models"]
 
 @dataclass
 class Usage:
-    """Tokens one request spent, added up by whoever reads the node's answer."""
+    """Tokens one request spent, added up by whoever reads the node's answer. ``charge``
+    passes them on at once (to the key's tokens per minute): a client may send its next
+    request as soon as it has read the last token, before the response is quite over."""
 
     tokens: int = 0
+    charge: Callable[[int], None] | None = None
 
     def add(self, prompt: int, completion: int) -> None:
-        self.tokens += max(0, prompt) + max(0, completion)
+        spent = max(0, prompt) + max(0, completion)
+        self.tokens += spent
+        if spent and self.charge is not None:
+            self.charge(spent)
 
 
 def principal_of(scope: MutableMapping[str, Any]) -> Principal | None:

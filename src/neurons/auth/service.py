@@ -146,13 +146,17 @@ class AuthService:
         if principal.key_id is not None:
             self.limiter.release(principal.key_id)
 
+    def charge(self, principal: Principal, tokens: int, now: float) -> None:
+        """``principal`` spent ``tokens`` (counted against its tokens per minute at once)."""
+        if principal.key_id is not None and principal.limits.tpm is not None and tokens > 0:
+            self.limiter.charge(principal.key_id, tokens, now)
+
     def record_use(self, principal: Principal, tokens: int, now: float) -> None:
-        """One finished request of ``principal`` that spent ``tokens``."""
+        """One finished request of ``principal`` that spent ``tokens`` (already charged):
+        the key's stored usage."""
         key_id = principal.key_id
         if key_id is None:
             return
-        if tokens > 0 and principal.limits.tpm is not None:
-            self.limiter.charge(key_id, tokens, now)
         used = self._usage.get(key_id)
         self._usage[key_id] = KeyUsage(
             requests=(used.requests if used else 0) + 1,

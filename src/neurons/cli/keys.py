@@ -4,6 +4,7 @@ a tenth of a second). Each command calls one AuthService method and prints."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ def _service() -> Iterator[AuthService]:
 
 def _audited(action: str, target: str, call: Callable[[AuthService], T]) -> T:
     """Run ``call`` and record it in the audit trail as the local CLI's doing."""
+    from neurons.auth.service import REFRESH_S
     from neurons.errors import NeuronsError
 
     with _service() as service:
@@ -49,7 +51,10 @@ def _audited(action: str, target: str, call: Callable[[AuthService], T]) -> T:
             service.record_audit(_CLI_ACTOR, action, target, exc.http_status, {"error": str(exc)})
             raise
         service.record_audit(_CLI_ACTOR, action, target, 200, {})
-        return result
+    # A running control plane reloads its keys every REFRESH_S; returning only after two of
+    # its passes means a key revoked here fails on the very next request anyone sends.
+    time.sleep(2 * REFRESH_S)
+    return result
 
 
 @keys_app.command("create")
