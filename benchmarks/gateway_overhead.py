@@ -5,7 +5,12 @@ production), then sends the same requests to the neuron and through the gateway,
 batches so both see the same machine state, at concurrency 1 and 16. Prints p50/p95 of each
 and the difference, plus the gateway's self-reported overhead (``X-Neurons-Overhead-Ms``).
 
-    python benchmarks/gateway_overhead.py [--requests 400] [--concurrency 1 16]
+    python benchmarks/gateway_overhead.py [--requests 400] [--concurrency 1 16] [--auth]
+
+``--auth`` also starts a second control plane on the same neuron with API keys on and a key
+carrying every limit (requests and tokens per minute, requests in flight: high enough never
+to refuse), and measures it against the first, alternating again. Target: auth and limits
+add p50 <= 0.2 ms.
 
 Requests: ``POST /api/show`` (routed exactly like a generation, but cheap on the node, so the
 gateway's share is not drowned in model time) and ``POST /api/generate`` with one token.
@@ -53,7 +58,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def batch(
-    client: httpx.AsyncClient, url: str, body: dict[str, object], n: int, concurrency: int
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, object],
+    n: int,
+    concurrency: int,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[float], list[float]]:
     """``n`` requests, ``concurrency`` at a time: latencies (ms) and reported overheads."""
     latencies: list[float] = []
@@ -63,7 +73,7 @@ async def batch(
     async def worker() -> None:
         for _ in queue:
             started = time.perf_counter()
-            response = await client.post(url, json=body)
+            response = await client.post(url, json=body, headers=headers)
             latencies.append((time.perf_counter() - started) * 1000)
             response.raise_for_status()
             if "x-neurons-overhead-ms" in response.headers:
@@ -103,7 +113,51 @@ async def measure(
     }
 
 
+async def measure_auth(
+    off: str, on: str, key: str, name: str, n: int, concurrency: int, rounds: int = 8
+) -> dict[str, float]:
+    """The same requests through a control plane without keys and one with a limited key."""
+    path, body = REQUESTS[name]
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await batch(client, off + path, body, 20, concurrency)
+        await batch(client, on + path, body, 20, concurrency, headers)
+        plain: list[float] = []
+        keyed: list[float] = []
+        per_round = max(1, n // rounds)
+        for _ in range(rounds):
+            p, _ = await batch(client, off + path, body, per_round, concurrency)
+            k, _ = await batch(client, on + path, body, per_round, concurrency, headers)
+            plain += p
+            keyed += k
+    return {
+        "off_p50": statistics.median(plain),
+        "off_p95": percentile(plain, 0.95),
+        "on_p50": statistics.median(keyed),
+        "on_p95": percentile(keyed, 0.95),
+        "added_p50": statistics.median(keyed) - statistics.median(plain),
+        "added_p95": percentile(keyed, 0.95) - percentile(plain, 0.95),
+    }
+
+
+def limited_key(home: Path) -> str:
+    """A key with every limit set, in the second control plane's store (auth on)."""
+    from neurons.auth.keys import KeySpec
+    from neurons.auth.scopes import Scope
+    from neurons.auth.service import AuthService
+
+    store = open_store(f"sqlite:///{home}/neurons.db")
+    try:
+        spec = KeySpec(name="bench", scope=Scope.INFERENCE, rpm=10**7, tpm=10**9, max_parallel=1024)
+        _, secret = AuthService(store).create_key(spec)
+    finally:
+        store.close()
+    return secret
+
+
 def start_gateway(home: Path, node_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    home.mkdir(parents=True, exist_ok=True)
     store = open_store(f"sqlite:///{home}/neurons.db")
     store.nodes.add("bench", node_url, "embedded")
     store.close()
@@ -133,12 +187,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=400, help="per side, per setting")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument(
+        "--auth", action="store_true", help="also measure API keys and limits on vs off"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         neuron = NeuronProcess(home=root / "neuron", port=free_port()).start()
         gateway_process, gateway = start_gateway(root, neuron.url)
+        processes = [gateway_process]
         try:
             httpx.post(gateway + REQUESTS["generate"][0], json=REQUESTS["generate"][1], timeout=300)
             header = (
@@ -160,10 +218,36 @@ def main() -> None:
                         f"{r['reported_p95']:>6.3f}"
                     )
             print("all times in ms; target: added p50 <= 1 ms, p95 <= 3 ms")
+            if args.auth:
+                key = limited_key(root / "keyed")
+                keyed_process, keyed = start_gateway(root / "keyed", neuron.url)
+                processes.append(keyed_process)
+                auth_table(gateway, keyed, key, args)
         finally:
-            gateway_process.terminate()
-            gateway_process.wait(15)
+            for process in processes:
+                process.terminate()
+                process.wait(15)
             neuron.stop()
+
+
+def auth_table(off: str, on: str, key: str, args: argparse.Namespace) -> None:
+    header = (
+        f"{'request':9} {'conc':>4} | {'auth off p50':>12} {'p95':>7} | "
+        f"{'keys+limits p50':>15} {'p95':>7} | {'added p50':>9} {'p95':>7}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for name in REQUESTS:
+        for concurrency in args.concurrency:
+            n = args.requests if name == "show" else max(40, args.requests // 4)
+            r = asyncio.run(measure_auth(off, on, key, name, n, concurrency))
+            print(
+                f"{name:9} {concurrency:>4} | {r['off_p50']:>12.2f} {r['off_p95']:>7.2f} | "
+                f"{r['on_p50']:>15.2f} {r['on_p95']:>7.2f} | {r['added_p50']:>9.2f} "
+                f"{r['added_p95']:>7.2f}"
+            )
+    print("all times in ms; target: keys and limits add p50 <= 0.2 ms")
 
 
 if __name__ == "__main__":
