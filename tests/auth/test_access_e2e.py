@@ -315,8 +315,11 @@ def test_mutating_calls_are_audited_with_who_what_target_result(plane: Plane) ->
     assert all(s not in json.dumps(events) for s in plane.secrets.values())
 
 
-def _cli(plane: Plane, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(plane: Plane, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NEURONS_HOME": str(plane.home)}
+    env.pop("NEURONS_API_KEY", None)
+    if key is not None:
+        env["NEURONS_API_KEY"] = key
     return subprocess.run(
         [sys.executable, "-m", "neurons", *args],
         env=env,
@@ -354,3 +357,11 @@ def test_the_cli_manages_keys_beside_a_running_control_plane(plane: Plane) -> No
     ]
     bad = _cli(plane, "keys", "create", "--name", "x", "--scope", "root")
     assert bad.returncode == 1 and "unknown scope" in bad.stderr
+
+
+def test_the_ollama_style_cli_sends_neurons_api_key(plane: Plane) -> None:
+    listed = _cli(plane, "list", "--host", plane.url, key=plane.secrets["read"])
+    assert listed.returncode == 0, listed.stderr
+    assert SMOL in listed.stdout
+    refused = _cli(plane, "list", "--host", plane.url)
+    assert refused.returncode == 1 and "missing API key" in refused.stderr

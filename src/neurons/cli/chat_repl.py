@@ -264,7 +264,7 @@ def interactive(url: str, opts: RunOptions, read: Callable[[str], str] = input) 
         import readline  # noqa: F401 - gives input() line editing and history
 
     with asyncio.Runner() as runner:
-        client = OllamaAPI(url)
+        client = OllamaAPI.connect(url)
         try:
             with reaching(url):
                 progress = ProgressPrinter(sys.stderr)

@@ -1,6 +1,8 @@
 """The Ollama-style commands' side of the wire: which server to talk to, and
 :class:`~neurons.client.NodeClient` with the two streaming calls a terminal needs.
 
+A control plane with keys on wants one: ``NEURONS_API_KEY`` is sent as a Bearer key.
+
 The server is ``--host``, else ``NEURONS_HOST``, else ``OLLAMA_HOST``, else the control plane
 in :class:`~neurons.config.Settings`. A bare host in ``--host`` or ``NEURONS_HOST`` gets the
 control plane's port, because ``NEURONS_HOST`` is also the address ``neurons up`` binds
@@ -47,6 +49,17 @@ class OllamaAPI(NodeClient):
     """A :class:`NodeClient` for one server, plus streamed ``/api/generate`` and
     ``/api/chat`` (the node client only asks for whole answers) and Ollama's blank-request
     load and unload."""
+
+    @classmethod
+    def connect(cls, url: str, environ: Mapping[str, str] | None = None) -> OllamaAPI:
+        """A client for ``url`` that sends ``NEURONS_API_KEY`` (when set) as a Bearer key,
+        as the ollama and OpenAI clients send theirs."""
+        key = (os.environ if environ is None else environ).get("NEURONS_API_KEY", "").strip()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), headers=headers)
+        api = cls(url, client=http)
+        api._own = True  # the client made here is closed with it
+        return api
 
     def stream_generate(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         return self._stream("/api/generate", {**body, "stream": True})
@@ -95,7 +108,7 @@ def call(url: str, work: Callable[[OllamaAPI], Awaitable[T]]) -> T:
     with the shell's interrupted status instead of click's ``Aborted!``."""
 
     async def main() -> T:
-        client = OllamaAPI(url)
+        client = OllamaAPI.connect(url)
         try:
             return await work(client)
         finally:
