@@ -210,3 +210,35 @@ def test_exposure_rule(store: Store) -> None:
     with pytest.raises(ConfigError, match="--insecure"):
         open_plane.check_exposure("0.0.0.0", insecure=False)
     AuthService(store, master_key="m" * 40).check_exposure("0.0.0.0", insecure=False)
+
+
+def test_master_key_from_env_or_file(tmp_path: Path) -> None:
+    from neurons.config import Settings
+
+    assert Settings(home=tmp_path, master_key=" m1 ").resolved_master_key == "m1"
+    key_file = tmp_path / "master.key"
+    key_file.write_text("from-a-file\n")
+    assert Settings(home=tmp_path, master_key_file=key_file).resolved_master_key == "from-a-file"
+    assert Settings(home=tmp_path).resolved_master_key is None
+    assert "m1" not in Settings(home=tmp_path, master_key="m1").to_json()
+    with pytest.raises(ConfigError, match="cannot read"):
+        _ = Settings(home=tmp_path, master_key_file=tmp_path / "missing").resolved_master_key
+
+
+def test_serving_beyond_loopback_without_keys_refuses_to_start(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NEURONS_HOME": str(tmp_path), "OLLAMA_BASE_URL": ""}
+    env.pop("NEURONS_MASTER_KEY", None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "neurons", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "refusing to serve on 0.0.0.0 without API keys" in refused.stderr
+    assert "--insecure" in refused.stderr
