@@ -30,12 +30,14 @@ from neurons.api import (
     routes_optimization,
 )
 from neurons.api.access import AccessMiddleware
+from neurons.api.body_limit import BodyLimitMiddleware
 from neurons.auth.service import AuthService
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
 from neurons.finetune.service import FineTuningService
 from neurons.learning.service import LearningService
 from neurons.library.service import LibraryService
+from neurons.network.bounds import Bounds
 from neurons.network.fanout import ModelOperations
 from neurons.network.gateway import Gateway, OverheadHeaderMiddleware, upstream_session
 from neurons.network.gateway_openai import OpenAIGateway
@@ -73,14 +75,15 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             raise
         auth.start()
         app.state.auth = auth
-        # Pooled keep-alive connections to the nodes; no read timeout (generations are long).
+        # Pooled keep-alive connections to the nodes. No limit on a whole answer (generations
+        # are long), but a node silent for node_timeout_s fails the call instead of hanging it.
         http = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, read=None),
+            timeout=httpx.Timeout(10.0, read=settings.node_timeout_s),
             limits=httpx.Limits(
                 max_connections=512, max_keepalive_connections=128, keepalive_expiry=3.0
             ),
         )
-        session = upstream_session()
+        session = upstream_session(settings.node_timeout_s)
         for spec in nodes:
             store.nodes.upsert(spec.name, spec.url, spec.kind)
         if settings.ollama_base_url and await _answers(http, settings.ollama_base_url):
@@ -88,6 +91,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             log.info("joined the real Ollama at %s", settings.ollama_base_url)
         plugins = default_host()
         network = NetworkManager(store, settings, http)
+        bounds = Bounds.from_settings(settings)
         gateway = Gateway(
             network.monitor,
             http,
@@ -95,12 +99,13 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             _routing_policy(plugins, settings.routing_policy),
             attempts=settings.gateway_attempts,
             sticky_prefix_chars=settings.sticky_prefix_chars,
+            bounds=bounds,
         )
         app.state.store = store
         app.state.network = network
         app.state.gateway = gateway
         app.state.model_ops = ModelOperations(gateway)
-        app.state.openai = OpenAIGateway(gateway)
+        app.state.openai = OpenAIGateway(gateway, bounds)
         app.state.plugins = plugins
         app.state.library = LibraryService(store, settings, http)
         optimization = OptimizationService(store, settings, network)
@@ -127,6 +132,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             store.close()
 
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverheadHeaderMiddleware)
     app.add_middleware(AccessMiddleware)  # added last: the outermost, refusals cost least
 

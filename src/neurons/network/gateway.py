@@ -39,6 +39,7 @@ from neurons.errors import (
     NodeUnreachableError,
     NoNodeAvailableError,
 )
+from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy
 from neurons.ollama import OLLAMA_COMPAT_VERSION
@@ -52,6 +53,7 @@ __all__ = [
     "Gateway",
     "OverheadHeaderMiddleware",
     "Upstream",
+    "upstream_failure",
     "upstream_session",
 ]
 
@@ -89,18 +91,29 @@ class Clock:
 UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, OSError, TimeoutError)
 
 
-def upstream_session() -> aiohttp.ClientSession:
+def upstream_session(read_timeout_s: float | None = None) -> aiohttp.ClientSession:
     """The pooled client for the request path. aiohttp, not httpx, because it costs about
     0.4 ms less per request (benchmarks/gateway_overhead.py). Idle connections are dropped
-    after 3 s, before uvicorn's 5 s keep-alive closes them under a request in flight."""
+    after 3 s, before uvicorn's 5 s keep-alive closes them under a request in flight.
+
+    No limit on a whole answer (generations take their time), but a node that sends nothing
+    for ``read_timeout_s`` (``Settings.node_timeout_s``) fails the request: before its first
+    byte it moves to the next node or ends in a 502, after it the stream ends with an error."""
     connector = aiohttp.TCPConnector(limit=512, keepalive_timeout=3.0)
-    timeout = aiohttp.ClientTimeout(total=None, connect=10.0)  # generations take their time
+    timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=read_timeout_s)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
     )
+
+
+def upstream_failure(exc: BaseException, timeout_s: float | None) -> str:
+    """Why a node connection failed, in words; a stall names the timeout that ended it."""
+    if isinstance(exc, aiohttp.SocketTimeoutError) and timeout_s is not None:
+        return f"sent nothing for {timeout_s:g} s (node_timeout_s)"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 @dataclass
@@ -163,6 +176,7 @@ class Gateway:
         *,
         attempts: int = 3,
         sticky_prefix_chars: int = 0,
+        bounds: Bounds | None = None,
     ) -> None:
         self.monitor = monitor
         self.http = http  # management-ish calls (unions, pass-through)
@@ -170,6 +184,7 @@ class Gateway:
         self.policy = policy
         self.attempts = attempts
         self.sticky_prefix_chars = sticky_prefix_chars
+        self.bounds = bounds  # None: no caps on a request's lists and sizes
 
     # -- choosing and dispatching -----------------------------------------------------------
 
@@ -275,7 +290,7 @@ class Gateway:
             response = await self.session.post(node.url + path, data=payload, headers=_JSON)
         except UPSTREAM_ERRORS as exc:
             release()
-            reason = f"{node.name}: {type(exc).__name__} {exc}".strip()
+            reason = f"{node.name}: {self.failure(exc)}"
             self.monitor.report_failure(node, reason)
             return reason
         upstream = Upstream(node, response, _release=release)
@@ -288,7 +303,7 @@ class Gateway:
                 await upstream.aclose()
         except UPSTREAM_ERRORS as exc:
             await upstream.aclose()
-            reason = f"{node.name}: {type(exc).__name__} before the first byte {exc}".strip()
+            reason = f"{node.name}: {self.failure(exc)} before the first byte"
             self.monitor.report_failure(node, reason)
             return reason
         if response.status >= 500 and response.status != 503:
@@ -317,7 +332,7 @@ class Gateway:
                 yield chunk
         except UPSTREAM_ERRORS as exc:
             node = upstream.node
-            reason = f"neuron {node.name} stopped mid-stream ({type(exc).__name__}: {exc})"
+            reason = f"neuron {node.name} stopped mid-stream ({self.failure(exc)})"
             self.monitor.report_failure(node, reason)
             yield (b"" if ended_line else b"\n") + line({"error": reason})
         finally:
@@ -330,6 +345,8 @@ class Gateway:
         try:
             body = await read_json(request)
             model = required_model(body)
+            if self.bounds is not None:
+                check_ollama(body, self.bounds)
             check_model(request.scope, model)
             path = request.url.path
             upstream = await self.dispatch(
@@ -444,6 +461,10 @@ class Gateway:
         return found
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def failure(self, exc: BaseException) -> str:
+        """Why a node connection failed (:func:`upstream_failure`)."""
+        return upstream_failure(exc, self.session.timeout.sock_read)
 
     def json_response(self, data: Any, clock: Clock, status: int = 200) -> Response:
         content = json.dumps(data, separators=(",", ":")).encode()

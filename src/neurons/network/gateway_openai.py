@@ -22,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 from neurons.auth.context import Usage, check_model, usage_of, visible_models
 from neurons.errors import NeuronsError
 from neurons.network import openai_compat as oa
+from neurons.network.bounds import Bounds, check_openai
 from neurons.network.gateway import (
     NODE_HEADER,
     OVERHEAD_HEADER,
@@ -45,8 +46,9 @@ class OpenAIGateway:
         ("/v1/models/{model:path}", "model", ("GET",)),
     )
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, bounds: Bounds | None = None) -> None:
         self.gateway = gateway
+        self.bounds = bounds if bounds is not None else gateway.bounds
 
     async def chat(self, request: Request) -> Response:
         return await self._generate(request, "/api/chat", oa.chat_request, "chatcmpl")
@@ -154,7 +156,7 @@ class OpenAIGateway:
                         yield oa.sse(event)
         except UPSTREAM_ERRORS as exc:
             node = upstream.node
-            reason = f"neuron {node.name} stopped mid-stream ({type(exc).__name__}: {exc})"
+            reason = f"neuron {node.name} stopped mid-stream ({self.gateway.failure(exc)})"
             self.gateway.monitor.report_failure(node, reason)
             yield oa.sse(oa.sse_error(reason))
             return
@@ -170,11 +172,15 @@ class OpenAIGateway:
             raise oa.OpenAIRequestError(exc.message, exc.http_status) from exc
 
     async def _body(self, request: Request) -> object:
+        """The request's JSON, within the bounds (a 400 naming the field past one)."""
         raw = await request.body()
         try:
-            return json.loads(raw)
+            body = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise oa.OpenAIRequestError(f"invalid JSON body: {exc.msg}") from exc
+        if self.bounds is not None:
+            check_openai(body, self.bounds)
+        return body
 
     async def _dispatch(
         self, request: Request, path: str, ollama_body: dict[str, Any], clock: Clock
