@@ -230,7 +230,60 @@ def main() -> None:
             neuron.stop()
 
 
+async def _middleware_cost(n: int = 20000) -> dict[str, float]:
+    """Microseconds per request the access middleware costs in-process, keys off and on (a
+    key with every limit), around an app that answers at once; HTTP noise left out."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from neurons.api.access import AccessMiddleware
+    from neurons.auth.keys import KeySpec
+    from neurons.auth.scopes import Scope
+    from neurons.auth.service import AuthService
+
+    answer = b'{"done":true,"prompt_eval_count":3,"eval_count":1}'
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": answer, "more_body": False})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    middleware = AccessMiddleware(app)
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        on_store = open_store(f"sqlite:///{tmp}/on.db")
+        off_store = open_store(f"sqlite:///{tmp}/off.db")
+        keyed = AuthService(on_store)
+        spec = KeySpec(name="b", scope=Scope.INFERENCE, rpm=10**9, tpm=10**12, max_parallel=10**6)
+        _, secret = keyed.create_key(spec)
+        cases = {
+            "bare app": (None, []),
+            "keys off": (AuthService(off_store), []),
+            "keys+limits": (keyed, [(b"authorization", f"Bearer {secret}".encode())]),
+        }
+        for label, (auth, headers) in cases.items():
+            holder = SimpleNamespace(state=SimpleNamespace(auth=auth))
+            started = time.perf_counter()
+            for _ in range(n):
+                scope = {"type": "http", "method": "POST", "path": "/api/generate"}
+                scope.update(headers=headers, app=holder)
+                await (app if auth is None else middleware)(scope, receive, send)
+            results[label] = (time.perf_counter() - started) / n * 1e6
+        on_store.close()
+        off_store.close()
+    return results
+
+
 def auth_table(off: str, on: str, key: str, args: argparse.Namespace) -> None:
+    cost = asyncio.run(_middleware_cost())
+    print()
+    print("in-process, per request: " + ", ".join(f"{k} {v:.1f} us" for k, v in cost.items()))
+    print(f"keys and limits add {cost['keys+limits'] - cost['keys off']:.1f} us over keys off")
     header = (
         f"{'request':9} {'conc':>4} | {'auth off p50':>12} {'p95':>7} | "
         f"{'keys+limits p50':>15} {'p95':>7} | {'added p50':>9} {'p95':>7}"
