@@ -4,6 +4,7 @@ control plane. Shutdown runs in reverse whatever stopped us (Ctrl-C, SIGTERM, an
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 from types import FrameType
 
@@ -35,13 +36,16 @@ def run_up(settings: Settings) -> None:
         host=settings.node_host,
         port=settings.node_port,
         log_path=settings.home / "neuron.log",
+        # A fresh token each start: only this control plane may call its neuron.
+        token=secrets.token_urlsafe(32),
     )
     typer.echo(f"starting embedded neuron on {neuron.url} (log: {neuron.log_path})")
     neuron.start()
     try:
         typer.echo(f"loading {settings.default_model} ...")
-        _preload(neuron.url, settings.default_model)
-        app = create_control_plane(settings, [NodeSpec("neuron-1", neuron.url, "embedded")])
+        _preload(neuron.url, settings.default_model, neuron.headers)
+        spec = NodeSpec("neuron-1", neuron.url, "embedded", token=neuron.token)
+        app = create_control_plane(settings, [spec])
         base = f"http://{settings.host}:{settings.port}"
         typer.echo(
             "\n".join(
@@ -52,7 +56,8 @@ def run_up(settings: Settings) -> None:
                     f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
                     f"  network        {base}/api/ai/network/status  (neurons node add URL)",
                     f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
-                    f"  neuron-1       {neuron.url}   model {settings.default_model}",
+                    f"  neuron-1       {neuron.url}   model {settings.default_model} "
+                    "(only the control plane holds its node token)",
                     f"  state          {settings.home}",
                     "Press Ctrl-C to stop.",
                 ]
@@ -72,11 +77,12 @@ def run_up(settings: Settings) -> None:
         typer.echo(f"embedded neuron stopped (exit {code}); bye")
 
 
-def _preload(url: str, model: str) -> None:
+def _preload(url: str, model: str, headers: dict[str, str]) -> None:
     """Load the default model and keep it loaded (Ollama's keep_alive -1)."""
     try:
         response = httpx.post(
             url + "/api/generate",
+            headers=headers,
             json={"model": model, "prompt": "", "keep_alive": -1, "stream": False},
             timeout=300.0,
         )

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,8 @@ from neurons.api import (
 )
 from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
+from neurons.auth.node_tokens import NodeTokens, node_http_client
+from neurons.auth.sealing import Sealer
 from neurons.auth.service import AuthService
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
@@ -59,6 +61,7 @@ class NodeSpec:
     name: str
     url: str
     kind: str  # "embedded" | "ollama"
+    token: str | None = field(default=None, repr=False)  # the node token it requires
 
 
 def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
@@ -75,22 +78,21 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             raise
         auth.start()
         app.state.auth = auth
-        # Pooled keep-alive connections to the nodes. No limit on a whole answer (generations
-        # are long), but a node silent for node_timeout_s fails the call instead of hanging it.
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, read=settings.node_timeout_s),
-            limits=httpx.Limits(
-                max_connections=512, max_keepalive_connections=128, keepalive_expiry=3.0
-            ),
-        )
+        # Pooled keep-alive connections to the nodes, sending each node its token. No limit on
+        # a whole answer (generations are long), but a node silent for node_timeout_s fails
+        # the call instead of hanging it.
+        tokens = NodeTokens()
+        http = node_http_client(tokens, settings.node_timeout_s)
         session = upstream_session(settings.node_timeout_s)
+        sealer = Sealer(settings.resolved_secret_key_file)
         for spec in nodes:
-            store.nodes.upsert(spec.name, spec.url, spec.kind)
+            sealed = None if spec.token is None else sealer.seal(spec.token)
+            store.nodes.upsert(spec.name, spec.url, spec.kind, token_sealed=sealed)
         if settings.ollama_base_url and await _answers(http, settings.ollama_base_url):
             store.nodes.upsert("ollama", settings.ollama_base_url, "ollama")
             log.info("joined the real Ollama at %s", settings.ollama_base_url)
         plugins = default_host()
-        network = NetworkManager(store, settings, http)
+        network = NetworkManager(store, settings, http, tokens)
         bounds = Bounds.from_settings(settings)
         gateway = Gateway(
             network.monitor,

@@ -34,6 +34,11 @@ class NewNode(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     priority: int = 0
     kind: str | None = Field(default=None, description="embedded | ollama; default: detected.")
+    token: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The node token the node requires; stored sealed, never shown.",
+    )
 
 
 class PlacementBody(BaseModel):
@@ -62,7 +67,12 @@ async def nodes(request: Request) -> dict[str, Any]:
 async def add_node(request: Request, node: NewNode) -> dict[str, Any]:
     """Register a node (an embedded neuron or any Ollama server) and probe it."""
     added = await _manager(request).add_neuron(
-        node.url, name=node.name, labels=node.labels, priority=node.priority, kind=node.kind
+        node.url,
+        name=node.name,
+        labels=node.labels,
+        priority=node.priority,
+        kind=node.kind,
+        token=node.token,
     )
     return _ok({"node": added})
 

@@ -95,11 +95,22 @@ def add(
     label: LabelOption = None,
     priority: Annotated[int, typer.Option(help="Higher tiers take traffic first.")] = 0,
     kind: Annotated[str | None, typer.Option(help="embedded | ollama (default: detected).")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="The node token the node requires (serve-node --token); kept sealed in the "
+            "store and sent on every call to it."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a node and probe it once."""
     labels = parse_labels(label)
-    node = _run(lambda m: m.add_neuron(url, name=name, labels=labels, priority=priority, kind=kind))
+    node = _run(
+        lambda m: m.add_neuron(
+            url, name=name, labels=labels, priority=priority, kind=kind, token=token
+        )
+    )
     if as_json:
         emit({"node": node})
         return
@@ -130,6 +141,7 @@ def list_nodes(as_json: JsonFlag = False) -> None:
             "kind": r.kind,
             "labels": r.labels,
             "priority": r.priority,
+            "has_token": r.has_token,
             "status": r.status,
             "last_seen_at": r.last_seen_at,
         }

@@ -31,6 +31,13 @@ def serve_node(
     no_default_models: Annotated[
         bool, typer.Option("--no-default-models", help="Do not import the offline defaults.")
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Refuse every request without this token (Bearer or X-API-Key); "
+            "NEURONS_NODE_TOKEN sets it without showing it in the process list."
+        ),
+    ] = None,
 ) -> None:
     """Serve the Ollama REST API on llama.cpp from a models directory."""
     from neurons.neuron.app import create_neuron_app
@@ -46,11 +53,17 @@ def serve_node(
         overrides["num_parallel"] = parallel
     if no_default_models:
         overrides["import_default_models"] = False
+    if token is not None:
+        overrides["node_token"] = token
     settings = Settings(**overrides)  # type: ignore[arg-type]
     app = create_neuron_app(settings)
     from neurons.system import stop_on_sigterm
 
-    typer.echo(f"neuron listening on http://{host}:{port} (models: {settings.resolved_models_dir})")
+    guarded = " (node token required)" if settings.node_token is not None else ""
+    typer.echo(
+        f"neuron listening on http://{host}:{port}{guarded} "
+        f"(models: {settings.resolved_models_dir})"
+    )
     # SIGTERM ends like Ctrl-C: graceful shutdown (models unloaded), then exit code 0.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from neurons.auth.node_tokens import NodeTokens, node_http_client
+from neurons.auth.sealing import Sealer
 from neurons.client import NodeClient
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError, ModelNotFoundError, NodeError, NotFoundError
@@ -49,8 +51,12 @@ class LibraryService:
     ) -> None:
         self.store = store
         self.settings = settings
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
         self._own_http = http is None
+        if http is None:  # in-process (the CLI): send the registry's node tokens too
+            sealer = Sealer(settings.resolved_secret_key_file)
+            tokens = NodeTokens.from_records(store.nodes.list(), sealer)
+            http = node_http_client(tokens, settings.node_timeout_s)
+        self._http = http
         self._host: HardwareInventory | None = None
 
     async def aclose(self) -> None:

@@ -287,7 +287,9 @@ class Gateway:
 
         t0 = time.perf_counter()
         try:
-            response = await self.session.post(node.url + path, data=payload, headers=_JSON)
+            response = await self.session.post(
+                node.url + path, data=payload, headers=self.monitor.tokens.headers(node.url)
+            )
         except UPSTREAM_ERRORS as exc:
             release()
             reason = f"{node.name}: {self.failure(exc)}"

@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from neurons.auth.node_tokens import NodeTokens
+from neurons.auth.sealing import Sealer
 from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
 from neurons.network.routing import NodeView
 from neurons.network.states import (
@@ -54,9 +56,16 @@ class HealthMonitor:
         interval_s: float = 5.0,
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 10.0,
+        tokens: NodeTokens | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.store = store
         self.http = http
+        # The nodes' tokens, unsealed from the registry; the shared httpx client sends them
+        # when it is built on this object (node_http_client), the gateway's aiohttp path asks.
+        self.tokens = tokens or NodeTokens()
+        self.sealer = sealer
+        self._unsealed: dict[str, str] = {}
         self.interval_s = interval_s
         self.breaker_failures = breaker_failures
         self.breaker_cooldown_s = breaker_cooldown_s
@@ -83,6 +92,7 @@ class HealthMonitor:
         seen: set[str] = set()
         for record in records:
             seen.add(record.id)
+            self.tokens.set(record.url, self._token(record))
             view = self.views.get(record.id)
             if view is None:
                 self.views[record.id] = self._new_view(record)
@@ -97,6 +107,20 @@ class HealthMonitor:
         for gone in set(self.views) - seen:
             del self.views[gone]
             self._shown.pop(gone, None)
+
+    def _token(self, record: NodeRecord) -> str | None:
+        """The record's token in the clear (kept per sealed value: unsealing costs)."""
+        sealed = record.token_sealed
+        if sealed is None or self.sealer is None:
+            return None
+        token = self._unsealed.get(sealed)
+        if token is None:
+            try:
+                token = self._unsealed[sealed] = self.sealer.unseal(sealed)
+            except NeuronsError as exc:  # a wrong key file: the node is then unauthorized
+                log.warning("node %s: %s", record.name, exc)
+                return None
+        return token
 
     def _new_view(self, record: NodeRecord) -> NodeView:
         state = NodeState.DRAINING if record.status == NodeState.DRAINING else NodeState.UNKNOWN
@@ -162,7 +186,8 @@ class HealthMonitor:
                 calls.append(self._get(view, "/api/neuron/status"))
             results = await asyncio.gather(*calls)
         except (httpx.HTTPError, ValueError) as exc:
-            await self._probe_failed(view, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            has_token = self.tokens.token(view.url) is not None
+            await self._probe_failed(view, _probe_error(view, exc, has_token))
             return False
         view.version = str(version.get("version") or "") or None
         view.loaded = frozenset(_names(results[0]))
@@ -369,6 +394,7 @@ class HealthMonitor:
             "requests": view.requests,
             "failures": view.failures,
             "last_error": view.last_error,
+            "has_token": self.tokens.token(view.url) is not None,
         }
 
 
@@ -379,6 +405,17 @@ class _Unlisted:
     key: str  # canonical name
     name: str  # as the node lists it
     digest: str  # the cache key (the name when the node gives no digest)
+
+
+def _probe_error(view: NodeView, exc: Exception, has_token: bool) -> str:
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+        return (
+            f"the node refused the control plane (401): it wants a node token, and the one "
+            f"registered is {'wrong' if has_token else 'missing'}; register it again with "
+            f"`neurons node rm {view.name}` and `neurons node add {view.url} --name "
+            f"{view.name} --token T`"
+        )
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 def _object(response: httpx.Response, path: str) -> dict[str, Any]:

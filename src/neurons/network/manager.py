@@ -17,12 +17,15 @@ The control plane and the CLI both use this class, so both see one network.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import httpx
 
+from neurons.auth.node_tokens import NodeTokens, node_http_client
+from neurons.auth.sealing import Sealer
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError
 from neurons.network.health import PROBE_TIMEOUT_S, HealthMonitor
@@ -68,17 +71,24 @@ class NetworkManager:
         store: Store,
         settings: Settings | None = None,
         http: httpx.AsyncClient | None = None,
+        tokens: NodeTokens | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None))
+        # With a client of its own it also makes the tokens that client sends; a caller that
+        # brings a client (the control plane) brings the tokens it was built on.
+        self.tokens = tokens or NodeTokens()
+        self.sealer = Sealer(self.settings.resolved_secret_key_file)
+        self.http = http or node_http_client(self.tokens, self.settings.node_timeout_s)
         self.monitor = HealthMonitor(
             store,
             self.http,
             interval_s=self.settings.health_interval_s,
             breaker_failures=self.settings.breaker_failures,
             breaker_cooldown_s=self.settings.breaker_cooldown_s,
+            tokens=self.tokens,
+            sealer=self.sealer,
         )
 
     async def aclose(self) -> None:
@@ -100,15 +110,28 @@ class NetworkManager:
         labels: Mapping[str, str] | None = None,
         priority: int = 0,
         kind: str | None = None,
+        token: str | None = None,
     ) -> dict[str, Any]:
         """Register a node by URL (or anything with a ``url``, like a NeuronProcess) and probe
-        it; the answer describes the node as the monitor now sees it."""
+        it; the answer describes the node as the monitor now sees it. ``token``: the node
+        token it requires, kept sealed in the store and sent on every call."""
         url = check_url(neuron if isinstance(neuron, str) else neuron.url)
         if kind is not None and kind not in NODE_KINDS:
             raise InvalidRequestError(f"node kind must be one of {', '.join(NODE_KINDS)}")
+        token = (token or "").strip() or None
+        sealed = None if token is None else await asyncio.to_thread(self.sealer.seal, token)
+        self.tokens.set(url, token)  # detect_kind already needs it
         kind = kind or await detect_kind(self.http, url)
         record = await asyncio.to_thread(
-            self.store.nodes.add, name or node_name_for(url), url, kind, labels, priority
+            functools.partial(
+                self.store.nodes.add,
+                name or node_name_for(url),
+                url,
+                kind,
+                labels,
+                priority,
+                token_sealed=sealed,
+            )
         )
         await self.monitor.refresh_registry()
         view = self.monitor.views[record.id]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neurons import __version__
+from neurons.auth.node_tokens import NodeTokenMiddleware
 from neurons.config import Settings
 from neurons.errors import NeuronsError
 from neurons.neuron import routes_inference, routes_models
@@ -59,6 +60,8 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
             neuron.close()
 
     app = FastAPI(title="neurons embedded neuron", version=__version__, lifespan=lifespan)
+    if settings.node_token is not None:
+        app.add_middleware(NodeTokenMiddleware, token=settings.node_token.get_secret_value())
     app.state.neuron = neuron
     app.state.registry_transport = registry_transport
     app.include_router(routes_models.router)

@@ -38,8 +38,11 @@ class NeuronProcess:
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        token: str | None = None,
     ) -> None:
         self.home = home
+        # Passed in the environment, not argv: the process list shows arguments to everyone.
+        self.token = token
         self.host = host
         self.port = port
         self.extra_args = extra_args or []
@@ -60,6 +63,8 @@ class NeuronProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - owned by the child
         env = {**os.environ, **(self.env or {})}
+        if self.token is not None:
+            env["NEURONS_NODE_TOKEN"] = self.token
         self.process = subprocess.Popen(
             command,
             stdout=log,
@@ -80,12 +85,22 @@ class NeuronProcess:
                     + (f" (log: {self.log_path})" if self.log_path else "")
                 )
             try:
-                if httpx.get(self.url + "/api/version", timeout=1.0).status_code == 200:
+                if (
+                    httpx.get(
+                        self.url + "/api/version", headers=self.headers, timeout=1.0
+                    ).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise NodeUnreachableError(f"neuron at {self.url} not ready after {timeout:.0f}s")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What a client of this neuron sends: its token, when it has one."""
+        return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.process is None:

@@ -11,7 +11,7 @@ import builtins
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,7 @@ nodes_table = Table(
     Column("last_seen_at", Text, nullable=True),
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
+    Column("token_sealed", Text, nullable=True),
 )
 node_events_table = Table(
     "node_events",
@@ -81,6 +82,12 @@ class NodeRecord:
     last_seen_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # The node's token, sealed (neurons.auth.sealing); never shown, only ``has_token``.
+    token_sealed: str | None = field(default=None, repr=False)
+
+    @property
+    def has_token(self) -> bool:
+        return self.token_sealed is not None
 
 
 class NodeRepository:
@@ -96,9 +103,11 @@ class NodeRepository:
         kind: str,
         labels: Mapping[str, str] | None = None,
         priority: int = 0,
+        token_sealed: str | None = None,
     ) -> NodeRecord:
         """Register a new node; :class:`NodeExistsError` when the name is taken."""
         values = _node_values(name, url, kind, labels, priority)
+        values["token_sealed"] = token_sealed
         with write_transaction(self._engine) as conn:
             if _find_by_name(conn, name) is not None:
                 raise NodeExistsError(f"a node named {name!r} already exists")
@@ -118,12 +127,15 @@ class NodeRepository:
         kind: str,
         labels: Mapping[str, str] | None = None,
         priority: int = 0,
+        token_sealed: str | None = None,
     ) -> NodeRecord:
-        """Add the node, or update url, kind, labels and priority of the one with that name.
+        """Add the node, or update url, kind, labels, priority and token of the one with that
+        name.
 
         Status, history and id survive, so re-announcing a node on every start is harmless.
         """
         values = _node_values(name, url, kind, labels, priority)
+        values["token_sealed"] = token_sealed
         with write_transaction(self._engine) as conn:
             now = to_db_time(utc_now())
             existing = _find_by_name(conn, name)
@@ -277,4 +289,5 @@ def _to_record(row: Row[Any]) -> NodeRecord:
         last_seen_at=None if row.last_seen_at is None else from_db_time(row.last_seen_at),
         created_at=from_db_time(row.created_at),
         updated_at=from_db_time(row.updated_at),
+        token_sealed=row.token_sealed,
     )
