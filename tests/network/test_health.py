@@ -220,7 +220,7 @@ def test_describe(store: Store, neuron: NeuronProcess) -> None:
         assert set(described) == {
             "id", "name", "url", "kind", "labels", "priority", "state", "breaker", "version",
             "models", "capabilities", "loaded", "slots", "in_flight", "latency_ms", "requests",
-            "failures", "last_error",
+            "failures", "last_error", "has_token",
         }  # fmt: skip
         assert described["id"] == record.id
         assert described["url"] == neuron.url  # the trailing slash is dropped

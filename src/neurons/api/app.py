@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neurons import __version__
 from neurons.api import (
@@ -31,6 +32,8 @@ from neurons.api import (
 )
 from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
+from neurons.api.responses import document
+from neurons.api.surfaces import error_response
 from neurons.auth.node_tokens import NodeTokens, node_http_client
 from neurons.auth.sealing import Sealer
 from neurons.auth.service import AuthService
@@ -52,6 +55,8 @@ from neurons.store import open_store
 __all__ = ["NodeSpec", "create_control_plane", "envelope"]
 
 log = logging.getLogger(__name__)
+
+_HTTP_ERROR_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,15 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         )
         return envelope(problems, "validation_error", 422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own refusals (an unparsable body, no such path or method) in the
+        shape of the surface asked."""
+        error = NeuronsError(str(exc.detail))
+        error.http_status = exc.status_code
+        error.error_code = _HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        return error_response(request.url.path, error, exc.headers)
+
     app.include_router(routes_auth.router)
     app.include_router(routes_library.router)
     app.include_router(routes_network.router)
@@ -185,6 +199,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             ],
         }
 
+    document(app)
     _mount(app, "gateway", Gateway.ROUTES)
     _mount(app, "model_ops", ModelOperations.ROUTES)
     _mount(app, "openai", OpenAIGateway.ROUTES)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from neurons.api.responses import errors
 from neurons.auth.keys import KeySpec, parse_expiry, parse_since
 from neurons.auth.scopes import Scope
 from neurons.auth.service import AuthService
@@ -28,9 +29,9 @@ class KeyCreateRequest(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     scope: Literal["read", "inference", "manage", "admin"] = "inference"
     models: list[str] = Field(default_factory=list, max_length=256)
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    max_parallel: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=10**9)
+    tpm: int | None = Field(default=None, ge=1, le=10**12)
+    max_parallel: int | None = Field(default=None, ge=1, le=10**6)
     expires: str | None = Field(
         default=None, max_length=32, description="How long the key lives: 30d, 12h, 90m, 2w."
     )
@@ -59,7 +60,7 @@ def list_keys(request: Request) -> dict[str, Any]:
     return {"success": True, "keys": [k.to_dict(now) for k in _auth(request).list_keys()]}
 
 
-@router.post("/keys", status_code=201)
+@router.post("/keys", status_code=201, responses=errors(400, 409))
 def create_key(request: Request, body: KeyCreateRequest) -> JSONResponse:
     """Create a key. The answer holds its secret, shown this once: only a hash is kept."""
     now = datetime.now(UTC)
@@ -67,21 +68,21 @@ def create_key(request: Request, body: KeyCreateRequest) -> JSONResponse:
     return JSONResponse({"success": True, "key": key.to_dict(now), "secret": secret}, 201)
 
 
-@router.delete("/keys/{ref}")
+@router.delete("/keys/{ref}", responses=errors(400, 404))
 def revoke_key(request: Request, ref: str) -> dict[str, Any]:
     """Revoke a key by id, name or display prefix; its next request is refused."""
     key = _auth(request).revoke_key(ref)
     return {"success": True, "key": key.to_dict(datetime.now(UTC))}
 
 
-@router.post("/keys/{ref}/rotate")
+@router.post("/keys/{ref}/rotate", responses=errors(400, 404, 409))
 def rotate_key(request: Request, ref: str) -> dict[str, Any]:
     """A new secret for a live key (shown this once); the old one stops working now."""
     key, secret = _auth(request).rotate_key(ref)
     return {"success": True, "key": key.to_dict(datetime.now(UTC)), "secret": secret}
 
 
-@router.get("/audit")
+@router.get("/audit", responses=errors(400))
 def audit(
     request: Request,
     since: Annotated[

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
+from neurons.api.responses import errors
 from neurons.errors import InvalidRequestError
 from neurons.finetune.service import UPLOAD_LIMIT, FineTuningService
 
@@ -53,14 +54,14 @@ async def _store_upload(service: FineTuningService, upload: UploadFile) -> str:
     return await service.upload(upload.filename or "data", data)
 
 
-@router.post("/upload")
+@router.post("/upload", responses=errors(400))
 async def upload(request: Request, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
     """Store training data in the fine-tuning data directory; the path to create a job with."""
     path = await _store_upload(_service(request), file)
     return _ok({"training_data_path": path, "message": "Training data uploaded"})
 
 
-@router.post("/create")
+@router.post("/create", responses=errors(400, 404, 409, 502, 503))
 async def create(
     request: Request,
     base_model: Annotated[str, Form()],
@@ -109,7 +110,7 @@ async def create(
     )
 
 
-@router.post(f"/start/{JOB}")
+@router.post(f"/start/{JOB}", responses=errors(404, 409))
 async def start(request: Request, job_id: str) -> dict[str, Any]:
     """Run a pending job in the background; a failed or cancelled one resumes from its last
     checkpoint."""
@@ -117,12 +118,12 @@ async def start(request: Request, job_id: str) -> dict[str, Any]:
     return _ok({"job": record.to_dict(), "message": "Fine-tuning job started"})
 
 
-@router.get(f"/status/{JOB}")
+@router.get(f"/status/{JOB}", responses=errors(404))
 async def status(request: Request, job_id: str) -> dict[str, Any]:
     return _ok({"job": await _service(request).status(job_id)})
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=errors(400))
 async def jobs(
     request: Request,
     status: Annotated[
@@ -134,7 +135,7 @@ async def jobs(
     return _ok({"jobs": found, "count": len(found)})
 
 
-@router.post(f"/cancel/{JOB}")
+@router.post(f"/cancel/{JOB}", responses=errors(404, 409))
 async def cancel(request: Request, job_id: str) -> dict[str, Any]:
     """Cancel a pending or running job (training stops at a checkpoint)."""
     record = await _service(request).cancel(job_id)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from neurons.api.responses import errors
 from neurons.errors import InvalidRequestError
 from neurons.learning.choices import MODES
 from neurons.learning.runs import RunConfig
@@ -31,7 +32,7 @@ def _service(request: Request) -> LearningService:
     return service
 
 
-@router.post("/runs")
+@router.post("/runs", responses=errors(400, 409))
 async def create_run(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     """Create a learning run from RunConfig fields and (unless ``start`` is false) start it."""
     fields = dict(body)
@@ -46,17 +47,17 @@ async def create_run(request: Request, body: Annotated[dict[str, Any], Body()]) 
     return {"success": True, "run_id": record.run_id, "run": record.to_dict()}
 
 
-@router.get("/runs")
+@router.get("/runs", responses=errors(400))
 async def list_runs(request: Request, status: str | None = None) -> dict[str, Any]:
     runs = await _service(request).runs(status)
     return {"success": True, "runs": runs, "total": len(runs), "modes": list(MODES)}
 
 
-@router.get(f"/runs/{RUN}/events")
+@router.get(f"/runs/{RUN}/events", responses=errors(400, 404))
 async def run_events(
     request: Request,
     run_id: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> dict[str, Any]:
@@ -64,18 +65,18 @@ async def run_events(
     return {"success": True, "run_id": run_id, "events": events}
 
 
-@router.post(f"/runs/{RUN}/start")
+@router.post(f"/runs/{RUN}/start", responses=errors(404, 409))
 async def start_run(request: Request, run_id: str) -> dict[str, Any]:
     record = await _service(request).start(run_id)
     return {"success": True, "run": record.to_dict()}
 
 
-@router.post(f"/runs/{RUN}/cancel")
+@router.post(f"/runs/{RUN}/cancel", responses=errors(404, 409))
 async def cancel_run(request: Request, run_id: str) -> dict[str, Any]:
     record = await _service(request).cancel(run_id)
     return {"success": True, "run": record.to_dict()}
 
 
-@router.get(f"/runs/{RUN}")
+@router.get(f"/runs/{RUN}", responses=errors(404))
 async def run_state(request: Request, run_id: str) -> dict[str, Any]:
     return {"success": True, "run": await _service(request).status(run_id)}

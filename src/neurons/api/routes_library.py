@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from neurons.api.responses import errors
 from neurons.library.service import LibraryService
 
 __all__ = ["router"]
@@ -27,7 +28,7 @@ def _ok(payload: dict[str, Any]) -> dict[str, Any]:
 NodeQuery = Annotated[str | None, Query(description="A node name; default: this host.")]
 
 
-@router.get("/library")
+@router.get("/library", responses=errors(400))
 async def library(
     request: Request,
     category: Annotated[str | None, Query(description="Only this category.")] = None,
@@ -36,7 +37,7 @@ async def library(
     return _ok(await _service(request).get_library(category))
 
 
-@router.get("/search")
+@router.get("/search", responses=errors(400))
 async def search(
     request: Request,
     query: str = "",
@@ -45,7 +46,7 @@ async def search(
     min_performance: Annotated[float | None, Query(ge=0.0, le=1.0)] = None,
     max_parameters: Annotated[str | None, Query(description="e.g. 7e9 or 7B")] = None,
     installed: bool | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> dict[str, Any]:
     """Search names, descriptions and capabilities, with a relevance score."""
@@ -63,7 +64,7 @@ async def search(
     )
 
 
-@router.get("/recommendations")
+@router.get("/recommendations", responses=errors(400, 404))
 async def recommendations(
     request: Request,
     task_type: str,
@@ -80,41 +81,41 @@ async def recommendations(
     )
 
 
-@router.get("/compatibility/{model_name:path}")
+@router.get("/compatibility/{model_name:path}", responses=errors(400, 404))
 async def compatibility(
     request: Request,
     model_name: str,
     node: NodeQuery = None,
-    num_ctx: Annotated[int | None, Query(ge=1)] = None,
+    num_ctx: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
 ) -> dict[str, Any]:
     """Does the model fit, and how fast will it run?"""
     return _ok(await _service(request).compatibility(model_name, node=node, num_ctx=num_ctx))
 
 
-@router.get("/compare")
+@router.get("/compare", responses=errors(400, 404))
 async def compare(
     request: Request,
     models: Annotated[str, Query(description="Comma-separated names: a,b,c")],
     node: NodeQuery = None,
-    num_ctx: Annotated[int | None, Query(ge=1)] = None,
+    num_ctx: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
 ) -> dict[str, Any]:
     """Side by side: performance, memory, context, speed."""
     return _ok(await _service(request).compare(models.split(","), node=node, num_ctx=num_ctx))
 
 
-@router.get("/installed")
+@router.get("/installed", responses=errors(502, 503))
 async def installed(request: Request) -> dict[str, Any]:
     """Models the nodes hold, merged across nodes."""
     return _ok(await _service(request).installed())
 
 
-@router.get("/details/{model_name:path}")
+@router.get("/details/{model_name:path}", responses=errors(400, 404, 502, 503))
 async def details(request: Request, model_name: str) -> dict[str, Any]:
     """One model: facts, sources, copies on nodes, measurements."""
     return _ok({"model": await _service(request).model_details(model_name)})
 
 
-@router.post("/pull")
+@router.post("/pull", responses=errors(400, 404, 502, 503))
 async def pull(
     request: Request,
     model: Annotated[str, Body(embed=True)],
@@ -125,7 +126,7 @@ async def pull(
     return _ok(await _service(request).pull(model, node=node, insecure=insecure))
 
 
-@router.post("/copy")
+@router.post("/copy", responses=errors(400, 404, 502, 503))
 async def copy(
     request: Request,
     source: Annotated[str, Body(embed=True)],
@@ -135,7 +136,7 @@ async def copy(
     return _ok(await _service(request).copy(source, destination, node=node))
 
 
-@router.post("/create")
+@router.post("/create", responses=errors(400, 404, 502, 503))
 async def create(
     request: Request,
     name: Annotated[str, Body(embed=True)],
@@ -146,7 +147,7 @@ async def create(
     return _ok(await _service(request).create(name, modelfile, node=node))
 
 
-@router.post("/evaluate/{model_name:path}")
+@router.post("/evaluate/{model_name:path}", responses=errors(400, 404, 502, 503))
 async def evaluate(
     request: Request,
     model_name: str,
@@ -157,7 +158,7 @@ async def evaluate(
     return _ok(await _service(request).evaluate(model_name, node=node, limit=limit))
 
 
-@router.delete("/{model_name:path}")
+@router.delete("/{model_name:path}", responses=errors(400, 404, 502, 503))
 async def delete(request: Request, model_name: str, node: NodeQuery = None) -> dict[str, Any]:
     """Delete from one node, or from every node that holds it."""
     return _ok(await _service(request).delete(model_name, node=node))

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
+from neurons.api.responses import errors
 from neurons.network.manager import NetworkManager
 
 __all__ = ["router"]
@@ -32,7 +33,7 @@ class NewNode(BaseModel):
     url: str = Field(description="The node's base URL, e.g. http://10.0.0.5:11434.")
     name: str | None = Field(default=None, description="Default: host-port of the URL.")
     labels: dict[str, str] = Field(default_factory=dict)
-    priority: int = 0
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     kind: str | None = Field(default=None, description="embedded | ollama; default: detected.")
     token: str | None = Field(
         default=None,
@@ -43,7 +44,9 @@ class NewNode(BaseModel):
 
 class PlacementBody(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Nodes carrying all these.")
-    replicas: int | None = Field(default=None, ge=1, description="At least this many nodes.")
+    replicas: int | None = Field(
+        default=None, ge=1, le=10_000, description="At least this many nodes."
+    )
 
 
 @router.get("/status")
@@ -63,7 +66,7 @@ async def nodes(request: Request) -> dict[str, Any]:
     return _ok({"nodes": _manager(request).status()["nodes"]})
 
 
-@router.post("/nodes", status_code=201)
+@router.post("/nodes", status_code=201, responses=errors(400, 409))
 async def add_node(request: Request, node: NewNode) -> dict[str, Any]:
     """Register a node (an embedded neuron or any Ollama server) and probe it."""
     added = await _manager(request).add_neuron(
@@ -77,24 +80,24 @@ async def add_node(request: Request, node: NewNode) -> dict[str, Any]:
     return _ok({"node": added})
 
 
-@router.delete("/nodes/{name}")
+@router.delete("/nodes/{name}", responses=errors(404))
 async def remove_node(request: Request, name: str) -> dict[str, Any]:
     await _manager(request).remove_neuron(name)
     return _ok({"removed": name})
 
 
-@router.post("/nodes/{name}/drain")
+@router.post("/nodes/{name}/drain", responses=errors(404))
 async def drain(request: Request, name: str) -> dict[str, Any]:
     """Stop routing new requests to the node (open ones finish)."""
     return _ok({"node": await _manager(request).drain(name, True)})
 
 
-@router.post("/nodes/{name}/resume")
+@router.post("/nodes/{name}/resume", responses=errors(404))
 async def resume(request: Request, name: str) -> dict[str, Any]:
     return _ok({"node": await _manager(request).drain(name, False)})
 
 
-@router.get("/nodes/{name}/events")
+@router.get("/nodes/{name}/events", responses=errors(400, 404))
 async def events(
     request: Request, name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> dict[str, Any]:
@@ -109,7 +112,7 @@ async def placements(request: Request) -> dict[str, Any]:
     return _ok({"placements": [p.to_dict() for p in found]})
 
 
-@router.put("/placements/{model:path}")
+@router.put("/placements/{model:path}", responses=errors(400))
 async def set_placement(
     request: Request, model: str, placement: Annotated[PlacementBody, Body()]
 ) -> dict[str, Any]:
@@ -121,14 +124,14 @@ async def set_placement(
     return _ok({"placement": saved.to_dict()})
 
 
-@router.delete("/placements/{model:path}")
+@router.delete("/placements/{model:path}", responses=errors(400, 404))
 async def remove_placement(request: Request, model: str) -> dict[str, Any]:
     store = _manager(request).store
     await asyncio.to_thread(store.placements.remove, model)
     return _ok({"removed": model})
 
 
-@router.post("/sync")
+@router.post("/sync", responses=errors(400, 404, 502, 503))
 async def sync(
     request: Request,
     model: Annotated[str | None, Query(description="Only this model's placement.")] = None,

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 
+from neurons.api.responses import errors
 from neurons.errors import InvalidRequestError
 from neurons.optimize.service import OptimizationService
 
@@ -77,21 +78,22 @@ class ApplyBody(BaseModel):
     )
 
 
-@router.post("/create")
+@router.post("/create", responses=errors(400, 404, 409, 503))
 async def create(
     request: Request,
     model_name: Annotated[str, Form()],
     objective: Annotated[str, Form()] = "balance_quality_speed",
     strategy: Annotated[str, Form()] = "bayesian_optimization",
     model_type: Annotated[str, Form()] = "general",
-    max_iterations: Annotated[int | None, Form()] = None,
+    max_iterations: Annotated[int | None, Form(le=1_000_000)] = None,
     timeout_minutes: Annotated[float | None, Form()] = None,
     node: Annotated[str | None, Form(description="Run every trial on this node.")] = None,
-    eval_limit: Annotated[int | None, Form(description="Prompts per trial.")] = None,
+    eval_limit: Annotated[int | None, Form(le=1_000_000, description="Prompts per trial.")] = None,
     samples: Annotated[
-        int, Form(description="Generations per prompt, each with its own sampling seed.")
+        int,
+        Form(le=1000, description="Generations per prompt, each with its own sampling seed."),
     ] = 1,
-    seed: Annotated[int | None, Form()] = None,
+    seed: Annotated[int | None, Form(ge=0, le=2**32 - 1)] = None,
     parameters: Annotated[
         str | None, Form(description="Comma-separated options to tune, e.g. temperature,top_k.")
     ] = None,
@@ -142,7 +144,7 @@ async def create(
     )
 
 
-@router.post(f"/start/{SESSION}")
+@router.post(f"/start/{SESSION}", responses=errors(404, 409))
 async def start(request: Request, session_id: str) -> dict[str, Any]:
     """Run a pending, failed or cancelled session in the background (a failed or cancelled
     one continues where it stopped)."""
@@ -150,12 +152,12 @@ async def start(request: Request, session_id: str) -> dict[str, Any]:
     return _ok({"session": record.to_dict(), "message": "Optimization session started"})
 
 
-@router.get(f"/status/{SESSION}")
+@router.get(f"/status/{SESSION}", responses=errors(404))
 async def status(request: Request, session_id: str) -> dict[str, Any]:
     return _ok({"session": await _service(request).status(session_id)})
 
 
-@router.get("/sessions")
+@router.get("/sessions", responses=errors(400))
 async def sessions(
     request: Request,
     status: Annotated[str | None, Query(description="Only sessions in this status.")] = None,
@@ -165,27 +167,27 @@ async def sessions(
     return _ok({"sessions": found, "count": len(found)})
 
 
-@router.get(f"/best-parameters/{SESSION}")
+@router.get(f"/best-parameters/{SESSION}", responses=errors(404, 409))
 async def best_parameters(request: Request, session_id: str) -> dict[str, Any]:
     """The best parameters so far with their metrics and score."""
     return _ok(await _service(request).best_parameters(session_id))
 
 
-@router.post(f"/cancel/{SESSION}")
+@router.post(f"/cancel/{SESSION}", responses=errors(404, 409))
 async def cancel(request: Request, session_id: str) -> dict[str, Any]:
     """Cancel a pending or running session; a running trial stops after its prompt."""
     record = await _service(request).cancel(session_id)
     return _ok({"session": record.to_dict(), "message": "Optimization session cancelled"})
 
 
-@router.get(f"/trials/{SESSION}")
+@router.get(f"/trials/{SESSION}", responses=errors(404))
 async def trials(request: Request, session_id: str) -> dict[str, Any]:
     """The session with every trial, its best result (with the Pareto front for
     balance_quality_speed) and its convergence history."""
     return _ok(await _service(request).details(session_id))
 
 
-@router.post(f"/apply/{SESSION}")
+@router.post(f"/apply/{SESSION}", responses=errors(400, 404, 409, 502, 503))
 async def apply(
     request: Request, session_id: str, body: Annotated[ApplyBody | None, Body()] = None
 ) -> dict[str, Any]:
