@@ -28,30 +28,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from neurons.api.surfaces import error_response
 from neurons.auth.context import Usage
+from neurons.auth.keys import presented_secret
 from neurons.auth.scopes import INFERENCE_ROUTES, is_mutating, required_scope
 from neurons.auth.service import AuthService, Principal
 from neurons.errors import NeuronsError, RateLimitError
 
 __all__ = ["AccessMiddleware"]
 
-_BEARER = b"bearer "
-_AUTHORIZATION = b"authorization"
-_API_KEY = b"x-api-key"
 _PROMPT_COUNT = re.compile(rb'"prompt_eval_count":\s*(\d+)')
 _EVAL_COUNT = re.compile(rb'"eval_count":\s*(\d+)')
 # How much of a mutating call's JSON body is kept to name its target in the audit trail.
 _AUDIT_BODY_BYTES = 64 * 1024
-
-
-def _secret(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == _AUTHORIZATION:
-            if value[:7].lower() == _BEARER:
-                return value[7:].strip().decode("latin-1") or None
-        elif lowered == _API_KEY:
-            return value.strip().decode("latin-1") or None
-    return None
 
 
 class AccessMiddleware:
@@ -72,7 +59,8 @@ class AccessMiddleware:
         audited = is_mutating(method, path)
         principal: Principal | None = None
         try:
-            principal = auth.authenticate(_secret(scope["headers"]))
+            shown = presented_secret(scope["headers"])
+            principal = auth.authenticate(None if shown is None else shown.decode("latin-1"))
             principal.check_scope(needed)
             limited = auth.admit(principal, time.time())
         except NeuronsError as exc:

@@ -40,6 +40,7 @@ __all__ = [
     "normalise_models",
     "parse_expiry",
     "parse_since",
+    "presented_secret",
 ]
 
 SECRET_PREFIX = "nk-"
@@ -47,6 +48,25 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _EXPIRY = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _MAX_EXPIRY = timedelta(days=3650)
+
+
+def presented_secret(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The secret a request shows: ``Authorization: Bearer S`` (what the ollama and OpenAI
+    clients send) or ``X-API-Key: S``; raw ASGI headers in, bytes out (None: none shown).
+
+    >>> presented_secret([(b"Authorization", b"Bearer nk-abc")])
+    b'nk-abc'
+    >>> presented_secret([(b"x-api-key", b" nk-def ")]), presented_secret([])
+    (b'nk-def', None)
+    """
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"authorization":
+            if value[:7].lower() == b"bearer ":
+                return value[7:].strip() or None
+        elif lowered == b"x-api-key":
+            return value.strip() or None
+    return None
 
 
 def new_secret() -> str:

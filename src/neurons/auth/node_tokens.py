@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from neurons.auth.keys import presented_secret
 from neurons.auth.sealing import Sealer
 
 __all__ = ["NodeTokenMiddleware", "NodeTokens", "node_http_client", "origin"]
@@ -121,10 +122,5 @@ class NodeTokenMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     def _presented(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"authorization" and value[:7].lower() == b"bearer ":
-                return hmac.compare_digest(value[7:].strip(), self._token)
-            if lowered == b"x-api-key":
-                return hmac.compare_digest(value.strip(), self._token)
-        return False
+        shown = presented_secret(headers)
+        return shown is not None and hmac.compare_digest(shown, self._token)
