@@ -94,6 +94,14 @@ def test_a_neuron_with_a_token_refuses_requests_without_it(guarded: NeuronProces
     assert keyed.status_code == 200
 
 
+def test_the_token_reaches_the_neuron_by_environment_not_argv(guarded: NeuronProcess) -> None:
+    assert guarded.process is not None
+    argv = Path(f"/proc/{guarded.process.pid}/cmdline").read_bytes()
+    assert TOKEN.encode() not in argv  # ps shows argv to every user
+    log = guarded.log_path.read_bytes() if guarded.log_path else b""
+    assert TOKEN.encode() not in log
+
+
 def test_the_control_plane_reaches_a_guarded_neuron(guarded: NeuronProcess, tmp_path: Path) -> None:
     home = tmp_path / "plane"
     settings = Settings(home=home, ollama_base_url="", import_default_models=False)
@@ -129,6 +137,23 @@ def test_a_wrong_token_shows_as_a_clear_health_reason(
         assert node["state"] not in ("online", "degraded")
         assert "401" in node["last_error"] and "node token" in node["last_error"]
         assert "not-the-token" not in node["last_error"]
+
+
+def test_node_add_with_a_token_over_rest(guarded: NeuronProcess, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, ollama_base_url="", import_default_models=False)
+    with ServerThread(create_control_plane(settings, []), port=free_port()) as plane:
+        body = {"url": guarded.url, "name": "g", "token": TOKEN}
+        added = httpx.post(plane.url + "/api/ai/network/nodes", json=body, timeout=60)
+        assert added.status_code == 201, added.text
+        assert added.json()["node"]["has_token"] is True and TOKEN not in added.text
+        listed = httpx.get(plane.url + "/api/ai/network/nodes")
+        (node,) = listed.json()["nodes"]
+        assert node["state"] == "online" and node["has_token"] is True
+        assert TOKEN not in listed.text
+        tags = ollama.Client(host=plane.url).list()  # the gateway sends the stored token
+        assert SMOL in [m.model for m in tags.models]
+        on_disk = _db_bytes(tmp_path)
+    assert on_disk and TOKEN.encode() not in on_disk
 
 
 def test_node_add_with_a_token_from_the_cli(guarded: NeuronProcess, tmp_path: Path) -> None:

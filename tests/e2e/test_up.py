@@ -76,6 +76,10 @@ def test_up_serves_ollama_api_and_stops_cleanly(tmp_path: Path) -> None:
 
         children = psutil.Process(process.pid).children(recursive=True)
         assert children, "the embedded neuron runs as a child process"
+        # Only the control plane holds the neuron's token, and not in the neuron's argv.
+        refused = httpx.get(f"http://127.0.0.1:{node_port}/api/tags")
+        assert refused.status_code == 401 and "error" in refused.json()
+        assert not any("--token" in child.cmdline() for child in children)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
