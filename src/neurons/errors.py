@@ -23,7 +23,8 @@ status codes.
     │   ├── JobStateError              not allowed in the job's status        409
     │   ├── LearningStateError         a learning node or run cannot do that  409
     │   ├── KeyExistsError             an API key with that name exists       409
-    │   └── KeyStateError              e.g. rotating a revoked key            409
+    │   ├── KeyStateError              e.g. rotating a revoked key            409
+    │   └── SnapshotCorruptError       a state snapshot fails its checksums   409
     ├── AuthenticationError            no valid key (missing, unknown,        401
     │                                  revoked, expired) or node token
     ├── PermissionDeniedError          the key's scope or models refuse it    403
@@ -35,7 +36,8 @@ status codes.
     │   ├── SessionNotFoundError       no optimization session with that id   404
     │   ├── JobNotFoundError           no fine-tuning job with that id        404
     │   ├── LearningRunNotFoundError   no learning run with that id           404
-    │   └── KeyNotFoundError           no API key with that id, name, prefix  404
+    │   ├── KeyNotFoundError           no API key with that id, name, prefix  404
+    │   └── SnapshotNotFoundError      no state snapshot version or component 404
     ├── ServerBusyError                the request queue is full              503
     │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
@@ -86,6 +88,8 @@ __all__ = [
     "ServerBusyError",
     "SessionNotFoundError",
     "SessionStateError",
+    "SnapshotCorruptError",
+    "SnapshotNotFoundError",
     "StoreError",
     "SyncError",
 ]
@@ -224,6 +228,14 @@ class KeyStateError(InvalidRequestError):
     http_status = 409
 
 
+class SnapshotCorruptError(InvalidRequestError):
+    """A state snapshot whose files no longer match their recorded sha256 (or are missing):
+    the message names the bad file and the newest version that still verifies."""
+
+    error_code = "snapshot_corrupt"
+    http_status = 409
+
+
 class NotFoundError(NeuronsError):
     error_code = "not_found"
     http_status = 404
@@ -255,6 +267,10 @@ class LearningRunNotFoundError(NotFoundError):
 
 class KeyNotFoundError(NotFoundError):
     error_code = "key_not_found"
+
+
+class SnapshotNotFoundError(NotFoundError):
+    error_code = "snapshot_not_found"
 
 
 class ServerBusyError(NeuronsError):

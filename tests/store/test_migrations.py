@@ -153,6 +153,13 @@ EXPECTED_COLUMNS = {
         "finished_at": ("TEXT", True),
         "updated_at": ("TEXT", False),
     },
+    "state_snapshots": {
+        "id": ("INTEGER", False),
+        "created_at": ("TEXT", False),
+        "reason": ("TEXT", False),
+        "components": ("TEXT", False),
+        "status": ("TEXT", False),
+    },
     "learning_events": {
         "id": ("INTEGER", False),
         "run_id": ("INTEGER", False),
@@ -174,6 +181,7 @@ NAMES = [
     "m008_learning_runs",
     "m009_api_keys_and_audit",
     "m010_node_tokens",
+    "m011_state_snapshots",
 ]
 
 

@@ -19,6 +19,7 @@ from neurons.store.migrations import MIGRATIONS, Migration, current_version, mig
 from neurons.store.nodes import NODE_KINDS, NodeRecord, NodeRepository
 from neurons.store.optimization import OptimizationSessionRepository, SessionRecord
 from neurons.store.placements import Placement, PlacementRepository
+from neurons.store.snapshots import SnapshotFile, SnapshotRecord, SnapshotRepository
 
 __all__ = [
     "MIGRATIONS",
@@ -42,6 +43,9 @@ __all__ = [
     "Placement",
     "PlacementRepository",
     "SessionRecord",
+    "SnapshotFile",
+    "SnapshotRecord",
+    "SnapshotRepository",
     "Store",
     "create_engine_for",
     "current_version",
@@ -64,6 +68,7 @@ class Store:
     learning: LearningRunRepository
     keys: ApiKeyRepository
     audit: AuditRepository
+    snapshots: SnapshotRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

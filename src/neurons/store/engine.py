@@ -154,6 +154,7 @@ def open_store(url: str) -> Store:
     from neurons.store.nodes import NodeRepository
     from neurons.store.optimization import OptimizationSessionRepository
     from neurons.store.placements import PlacementRepository
+    from neurons.store.snapshots import SnapshotRepository
 
     engine = create_engine_for(url)
     try:
@@ -172,4 +173,5 @@ def open_store(url: str) -> Store:
         learning=LearningRunRepository(engine),
         keys=ApiKeyRepository(engine),
         audit=AuditRepository(engine),
+        snapshots=SnapshotRepository(engine),
     )

@@ -469,3 +469,26 @@ def m010_node_tokens(conn: Connection) -> None:
     """A node's token (issue 19), sealed with the control plane's secret key: the store never
     holds it in the clear. NULL: the node needs none."""
     conn.execute(text("ALTER TABLE nodes ADD COLUMN token_sealed TEXT"))
+
+
+@migration
+def m011_state_snapshots(conn: Connection) -> None:
+    """Versions of the state snapshots (seed 003's persistence system, issue 20). Each row is
+    one version whose files (one JSON file per component under the snapshot directory) were
+    all durable before it was inserted; ``components`` maps each component to its file's
+    ``sha256`` and ``bytes``. ``status`` is ``complete`` until a verification finds a file
+    that no longer matches (``corrupt``). The id is the version number, never reused once
+    committed (AUTOINCREMENT)."""
+    metadata = MetaData()
+    snapshots = Table(
+        "state_snapshots",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", Text, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("components", Text, nullable=False),
+        Column("status", Text, nullable=False, server_default=text("'complete'")),
+        CheckConstraint("status IN ('complete', 'corrupt')", name="ck_state_snapshots_status"),
+        sqlite_autoincrement=True,
+    )
+    snapshots.create(conn)
