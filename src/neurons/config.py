@@ -205,6 +205,25 @@ class Settings(BaseSettings):
         "long is taken over (resumed from its checkpoint) by another control plane.",
     )
 
+    # Seed 003's persistence system: versioned snapshots of the durable state.
+    snapshot_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between the control plane's automatic state snapshots (seed "
+        "003's auto_save_interval); 0 disables them. A snapshot is also taken at shutdown.",
+    )
+    snapshot_max_versions: int = Field(
+        default=100,
+        ge=1,
+        description="State snapshot versions kept (seed 003's max_versions); older ones are "
+        "pruned after each save.",
+    )
+    snapshot_path: Path | None = Field(
+        default=None,
+        description="Where state snapshots are written (seed 003's storage_path); default "
+        "$NEURONS_HOME/snapshots.",
+    )
+
     @field_validator(
         "home",
         "models_dir",
@@ -213,6 +232,7 @@ class Settings(BaseSettings):
         "fine_tuning_path",
         "master_key_file",
         "secret_key_file",
+        "snapshot_path",
         mode="after",
     )
     @classmethod
@@ -290,6 +310,10 @@ class Settings(BaseSettings):
             if self.fine_tuning_path is not None
             else self.home / "fine_tuning"
         )
+
+    @property
+    def resolved_snapshot_path(self) -> Path:
+        return self.snapshot_path if self.snapshot_path is not None else self.home / "snapshots"
 
     @property
     def learning_path(self) -> Path:

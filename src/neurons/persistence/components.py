@@ -1,0 +1,236 @@
+"""The parts of the durable state a snapshot holds, one file each.
+
+A :class:`Component` reads its part through the store's repositories and says which field
+names an entry (for diffs). Adding a part is adding a small class to :data:`COMPONENTS`.
+
+No component holds a secret: nodes say only whether they have a token (``has_token``; the
+sealed token stays in the store), API keys carry their public metadata (no hash, no usage
+counters), and settings come from :meth:`Settings.to_json`, which masks secret values, with
+a database URL's password masked too.
+
+Model manifests per node are not a component: they live in each node's own model store, not
+in the control plane's database, so they cannot be read without asking every node
+(``neurons network status`` shows them live).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+if TYPE_CHECKING:
+    from neurons.config import Settings
+    from neurons.store import Store
+
+__all__ = [
+    "COMPONENTS",
+    "ApiKeys",
+    "Component",
+    "FineTuningJobs",
+    "LearningRuns",
+    "Nodes",
+    "OptimizationSessions",
+    "Placements",
+    "SettingsComponent",
+]
+
+# The public fields of an API key: what `neurons keys ls` shows, less the usage counters
+# (which move with every request and would make every snapshot differ).
+_KEY_FIELDS = (
+    "id",
+    "name",
+    "prefix",
+    "scope",
+    "models",
+    "rpm",
+    "tpm",
+    "max_parallel",
+    "expires_at",
+    "state",
+    "created_at",
+    "revoked_at",
+)
+
+
+class Component(ABC):
+    """One part of the durable state, as a snapshot holds it: JSON, entries in a stable order."""
+
+    name: ClassVar[str]
+    key: ClassVar[str | None]  # the field naming an entry; None: the data is one flat mapping
+    restorable: ClassVar[bool] = False  # whether restore puts it back
+
+    @abstractmethod
+    def collect(self, store: Store, settings: Settings) -> Any:
+        """The part as JSON-ready data: a list of entries (or, without ``key``, a mapping)."""
+
+    def keyed(self, data: Any) -> dict[str, Any]:
+        """The entries by name, for diffs."""
+        if self.key is None:
+            return dict(data)
+        return {str(entry[self.key]): entry for entry in data}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class Nodes(Component):
+    """The node registry: what `neurons node add` said, and whether the node is drained.
+    Health is measured again by the next probe, so it is not kept."""
+
+    name = "nodes"
+    key = "name"
+    restorable = True
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        return [
+            {
+                "id": n.id,
+                "name": n.name,
+                "url": n.url,
+                "kind": n.kind,
+                "labels": dict(sorted(n.labels.items())),
+                "priority": n.priority,
+                "draining": n.status == "draining",
+                "has_token": n.has_token,
+                "created_at": n.created_at.isoformat(),
+            }
+            for n in sorted(store.nodes.list(), key=lambda n: n.name)
+        ]
+
+
+class Placements(Component):
+    name = "placements"
+    key = "model"
+    restorable = True
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        return [p.to_dict() for p in store.placements.list()]
+
+
+class OptimizationSessions(Component):
+    name = "optimization_sessions"
+    key = "session_id"
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        return [
+            {
+                "session_id": s.session_id,
+                "model_name": s.model_name,
+                "objective": s.objective,
+                "strategy": s.strategy,
+                "model_type": s.model_type,
+                "status": s.status,
+                "config": s.config,
+                "study_name": s.study_name,
+                "current_iteration": s.current_iteration,
+                "best": s.best,
+                "error": s.error,
+                "created_at": _iso(s.created_at),
+                "started_at": _iso(s.started_at),
+                "finished_at": _iso(s.finished_at),
+            }
+            for s in sorted(store.optimization.list(), key=lambda s: int(s.session_id))
+        ]
+
+
+class FineTuningJobs(Component):
+    """Jobs without their log lines (the tail of a log is not state)."""
+
+    name = "fine_tuning_jobs"
+    key = "job_id"
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        return [
+            {
+                "job_id": j.job_id,
+                "base_model": j.base_model,
+                "target_model_name": j.target_model_name,
+                "data_type": j.data_type,
+                "status": j.status,
+                "current_phase": j.current_phase,
+                "progress": j.progress,
+                "config": j.config,
+                "metrics": j.metrics,
+                "error": j.error,
+                "attempts": j.attempts,
+                "created_at": _iso(j.created_at),
+                "started_at": _iso(j.started_at),
+                "finished_at": _iso(j.finished_at),
+            }
+            for j in sorted(store.fine_tuning.list(), key=lambda j: int(j.job_id))
+        ]
+
+
+class LearningRuns(Component):
+    """The index of learning runs: ids, status, config, round and checkpoint folder (the
+    checkpoints themselves stay in their folders)."""
+
+    name = "learning_runs"
+    key = "run_id"
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        # The folder LearningService.run_dir gives a run (not imported: it pulls in torch).
+        runs = settings.learning_path / "runs"
+        return [
+            {
+                "run_id": r.run_id,
+                "mode": r.mode,
+                "dataset": r.dataset,
+                "status": r.status,
+                "config": r.config,
+                "current_round": r.current_round,
+                "total_rounds": r.total_rounds,
+                "error": r.error,
+                "checkpoint": str(runs / str(int(r.run_id))),
+                "created_at": _iso(r.created_at),
+                "started_at": _iso(r.started_at),
+                "finished_at": _iso(r.finished_at),
+            }
+            for r in sorted(store.learning.list(), key=lambda r: int(r.run_id))
+        ]
+
+
+class ApiKeys(Component):
+    """Keys' public metadata: never a secret or its hash."""
+
+    name = "api_keys"
+    key = "name"
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        now = datetime.now(UTC)
+        rows = [key.to_dict(now) for key in store.keys.list()]
+        return [{f: row[f] for f in _KEY_FIELDS} for row in sorted(rows, key=lambda r: r["name"])]
+
+
+class SettingsComponent(Component):
+    """The settings of the process that took the snapshot, secrets masked."""
+
+    name = "settings"
+    key = None
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        data: dict[str, Any] = json.loads(settings.to_json())
+        url = data.get("database_url")
+        if url:
+            try:
+                data["database_url"] = make_url(url).render_as_string(hide_password=True)
+            except ArgumentError:
+                data["database_url"] = "**********"
+        return data
+
+
+COMPONENTS: tuple[Component, ...] = (
+    Nodes(),
+    Placements(),
+    OptimizationSessions(),
+    FineTuningJobs(),
+    LearningRuns(),
+    ApiKeys(),
+    SettingsComponent(),
+)
