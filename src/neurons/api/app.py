@@ -29,6 +29,7 @@ from neurons.api import (
     routes_library,
     routes_network,
     routes_optimization,
+    routes_state,
 )
 from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
@@ -49,6 +50,7 @@ from neurons.network.gateway_openai import OpenAIGateway
 from neurons.network.manager import NetworkManager
 from neurons.network.routing import RoutingPolicy
 from neurons.optimize.service import OptimizationService
+from neurons.persistence import PersistenceService
 from neurons.plugins.loader import PluginHost, default_host
 from neurons.store import open_store
 
@@ -126,6 +128,9 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         optimization.start_supervisor()  # resumes sessions a previous process left running
         fine_tuning.start_supervisor()  # and jobs, from their checkpoints
         await learning.resume_interrupted()  # and learning runs, likewise
+        persistence = PersistenceService(store, settings)
+        app.state.persistence = persistence
+        persistence.start()  # a state snapshot every snapshot_interval_s, and at shutdown
         try:
             yield
         finally:
@@ -136,6 +141,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             await network.aclose()
             await session.close()
             await http.aclose()
+            await persistence.aclose()  # last: the snapshot holds what the others left
             store.close()
 
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
@@ -169,6 +175,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     app.include_router(routes_optimization.router)
     app.include_router(routes_finetune.router)
     app.include_router(routes_learning.router)
+    app.include_router(routes_state.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:
