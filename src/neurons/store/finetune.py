@@ -27,6 +27,7 @@ from neurons.store.engine import (
     utc_now,
     write_transaction,
 )
+from neurons.store.ids import row_id
 
 __all__ = ["MAX_LOG_LINES", "FineTuningJobRepository", "JobRecord", "jobs_table"]
 
@@ -110,10 +111,10 @@ class JobRecord:
 
 
 def _job_key(job_id: str | int) -> int:
-    text = str(job_id).strip()
-    if not text.isdigit() or len(text) > 18:
+    key = row_id(job_id)
+    if key is None:
         raise JobNotFoundError(f"no fine-tuning job '{job_id}'")
-    return int(text)
+    return key
 
 
 def _time(value: str | None) -> datetime | None:

@@ -26,6 +26,7 @@ from neurons.store.engine import (
     utc_now,
     write_transaction,
 )
+from neurons.store.ids import row_id
 
 __all__ = ["LearningEvent", "LearningRunRecord", "LearningRunRepository"]
 
@@ -114,10 +115,10 @@ class LearningEvent:
 
 
 def _key(run_id: str | int) -> int:
-    text = str(run_id)
-    if not text.isdigit() or len(text) > 18:
+    key = row_id(run_id)
+    if key is None:
         raise LearningRunNotFoundError(f"learning run {run_id!r} not found")
-    return int(text)
+    return key
 
 
 def _record(row: Row[Any]) -> LearningRunRecord:

@@ -29,6 +29,7 @@ from neurons.store.engine import (
     utc_now,
     write_transaction,
 )
+from neurons.store.ids import row_id
 
 __all__ = ["OptimizationSessionRepository", "SessionRecord", "sessions_table"]
 
@@ -108,10 +109,10 @@ class SessionRecord:
 
 
 def _session_key(session_id: str | int) -> int:
-    text = str(session_id).strip()
-    if not text.isdigit() or len(text) > 18:
+    key = row_id(session_id)
+    if key is None:
         raise SessionNotFoundError(f"no optimization session '{session_id}'")
-    return int(text)
+    return key
 
 
 def _time(value: str | None) -> datetime | None:
