@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict
 from typing import Any
 
@@ -120,6 +121,32 @@ def test_model_update_travels_as_a_flower_message() -> None:
     assert (back.node_id, back.round, back.num_examples) == ("node-5", 3, 7)
     assert back.metrics == {"loss": 2.0}
     assert _values(back.parameters) == [2.0, 2.0]
+
+
+def test_flower_identity_outlives_an_overlapping_run() -> None:
+    # Runs in threads overlap: the first one to leave must not unset the identity under the
+    # other (found by the API fuzz, which starts learning runs side by side).
+    from flwr.supercore.task_identity import TaskIdentity
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def first() -> None:
+        with flower_identity():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert first_in.wait(5)
+    with flower_identity():
+        second_in.set()
+        assert first_out.wait(5)
+        seen.append(TaskIdentity.run_id)
+    thread.join()
+    assert seen == [1]
+    assert TaskIdentity._run_id is None
 
 
 @pytest.mark.parametrize(

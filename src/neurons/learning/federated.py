@@ -15,6 +15,7 @@ FedProx's proximal term lives in the client (``training.train_local``); Flower o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -179,24 +180,41 @@ def make_strategy(
     raise InvalidRequestError(f"unknown federated mode {mode!r}")
 
 
+# Runs share the process's one identity: the first to enter sets it (when no Flower runtime
+# has), the last to leave restores it, so one run ending never unsets it under another.
+_identity_lock = threading.Lock()
+_identity_users = 0
+_identity_saved: tuple[int | None, int | None, int | None] | None = None
+
+
 @contextmanager
 def flower_identity(run_id: int = 1) -> Iterator[None]:
     """Flower stamps every Message with the process's task identity, which its runtimes set;
-    in-process rounds have no runtime, so we set it ourselves (and restore it after)."""
+    in-process rounds have no runtime, so we set it ourselves (and restore it after the last
+    concurrent run leaves)."""
     from flwr.common.constant import SUPERLINK_NODE_ID
     from flwr.supercore.task_identity import TaskIdentity
 
-    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
-    if saved[1] is None:
-        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = (
-            1,
-            run_id,
-            SUPERLINK_NODE_ID,
-        )
+    global _identity_users, _identity_saved
+    with _identity_lock:
+        if _identity_users == 0:
+            _identity_saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+            if _identity_saved[1] is None:
+                TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = (
+                    1,
+                    run_id,
+                    SUPERLINK_NODE_ID,
+                )
+        _identity_users += 1
     try:
         yield
     finally:
-        TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
+        with _identity_lock:
+            _identity_users -= 1
+            if _identity_users == 0 and _identity_saved is not None:
+                # mypy reads flwr's ids as int; they are None until a runtime sets them
+                TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = _identity_saved  # type: ignore[assignment]
+                _identity_saved = None
 
 
 def aggregate_updates(
