@@ -5,7 +5,10 @@ schemathesis) know every status a route can return.
   seed envelope's schema;
 - :func:`document` makes the app's schema declare, on every operation but ``/api/health``,
   the statuses the layers in front of every route can answer: 401 and 403 (keys), 429 with
-  ``Retry-After`` (limits), 413 (the body cap, where there is a body) and 422 (validation).
+  ``Retry-After`` (limits), 422 (validation); where there is a body, 413 (the body cap) and
+  400 (a body that does not parse); and 404 wherever the path has a parameter: it names
+  something that may not exist, and a whole-path parameter (``{name:path}``) with a line
+  break matches no route at all.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class ErrorEnvelope(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "The request is not valid (a bad name, option or value).",
+    400: "The request is not valid (a body that does not parse, a bad name, option or value).",
     401: "No valid API key: missing, unknown, revoked or expired.",
     403: "The API key's scope or models do not allow this.",
     404: "Something the request names does not exist.",
@@ -84,7 +87,9 @@ def document(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 common = [401, 403, 422, 429]
                 if "requestBody" in operation:
-                    common.append(413)
+                    common += [400, 413]
+                if "{" in path:
+                    common.append(404)
                 for code in common:
                     responses.setdefault(str(code), _response(code))
                 # FastAPI declares its own 422 shape; ours answers in the envelope.
