@@ -152,6 +152,16 @@ EXPECTED_COLUMNS = {
         "started_at": ("TEXT", True),
         "finished_at": ("TEXT", True),
         "updated_at": ("TEXT", False),
+        "runner": ("TEXT", True),
+        "heartbeat_at": ("TEXT", True),
+        "attempts": ("INTEGER", False),
+    },
+    "events": {
+        "id": ("INTEGER", False),
+        "at": ("TEXT", False),
+        "kind": ("TEXT", False),
+        "subject": ("TEXT", False),
+        "payload": ("TEXT", False),
     },
     "state_snapshots": {
         "id": ("INTEGER", False),
@@ -182,6 +192,8 @@ NAMES = [
     "m009_api_keys_and_audit",
     "m010_node_tokens",
     "m011_state_snapshots",
+    "m012_learning_run_leases",
+    "m013_events",
 ]
 
 

@@ -492,3 +492,35 @@ def m011_state_snapshots(conn: Connection) -> None:
         sqlite_autoincrement=True,
     )
     snapshots.create(conn)
+
+
+@migration
+def m012_learning_run_leases(conn: Connection) -> None:
+    """Learning runs get the lease the other kinds of background work have (issue 20): the
+    runner (``host:pid:nonce``) holding a ``running`` run and its last heartbeat, so a
+    second process never runs it twice and a cancel from anywhere reaches the runner."""
+    conn.execute(text("ALTER TABLE learning_runs ADD COLUMN runner TEXT"))
+    conn.execute(text("ALTER TABLE learning_runs ADD COLUMN heartbeat_at TEXT"))
+    conn.execute(
+        text("ALTER TABLE learning_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    )
+
+
+@migration
+def m013_events(conn: Connection) -> None:
+    """The event bus's log (issue 20): node up/down, breaker changes, job transitions, model
+    created/deleted/synced, snapshot saved. Ids only grow (AUTOINCREMENT), so a reader that
+    remembers the last id it saw reads on with ``after=`` and misses nothing."""
+    metadata = MetaData()
+    events = Table(
+        "events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("at", Text, nullable=False),
+        Column("kind", Text, nullable=False),
+        Column("subject", Text, nullable=False, server_default=text("''")),
+        Column("payload", Text, nullable=False, server_default=text("'{}'")),
+        Index("ix_events_kind", "kind"),
+        sqlite_autoincrement=True,
+    )
+    events.create(conn)
