@@ -47,6 +47,9 @@ runs_table = Table(
     Column("started_at", Text, nullable=True),
     Column("finished_at", Text, nullable=True),
     Column("updated_at", Text, nullable=False),
+    Column("runner", Text, nullable=True),  # the lease (m012): who runs it, its heartbeat
+    Column("heartbeat_at", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
 )
 events_table = Table(
     "learning_events",

@@ -501,9 +501,7 @@ def m012_learning_run_leases(conn: Connection) -> None:
     second process never runs it twice and a cancel from anywhere reaches the runner."""
     conn.execute(text("ALTER TABLE learning_runs ADD COLUMN runner TEXT"))
     conn.execute(text("ALTER TABLE learning_runs ADD COLUMN heartbeat_at TEXT"))
-    conn.execute(
-        text("ALTER TABLE learning_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
-    )
+    conn.execute(text("ALTER TABLE learning_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"))
 
 
 @migration
