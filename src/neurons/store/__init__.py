@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from neurons.store.engine import create_engine_for, open_store
 from neurons.store.evaluations import EvaluationRecord, EvaluationRepository
+from neurons.store.events import EventRepository, StoredEvent
 from neurons.store.finetune import FineTuningJobRepository, JobRecord
 from neurons.store.keys import ApiKeyRepository, AuditEvent, AuditRepository, KeyUsage
 from neurons.store.kv import KeyValueRepository
@@ -29,6 +30,7 @@ __all__ = [
     "AuditRepository",
     "EvaluationRecord",
     "EvaluationRepository",
+    "EventRepository",
     "FineTuningJobRepository",
     "JobRecord",
     "KeyUsage",
@@ -47,6 +49,7 @@ __all__ = [
     "SnapshotRecord",
     "SnapshotRepository",
     "Store",
+    "StoredEvent",
     "create_engine_for",
     "current_version",
     "migrate",
@@ -69,6 +72,7 @@ class Store:
     keys: ApiKeyRepository
     audit: AuditRepository
     snapshots: SnapshotRepository
+    events: EventRepository
 
     def close(self) -> None:
         """Release pooled connections (and with them SQLite's file handles)."""

@@ -146,6 +146,7 @@ def open_store(url: str) -> Store:
     # Imported here: the repositories and migrations import this module's transaction helpers.
     from neurons.store import Store
     from neurons.store.evaluations import EvaluationRepository
+    from neurons.store.events import EventRepository
     from neurons.store.finetune import FineTuningJobRepository
     from neurons.store.keys import ApiKeyRepository, AuditRepository
     from neurons.store.kv import KeyValueRepository
@@ -174,4 +175,5 @@ def open_store(url: str) -> Store:
         keys=ApiKeyRepository(engine),
         audit=AuditRepository(engine),
         snapshots=SnapshotRepository(engine),
+        events=EventRepository(engine),
     )
