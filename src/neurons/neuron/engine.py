@@ -22,6 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from neurons.errors import EngineError, InvalidRequestError
@@ -191,26 +192,11 @@ class Engine:
         llm: GenerationModel | EmbeddingModel
         worker: DecodeLoop | EmbedBatcher
         if embedding:
-            llm = EmbeddingModel(
-                model.model_path,
-                n_ctx=load.num_ctx,
-                n_threads=load.num_thread,
-                use_mmap=load.use_mmap,
-                lora_path=adapter,
-                extra_buffers=self.extra_buffers,
-            )
+            llm = self._open_embedding(model.model_path, info, load, adapter)
             worker = EmbedBatcher(self._llama, llm)
         else:
-            llm = GenerationModel(
-                model.model_path,
-                n_ctx=load.num_ctx,
-                slots=self._slots_that_fit(info, profile, load),
-                n_batch=load.num_batch,
-                n_threads=load.num_thread,
-                use_mmap=load.use_mmap,
-                lora_path=adapter,
-                extra_buffers=self.extra_buffers,
-            )
+            slots = self._slots_that_fit(info, profile, load)
+            llm = self._open_generation(model.model_path, info, load, slots, adapter)
             worker = DecodeLoop(self._llama, llm, self.prefill_stretch)
         vocab = llm.vocab
         template = PromptTemplate(
@@ -232,6 +218,40 @@ class Engine:
             size_bytes=info.file_size + _kv_cache_bytes(profile, load, llm.slots),
             keep_alive=self.default_keep_alive,
         )
+
+    # The token source: the only places that open llama.cpp. Mock mode
+    # (neurons.neuron.mock.MockEngine) overrides these three and nothing else, so batching,
+    # stops, num_predict, keep-alive and every route stay the real ones.
+
+    def _open_generation(
+        self, path: Path, info: GGUFInfo, load: LoadOptions, slots: int, adapter: Path | None
+    ) -> GenerationModel:
+        return GenerationModel(
+            path,
+            n_ctx=load.num_ctx,
+            slots=slots,
+            n_batch=load.num_batch,
+            n_threads=load.num_thread,
+            use_mmap=load.use_mmap,
+            lora_path=adapter,
+            extra_buffers=self.extra_buffers,
+        )
+
+    def _open_embedding(
+        self, path: Path, info: GGUFInfo, load: LoadOptions, adapter: Path | None
+    ) -> EmbeddingModel:
+        return EmbeddingModel(
+            path,
+            n_ctx=load.num_ctx,
+            n_threads=load.num_thread,
+            use_mmap=load.use_mmap,
+            lora_path=adapter,
+            extra_buffers=self.extra_buffers,
+        )
+
+    def _format_grammar(self, fmt: Any) -> str:
+        """What the sampler is given for a ``format``: GBNF for llama.cpp."""
+        return grammar_for_format(fmt)
 
     def _slots_that_fit(
         self, info: GGUFInfo, profile: ModelProfile | None, load: LoadOptions
@@ -368,7 +388,7 @@ class Engine:
             repeat_last_n=sampling.repeat_last_n,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,
-            grammar=grammar_for_format(fmt) if fmt else None,
+            grammar=self._format_grammar(fmt) if fmt else None,
         )
         sampler.accept_prompt(tokens)
         request = SlotRequest(
