@@ -38,9 +38,26 @@ def serve_node(
             "NEURONS_NODE_TOKEN sets it without showing it in the process list."
         ),
     ] = None,
+    mock: Annotated[
+        bool,
+        typer.Option(
+            "--mock",
+            help="Simulate the model: deterministic made-up tokens, no model file, no "
+            "llama.cpp, Ollama's wire format (for demos, UI work and client tests). Serves "
+            "mock:latest, mock-embed:latest and the default model from HOME/mock-models.",
+        ),
+    ] = False,
+    mock_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mock-model",
+            help="With --mock: also simulate a generation model of this name (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Ollama REST API on llama.cpp from a models directory."""
     from neurons.neuron.app import create_neuron_app
+    from neurons.neuron.mock import BANNER, MockSpec
 
     overrides: dict[str, object] = {}
     if home is not None:
@@ -55,13 +72,29 @@ def serve_node(
         overrides["import_default_models"] = False
     if token is not None:
         overrides["node_token"] = token
+    if mock_model and not mock:
+        raise typer.BadParameter("--mock-model needs --mock", param_hint="--mock-model")
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    app = create_neuron_app(settings)
+    spec: MockSpec | None = None
+    if mock:
+        # A store of its own: mock models never land among the real ones, nor the reverse.
+        if models is None:
+            settings = settings.model_copy(update={"models_dir": settings.home / "mock-models"})
+        spec = MockSpec(models=(settings.default_model, *(mock_model or [])))
+        rule = "=" * len(BANNER)
+        typer.echo(
+            f"{rule}\n{BANNER}\n  models: {', '.join(spec.names)}\n"
+            "  every answer is made up; no language model runs here\n"
+            f"{rule}",
+            err=True,
+        )
+    app = create_neuron_app(settings, mock=spec)
     from neurons.system import stop_on_sigterm
 
     guarded = " (node token required)" if settings.node_token is not None else ""
+    mode = " MOCK MODE" if mock else ""
     typer.echo(
-        f"neuron listening on http://{host}:{port}{guarded} "
+        f"neuron listening on http://{host}:{port}{guarded}{mode} "
         f"(models: {settings.resolved_models_dir})"
     )
     # SIGTERM ends like Ctrl-C: graceful shutdown (models unloaded), then exit code 0.

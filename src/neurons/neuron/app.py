@@ -21,6 +21,7 @@ from neurons.errors import NeuronsError
 from neurons.neuron import routes_inference, routes_models
 from neurons.neuron.defaults import import_default_models
 from neurons.neuron.engine import Engine
+from neurons.neuron.mock import MockSpec, install_mock_models, mock_router
 from neurons.neuron.modelstore import ModelStore
 from neurons.neuron.scheduler import FairScheduler
 from neurons.neuron.service import Neuron
@@ -32,9 +33,14 @@ __all__ = ["create_neuron_app"]
 log = logging.getLogger(__name__)
 
 
-def create_neuron_app(settings: Settings, registry_transport: Any = None) -> FastAPI:
+def create_neuron_app(
+    settings: Settings, registry_transport: Any = None, mock: MockSpec | None = None
+) -> FastAPI:
+    """The neuron; with ``mock``, one whose token source is simulated (see
+    :mod:`neurons.neuron.mock`): same routes, made-up words, no llama.cpp."""
     store = ModelStore(settings.resolved_models_dir)
-    engine = Engine(
+    make_engine: Callable[..., Engine] = Engine if mock is None else mock.engine
+    engine = make_engine(
         store,
         max_loaded=settings.max_loaded_models,
         default_keep_alive=parse_keep_alive(settings.keep_alive),
@@ -48,7 +54,9 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.ensure()
-        if settings.import_default_models:
+        if mock is not None:
+            await asyncio.to_thread(install_mock_models, store, mock.names)
+        elif settings.import_default_models:
             await asyncio.to_thread(import_default_models, store)
         reaper = asyncio.create_task(_reap_forever(neuron))
         try:
@@ -64,6 +72,8 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
         app.add_middleware(NodeTokenMiddleware, token=settings.node_token.get_secret_value())
     app.state.neuron = neuron
     app.state.registry_transport = registry_transport
+    if mock is not None:
+        app.include_router(mock_router)  # first: its routes answer instead of the real ones
     app.include_router(routes_models.router)
     app.include_router(routes_inference.router)
 
@@ -88,9 +98,12 @@ def create_neuron_app(settings: Settings, registry_transport: Any = None) -> Fas
     async def status() -> dict[str, Any]:
         """neurons extension: queue, slot and batching counters for monitoring, routing and
         tests. ``slots`` is how many requests run at once (the gateway routes by it);
-        ``models`` has each loaded runner's own slots, steps and prompt-cache reuse."""
+        ``models`` has each loaded runner's own slots, steps and prompt-cache reuse;
+        ``mock`` is there (true) only on a mock-mode neuron."""
         runners = [r.status() for r in list(engine.runners.values())]
+        mode = {"mock": True} if mock is not None else {}
         return {
+            **mode,
             "slots": settings.num_parallel,
             "running": neuron.scheduler.running,
             "waiting": neuron.scheduler.waiting,
