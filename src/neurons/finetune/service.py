@@ -56,8 +56,8 @@ from neurons.finetune.jobs import (
 from neurons.finetune.presets import Hyperparameters, parse_hyperparameters
 from neurons.finetune.progress import EventTail, ProgressTracker, Update
 from neurons.finetune.worker import EXIT_OK, EXIT_STOPPED, WorkerSpec
+from neurons.jobs.runners import pid_exists, runner_identity, runner_is_dead
 from neurons.network.manager import NetworkManager
-from neurons.optimize.runner import pid_exists, runner_identity, runner_is_dead
 from neurons.store import JobRecord, Store
 from neurons.store.engine import utc_now
 
