@@ -11,7 +11,9 @@ with an Ollama-style ``{"error": ...}`` line (the status is already 200).
 ``/api/tags`` and ``/api/ps`` are unions over the nodes (a model's capabilities are the union
 of its copies'); model operations are fanned out or targeted (:mod:`neurons.network.fanout`);
 the OpenAI API is translated on top of the same dispatch
-(:mod:`neurons.network.gateway_openai`).
+(:mod:`neurons.network.gateway_openai`). A node older than an API gets the request in a
+form it knows (:mod:`neurons.network.versions`): ``/api/embed`` as ``/api/embeddings``
+calls, by the version its health probe read.
 
 Every response carries ``X-Neurons-Overhead-Ms``: the time the gateway spent on the request
 itself, that is the wall time minus the time spent waiting for nodes.
@@ -42,6 +44,7 @@ from neurons.errors import (
 from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy
+from neurons.network.versions import EMBED, embed_via_embeddings, supports
 from neurons.ollama import OLLAMA_COMPAT_VERSION
 from neurons.ollama.capabilities import check_capabilities, required_capabilities
 from neurons.ollama.wire import NDJSON, line, read_json, required_model
@@ -286,18 +289,29 @@ class Gateway:
                 node.in_flight -= 1
 
         t0 = time.perf_counter()
+        headers = self.monitor.tokens.headers(node.url)
+        bridged: bytes | None = None  # an answer translated for a node older than the API
         try:
-            response = await self.session.post(
-                node.url + path, data=payload, headers=self.monitor.tokens.headers(node.url)
-            )
+            if path == "/api/embed" and not supports(node.version, EMBED):
+                response, bridged = await embed_via_embeddings(
+                    self.session, node.url, payload, headers
+                )
+            else:
+                response = await self.session.post(node.url + path, data=payload, headers=headers)
         except UPSTREAM_ERRORS as exc:
             release()
             reason = f"{node.name}: {self.failure(exc)}"
             self.monitor.report_failure(node, reason)
             return reason
+        except BaseException:  # the bridge refused the request (400): nothing was sent
+            release()
+            raise
         upstream = Upstream(node, response, _release=release)
         try:
-            if NDJSON in response.headers.get("Content-Type", "") and response.status < 400:
+            if bridged is not None:
+                upstream.body = bridged
+                await upstream.aclose()
+            elif NDJSON in response.headers.get("Content-Type", "") and response.status < 400:
                 upstream._rest = response.content.iter_any()
                 upstream.first = await anext(upstream._rest, b"")
             else:

@@ -35,6 +35,7 @@ from neurons.network.states import (
     NodeState,
     next_node_state,
 )
+from neurons.network.versions import PS, supports
 from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
 
@@ -181,7 +182,10 @@ class HealthMonitor:
         try:
             version = await self._get(view, "/api/version")
             latency_ms = (time.perf_counter() - started) * 1000
-            calls = [self._get(view, "/api/ps"), self._get(view, "/api/tags")]
+            reported = str(version.get("version") or "") or None
+            # An Ollama older than /api/ps (0.1.38) is asked only what it knows.
+            ps = self._get(view, "/api/ps") if supports(reported, PS) else _no_models()
+            calls = [ps, self._get(view, "/api/tags")]
             if view.kind == "embedded":
                 calls.append(self._get(view, "/api/neuron/status"))
             results = await asyncio.gather(*calls)
@@ -189,7 +193,7 @@ class HealthMonitor:
             has_token = self.tokens.token(view.url) is not None
             await self._probe_failed(view, _probe_error(view, exc, has_token))
             return False
-        view.version = str(version.get("version") or "") or None
+        view.version = reported  # what the gateway's version bridge goes by
         view.loaded = frozenset(_names(results[0]))
         view.models = frozenset(_names(results[1]))
         unlisted = self._listed_capabilities(view, results[1])
@@ -435,6 +439,11 @@ def _entries(payload: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(name, str) and name:
                 entries.append(item)
     return entries
+
+
+async def _no_models() -> dict[str, Any]:
+    """``/api/ps`` for a node too old to have it: nothing known to be loaded."""
+    return {"models": []}
 
 
 def _names(payload: dict[str, Any]) -> list[str]:
