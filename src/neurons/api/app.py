@@ -35,6 +35,7 @@ from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
 from neurons.api.responses import document
 from neurons.api.surfaces import error_response
+from neurons.api.versioning import APIVersionMiddleware
 from neurons.auth.node_tokens import NodeTokens, node_http_client
 from neurons.auth.sealing import Sealer
 from neurons.auth.service import AuthService
@@ -147,7 +148,8 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverheadHeaderMiddleware)
-    app.add_middleware(AccessMiddleware)  # added last: the outermost, refusals cost least
+    app.add_middleware(AccessMiddleware)  # added late: outer, so refusals cost least
+    app.add_middleware(APIVersionMiddleware)  # outermost: /api/ai/v1/x is /api/ai/x for all
 
     @app.exception_handler(NeuronsError)
     async def _neurons_error(_: Request, exc: NeuronsError) -> Response:
