@@ -4,6 +4,7 @@ routes, the JSON and the decode loop are the real neuron's."""
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import ollama
 import pytest
 
 from neurons.config import Settings
+from neurons.neuron import mock_text
 from neurons.neuron.mock import BANNER
 from neurons.neuron.process import NeuronProcess
 from tests.conftest import start_neuron
@@ -153,3 +155,8 @@ def test_pull_is_refused_clearly(client: ollama.Client) -> None:
 def test_mock_model_needs_mock(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="exited"):
         start_neuron(tmp_path / "home", "--mock-model", "x:1")
+
+
+def test_mock_text_docstring_examples() -> None:
+    result = doctest.testmod(mock_text, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
