@@ -9,6 +9,11 @@ succeeded, else with an ``{"error": ...}`` line naming the nodes that failed.
 
 Blob uploads are spooled to a temp file and hashed first (a wrong digest is refused before
 any node sees a byte), then pushed to each node that lacks the blob.
+
+A pull, create or copy that succeeded on at least one node is announced as ``model.created``
+and a delete as ``model.deleted``, naming the nodes it succeeded on (through the health
+monitor's ``emit``, so only when the control plane runs an event bus). A streamed answer
+counts as a success only once its last line says ``"status": "success"``.
 """
 
 from __future__ import annotations
@@ -33,14 +38,17 @@ from neurons.errors import (
     NeuronsError,
     NoNodeAvailableError,
 )
+from neurons.events.kinds import MODEL_CREATED, MODEL_DELETED
 from neurons.network.gateway import NODE_HEADER, OVERHEAD_HEADER, Clock, Gateway
 from neurons.network.routing import NodeView
-from neurons.ollama.names import normalize_digest
+from neurons.ollama.names import canonical_name, normalize_digest
 from neurons.ollama.wire import NDJSON, line, read_json, required_model, wants_stream
 
 __all__ = ["ModelOperations"]
 
 _CHUNK = 1 << 20
+_TAIL = 4096  # bytes of a relayed answer kept to read its last line
+Announce = Callable[[list[NodeView]], None]
 
 
 class ModelOperations:
@@ -120,17 +128,21 @@ class ModelOperations:
         except NeuronsError as exc:
             return self._error(exc, clock)
         payload = await request.body()
+        announce = self._announcer(path, body)
         if len(nodes) == 1:
-            return await self._forward(nodes[0], method, path, payload, clock)
+            return await self._forward(nodes[0], method, path, payload, clock, announce)
         if streams and wants_stream(body):
             headers = {OVERHEAD_HEADER: clock.overhead_ms()}
             return StreamingResponse(
-                self._merged(nodes, method, path, payload), headers=headers, media_type=NDJSON
+                self._merged(nodes, method, path, payload, announce),
+                headers=headers,
+                media_type=NDJSON,
             )
         results = await clock.wait(
             asyncio.gather(*(self._call(n, method, path, payload) for n in nodes))
         )
         self.monitor.note_inventory_changed()
+        announce([n for n, (_, msg) in zip(nodes, results, strict=True) if not msg])
         failed = [(n, status, msg) for n, (status, msg) in zip(nodes, results, strict=True) if msg]
         if failed:
             status = failed[0][1]
@@ -141,7 +153,13 @@ class ModelOperations:
         return Response(status_code=200, headers={OVERHEAD_HEADER: clock.overhead_ms()})
 
     async def _forward(
-        self, node: NodeView, method: str, path: str, payload: bytes, clock: Clock
+        self,
+        node: NodeView,
+        method: str,
+        path: str,
+        payload: bytes,
+        clock: Clock,
+        announce: Announce | None = None,
     ) -> Response:
         request = self.http.build_request(method, node.url + path, content=payload)
         try:
@@ -152,11 +170,16 @@ class ModelOperations:
         headers = {NODE_HEADER: node.name, OVERHEAD_HEADER: clock.overhead_ms()}
 
         async def relay() -> AsyncIterator[bytes]:
+            tail = b""
             try:
                 async for chunk in response.aiter_raw():
+                    tail = (tail + chunk)[-_TAIL:]
                     yield chunk
             except httpx.HTTPError as exc:
                 yield b"\n" + line({"error": f"{node.name} stopped mid-stream: {exc}"})
+            else:
+                if announce is not None and _succeeded(path, response.status_code, tail):
+                    announce([node])
             finally:
                 await response.aclose()
                 self.monitor.note_inventory_changed()
@@ -185,7 +208,7 @@ class ModelOperations:
         return response.status_code, None
 
     async def _merged(
-        self, nodes: list[NodeView], method: str, path: str, payload: bytes
+        self, nodes: list[NodeView], method: str, path: str, payload: bytes, announce: Announce
     ) -> AsyncIterator[bytes]:
         """Every node's progress lines as they come, tagged with the node's name."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -225,10 +248,30 @@ class ModelOperations:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.monitor.note_inventory_changed()
+        announce([n for n in nodes if n.name not in errors])
         if errors:
             yield line({"error": "; ".join(f"{name}: {msg}" for name, msg in errors.items())})
         else:
             yield line({"status": "success"})
+
+    def _announcer(self, path: str, body: dict[str, Any]) -> Announce:
+        """What to announce once the operation succeeded on some nodes (nothing for push)."""
+
+        def announce(nodes: list[NodeView]) -> None:
+            names = [n.name for n in nodes]
+            if not names:
+                return
+            if path == "/api/delete":
+                self.monitor.emit(MODEL_DELETED, _model(body, "model", "name"), nodes=names)
+            elif path == "/api/copy":
+                self.monitor.emit(MODEL_CREATED, _model(body, "destination"), operation="copy",
+                                  source=_model(body, "source"), nodes=names)  # fmt: skip
+            elif path in ("/api/pull", "/api/create"):
+                operation = path.rsplit("/", 1)[-1]
+                model = _model(body, "model", "name")
+                self.monitor.emit(MODEL_CREATED, model, operation=operation, nodes=names)
+
+        return announce
 
     # -- blobs ------------------------------------------------------------------------------
 
@@ -282,3 +325,27 @@ class ModelOperations:
 
     def _error(self, exc: NeuronsError, clock: Clock) -> Response:
         return self.gateway.error_response(exc, clock)
+
+
+def _model(body: dict[str, Any], *fields: str) -> str:
+    """The model a request names in the first of ``fields`` it has, as nodes list it."""
+    for field in fields:
+        value = body.get(field)
+        if isinstance(value, str) and value:
+            return canonical_name(value)
+    return ""
+
+
+def _succeeded(path: str, status: int, tail: bytes) -> bool:
+    """Whether a relayed answer says the operation succeeded: 200, and for the streaming
+    operations a last line ``{"status": "success"}`` (a failure ends with an error line)."""
+    if status != 200:
+        return False
+    if path in ("/api/copy", "/api/delete"):
+        return True
+    last = tail.rstrip().rsplit(b"\n", 1)[-1]
+    try:
+        final = json.loads(last)
+    except ValueError:
+        return False
+    return isinstance(final, dict) and final.get("status") == "success" and not final.get("error")

@@ -9,6 +9,11 @@ entry (embedded neurons, recent Ollama); an older Ollama lists it only in ``/api
 which is read once per model digest and cached. The gateway reports what real requests saw
 (passive detection), which feeds the breakers between probes.
 
+With a ``publish`` callable (the control plane's event bus) the monitor announces a node
+coming up (``node.up``), going offline (``node.down``) and its breaker moving
+(``node.breaker``); :meth:`HealthMonitor.emit` is also how the model operations and sync
+announce theirs. Without one (the CLI, tests) nothing is announced.
+
 Everything here runs on one event loop; views are mutated only from it.
 """
 
@@ -20,13 +25,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from neurons.auth.node_tokens import NodeTokens
 from neurons.auth.sealing import Sealer
 from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
+from neurons.events.kinds import NODE_BREAKER, NODE_DOWN, NODE_UP
 from neurons.network.routing import NodeView
 from neurons.network.states import (
     BreakerState,
@@ -38,6 +44,9 @@ from neurons.network.states import (
 from neurons.network.versions import PS, supports
 from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
+
+if TYPE_CHECKING:
+    from neurons.events.bus import Publish
 
 __all__ = ["PROBE_TIMEOUT_S", "HealthMonitor"]
 
@@ -59,8 +68,12 @@ class HealthMonitor:
         breaker_cooldown_s: float = 10.0,
         tokens: NodeTokens | None = None,
         sealer: Sealer | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.store = store
+        # Where the network's events go (the event bus's publish); None announces nothing.
+        # Called on the event loop: the bus hands each event to its writer, never blocking.
+        self.publish = publish
         self.http = http
         # The nodes' tokens, unsealed from the registry; the shared httpx client sends them
         # when it is built on this object (node_http_client), the gateway's aiohttp path asks.
@@ -125,7 +138,7 @@ class HealthMonitor:
 
     def _new_view(self, record: NodeRecord) -> NodeView:
         state = NodeState.DRAINING if record.status == NodeState.DRAINING else NodeState.UNKNOWN
-        return NodeView(
+        view = NodeView(
             id=record.id,
             name=record.name,
             url=record.url.rstrip("/"),
@@ -136,6 +149,23 @@ class HealthMonitor:
             breaker=CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
             slots=_label_slots(record.labels) or 1,
         )
+
+        def breaker_moved(old: BreakerState, new: BreakerState) -> None:
+            self.emit(NODE_BREAKER, view.name, node_id=view.id, state=str(new),
+                      error=view.last_error, **{"from": str(old)})  # fmt: skip
+
+        view.breaker.on_change = breaker_moved
+        return view
+
+    def emit(self, kind: str, subject: str, **payload: Any) -> None:
+        """Announce an event through ``publish``, if there is one; never raises (an event
+        is not worth a failed probe or request). Payloads hold public fields only."""
+        if self.publish is None:
+            return
+        try:
+            self.publish(kind, subject, **payload)
+        except Exception:
+            log.exception("announcing %s %s failed", kind, subject)
 
     def ordered(self) -> list[NodeView]:
         """All views, most preferred first (priority, then name), as the store lists them."""
@@ -295,6 +325,8 @@ class HealthMonitor:
     ) -> None:
         new = next_node_state(view.state, event)
         old, view.state = view.state, new
+        if new != old:
+            self._announce(view, old, new, event, detail)
         try:
             if new != old:
                 log.info("node %s: %s -> %s (%s)", view.name, old, new, event)
@@ -308,6 +340,25 @@ class HealthMonitor:
                 await asyncio.to_thread(self.store.nodes.set_status, view.id, str(new), seen)
         except NeuronsError as exc:  # removed from the registry meanwhile
             log.debug("could not record %s for %s: %s", event, view.name, exc)
+
+    def _announce(
+        self,
+        view: NodeView,
+        old: NodeState,
+        new: NodeState,
+        event: NodeEvent,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        """node.up when a node starts taking requests again, node.down when it goes offline;
+        the moves in between (degraded, draining, resumed) are in the node's own events."""
+        if new.routable and not old.routable:
+            kind = NODE_UP
+        elif new is NodeState.OFFLINE:
+            kind = NODE_DOWN
+        else:
+            return
+        fields = {"from": str(old), "to": str(new), "event": str(event), **(detail or {})}
+        self.emit(kind, view.name, node_id=view.id, url=view.url, **fields)
 
     async def drain(self, name_or_id: str, drain: bool = True) -> NodeView:
         """Take a node out of routing (it keeps its models and finishes open requests), or

@@ -153,7 +153,9 @@ class NetworkManager:
         progress: Callable[[SyncProgress], None] | None = None,
     ) -> SyncReport:
         """Copy models so every declared placement (or just ``model``'s) holds."""
-        report = await synchronize(self.store, self.http, model=model, progress=progress)
+        report = await synchronize(
+            self.store, self.http, model=model, progress=progress, publish=self.monitor.publish
+        )
         self.monitor.note_inventory_changed()
         return report
 

@@ -121,12 +121,16 @@ class CircuitBreaker:
         failure_threshold: int = 3,
         cooldown_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[BreakerState, BreakerState], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be at least 1")
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
         self._clock = clock
+        # Told (old, new) on every move; the open -> half_open move happens when the state
+        # is next read after the cooldown, so that is when it is told.
+        self.on_change = on_change
         self._state = BreakerState.CLOSED
         self.failures = 0
         self.opened_at: float | None = None
@@ -141,7 +145,9 @@ class CircuitBreaker:
             self.opened_at = None
         if new is not BreakerState.HALF_OPEN:
             self._trial_in_flight = False
-        self._state = new
+        old, self._state = self._state, new
+        if new is not old and self.on_change is not None:
+            self.on_change(old, new)
 
     @property
     def state(self) -> BreakerState:

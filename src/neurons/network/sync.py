@@ -30,7 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -43,12 +43,16 @@ from neurons.errors import (
     NodeError,
     SyncError,
 )
+from neurons.events.kinds import MODEL_SYNCED
 from neurons.modelfile.parser import Modelfile, parse
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, coerce_parameter
 from neurons.network.routing import NodeView
 from neurons.network.states import NodeState
 from neurons.ollama.names import canonical_name, digest_to_filename, normalize_digest
 from neurons.store import NodeRecord, Placement, Store
+
+if TYPE_CHECKING:
+    from neurons.events.bus import Publish
 
 __all__ = [
     "CopyResult",
@@ -498,6 +502,17 @@ async def _inventory(record: NodeRecord, http: httpx.AsyncClient) -> NodeInvento
     return NodeInventory(record, frozenset(names))
 
 
+def _announce(publish: Publish | None, copied: CopyResult) -> None:
+    if publish is None:
+        return
+    try:
+        publish(MODEL_SYNCED, copied.model, source=copied.source, target=copied.target,
+                blobs_copied=len(copied.copied), bytes_copied=copied.bytes_copied,
+                seconds=round(copied.seconds, 3))  # fmt: skip
+    except Exception:  # an announcement is not worth a failed sync
+        log.exception("announcing the copy of %s failed", copied.model)
+
+
 def node_models_dir(node: NodeRecord | NodeView) -> Path | None:
     """Where a node that cannot serve blobs keeps its models, as this machine sees it (its
     ``models_dir`` label)."""
@@ -511,12 +526,14 @@ async def synchronize(
     *,
     model: str | None = None,
     progress: ProgressCallback | None = None,
+    publish: Publish | None = None,
 ) -> SyncReport:
     """Make the nodes hold what the placements in ``store`` ask for (or only ``model``'s).
 
     Nodes not marked offline are asked for their models; one that does not answer is left out
     and reported. Copies run one after another; a failed copy is reported and the others go
-    on. Raises :class:`ModelNotFoundError` when ``model`` has no placement.
+    on; each finished copy is announced through ``publish`` (``model.synced``). Raises
+    :class:`ModelNotFoundError` when ``model`` has no placement.
     """
     started = time.monotonic()
     placements = [store.placements.get(model)] if model else store.placements.list()
@@ -537,17 +554,18 @@ async def synchronize(
         source, target = transfer.source, transfer.target
         log.info("sync: copying %s from %s to %s", transfer.model, source.name, target.name)
         try:
-            done.append(
-                await copy_model(
-                    NodeClient(source.url, name=source.name, client=http),
-                    NodeClient(target.url, name=target.name, client=http),
-                    transfer.model,
-                    progress=progress,
-                    source_models_dir=node_models_dir(source),
-                )
+            copied = await copy_model(
+                NodeClient(source.url, name=source.name, client=http),
+                NodeClient(target.url, name=target.name, client=http),
+                transfer.model,
+                progress=progress,
+                source_models_dir=node_models_dir(source),
             )
         except NeuronsError as exc:
             problems.append(
                 f"{transfer.model}: copy from {source.name} to {target.name} failed: {exc}"
             )
+            continue
+        done.append(copied)
+        _announce(publish, copied)
     return SyncReport(done, planned.in_place, problems, time.monotonic() - started)

@@ -40,6 +40,7 @@ from neurons.errors import (
     SnapshotNotFoundError,
     StoreError,
 )
+from neurons.events.kinds import SNAPSHOT_SAVED
 from neurons.persistence.components import COMPONENTS, Component
 from neurons.persistence.diff import diff_entries
 from neurons.persistence.files import fsync_dir, sha256_of, write_durably
@@ -47,6 +48,7 @@ from neurons.store.snapshots import SnapshotFile, SnapshotRecord
 
 if TYPE_CHECKING:
     from neurons.config import Settings
+    from neurons.events.bus import Publish
     from neurons.store import Store
 
 __all__ = ["FORMAT", "PersistenceService", "Problem"]
@@ -82,9 +84,12 @@ class PersistenceService:
         store: Store,
         settings: Settings,
         components: Sequence[Component] = COMPONENTS,
+        *,
+        publish: Publish | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.publish = publish  # announces each committed version (snapshot.saved)
         self.root = settings.resolved_snapshot_path
         self.components = {c.name: c for c in components}
         self._save_lock = threading.Lock()  # one save at a time in this process
@@ -125,11 +130,23 @@ class PersistenceService:
                     return None
             record = self._write(reason, files, meta)
         log.info("state snapshot v%d saved (%s)", record.version, reason)
+        self._announce(record)
         try:
             self.prune()
         except (NeuronsError, OSError):
             log.warning("pruning state snapshots after v%d failed", record.version, exc_info=True)
         return record
+
+    def _announce(self, record: SnapshotRecord) -> None:
+        """Tell the event bus a version is committed: its number, reason and size only."""
+        if self.publish is None:
+            return
+        try:
+            self.publish(SNAPSHOT_SAVED, f"v{record.version}", version=record.version,
+                         reason=record.reason, files=len(record.components),
+                         bytes=sum(f.bytes for f in record.components.values()))  # fmt: skip
+        except Exception:  # the version is saved; a lost announcement must not fail it
+            log.exception("announcing state snapshot v%d failed", record.version)
 
     def _write(
         self, reason: str, files: dict[str, bytes], meta: dict[str, SnapshotFile]
