@@ -54,7 +54,8 @@ def test_backlog_then_live_events_in_order_without_gaps_or_repeats(store: Store)
         for i in range(10):  # and from the loop, handed to the writer thread
             bus.publish("test.loop", "loop", n=i)
             await asyncio.sleep(0)
-        await asyncio.to_thread(lambda: [t.join() for t in threads])
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
         return await consumer
 
     events = asyncio.run(scenario())

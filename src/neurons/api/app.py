@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from neurons import __version__
 from neurons.api import (
     routes_auth,
+    routes_events,
     routes_finetune,
     routes_learning,
     routes_library,
@@ -41,6 +42,7 @@ from neurons.auth.sealing import Sealer
 from neurons.auth.service import AuthService
 from neurons.config import Settings
 from neurons.errors import ConfigError, NeuronsError
+from neurons.events import EventBus
 from neurons.finetune.service import FineTuningService
 from neurons.learning.service import LearningService
 from neurons.library.service import LibraryService
@@ -101,6 +103,9 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             log.info("joined the real Ollama at %s", settings.ollama_base_url)
         plugins = default_host()
         network = NetworkManager(store, settings, http, tokens)
+        events = EventBus(store)  # /api/ai/events; services get events.publish (issue 20)
+        app.state.events = events
+        network.monitor.publish = events.publish  # node up/down, breakers, models, sync
         bounds = Bounds.from_settings(settings)
         gateway = Gateway(
             network.monitor,
@@ -129,7 +134,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
         optimization.start_supervisor()  # resumes sessions a previous process left running
         fine_tuning.start_supervisor()  # and jobs, from their checkpoints
         await learning.resume_interrupted()  # and learning runs, likewise
-        persistence = PersistenceService(store, settings)
+        persistence = PersistenceService(store, settings, publish=events.publish)
         app.state.persistence = persistence
         persistence.start()  # a state snapshot every snapshot_interval_s, and at shutdown
         try:
@@ -143,6 +148,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
             await session.close()
             await http.aclose()
             await persistence.aclose()  # last: the snapshot holds what the others left
+            await asyncio.to_thread(events.close)  # stores the events still handed over
             store.close()
 
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
@@ -178,6 +184,7 @@ def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
     app.include_router(routes_finetune.router)
     app.include_router(routes_learning.router)
     app.include_router(routes_state.router)
+    app.include_router(routes_events.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:

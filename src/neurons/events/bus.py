@@ -40,7 +40,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -197,7 +197,7 @@ class EventBus:
 
     async def subscribe(
         self, after: int = 0, kinds: AbstractSet[str] | None = None
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """The events after ``after`` (only ``kinds``' when given), in id order, backlog
         first, then live, until the caller stops iterating or the bus is closed."""
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
