@@ -7,6 +7,7 @@ status codes.
 
     NeuronsError
     ├── ConfigError                    invalid settings                       500
+    ├── ComponentError                 a system component failed to start     500
     ├── StoreError                     database problems                      500
     │   └── MigrationError              a migration failed or is unknown       500
     ├── InvalidRequestError            bad input from a caller                400
@@ -37,7 +38,8 @@ status codes.
     │   ├── JobNotFoundError           no fine-tuning job with that id        404
     │   ├── LearningRunNotFoundError   no learning run with that id           404
     │   ├── KeyNotFoundError           no API key with that id, name, prefix  404
-    │   └── SnapshotNotFoundError      no state snapshot version or component 404
+    │   ├── SnapshotNotFoundError      no state snapshot version or component 404
+    │   └── ComponentNotFoundError     no system component with that name     404
     ├── ServerBusyError                the request queue is full              503
     │   └── NoNodeAvailableError        no healthy node can serve the request  503
     ├── RequestCancelledError          the client went away                   499
@@ -54,6 +56,8 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "BlobNotFoundError",
+    "ComponentError",
+    "ComponentNotFoundError",
     "ConfigError",
     "DigestMismatchError",
     "EngineError",
@@ -111,6 +115,17 @@ class NeuronsError(Exception):
 
 class ConfigError(NeuronsError):
     error_code = "config_error"
+
+
+class ComponentError(NeuronsError):
+    """A component of the system failed to start; ``component`` names it and the original
+    error is the ``__cause__``."""
+
+    error_code = "component_failed"
+
+    def __init__(self, component: str, message: str) -> None:
+        super().__init__(message)
+        self.component = component
 
 
 class StoreError(NeuronsError):
@@ -271,6 +286,10 @@ class KeyNotFoundError(NotFoundError):
 
 class SnapshotNotFoundError(NotFoundError):
     error_code = "snapshot_not_found"
+
+
+class ComponentNotFoundError(NotFoundError):
+    error_code = "component_not_found"
 
 
 class ServerBusyError(NeuronsError):

@@ -1,12 +1,11 @@
-"""Component lifecycle for ``neurons up``: store → neuron subprocess → default model →
-control plane. Shutdown runs in reverse whatever stopped us (Ctrl-C, SIGTERM, an error)."""
+"""``neurons up``: store → neuron subprocess → default model → control plane. Shutdown runs
+in reverse whatever stopped us (Ctrl-C, SIGTERM, an error)."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 import signal
-from types import FrameType
 
 import httpx
 import typer
@@ -16,14 +15,11 @@ from neurons.api.app import NodeSpec, create_control_plane
 from neurons.config import Settings
 from neurons.errors import NodeError
 from neurons.neuron.process import NeuronProcess
+from neurons.system.signals import stop_on_sigterm
 
-__all__ = ["run_up", "stop_on_sigterm"]
+__all__ = ["run_up"]
 
 log = logging.getLogger(__name__)
-
-
-def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def run_up(settings: Settings) -> None:
