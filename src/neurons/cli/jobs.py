@@ -11,6 +11,7 @@ job and exits 130.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -58,7 +59,9 @@ async def follow_job(
         async for state in follow(read, lambda s: status(s) in FINISHED, interval_s):
             render(state)
             last = state
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # asyncio.run turns the first Ctrl-C into a cancel of its task (CancelledError here)
+        # and raises KeyboardInterrupt once the task has ended: cancel the job either way.
         await cancel()
         raise
     assert last is not None
