@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from neurons.errors import InvalidRequestError
 from neurons.learning.runs import MODES, RunConfig, RunStopped, execute
+from neurons.learning.training import abandoning
 from tests.learning import one_torch_thread  # noqa: F401  (autouse)
 
 # Small and quick: a 16-unit MLP, 10 steps per node per round.
@@ -179,3 +181,28 @@ def test_stop_on_the_last_round_finishes(tmp_path: Path) -> None:
     config = RunConfig(mode="fedavg", **{**QUICK, "rounds": 1})
     summary = execute(config, Recorder(), checkpoint=tmp_path, stop=stop)
     assert "test_accuracy" in summary and (tmp_path / "state.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["fedmedian", "centralized", "distill"])
+def test_abandon_drops_the_round_in_progress_and_keeps_the_last_checkpoint(
+    tmp_path: Path, mode: str
+) -> None:
+    """A cancelled run stops within a training step (every mode trains through the same
+    loop), not at the end of its round; resuming redoes that round from the checkpoint."""
+    config = RunConfig(mode=mode, **QUICK)
+    whole = execute(config, Recorder(), checkpoint=tmp_path / "whole")
+    first, steps = Recorder(), itertools.count()
+
+    def abandon() -> bool:  # five steps into round 2
+        return bool(first.of("round")) and next(steps) >= 5
+
+    with pytest.raises(RunStopped, match="dropped"):
+        execute(config, first, checkpoint=tmp_path / "cut", abandon=abandon)
+    assert next(steps) == 6  # asked once per step: it stopped at the first True
+    assert abandoning.get() is None  # this thread's trainings are not abandoned any more
+    assert [r["round"] for r in first.of("round")] == [1]
+    state = json.loads((tmp_path / "cut" / "state.json").read_text(encoding="utf-8"))
+    assert state["round"] == 1
+    second = Recorder()
+    assert execute(config, second, checkpoint=tmp_path / "cut") == whole
+    assert [r["round"] for r in second.of("round")] == [2, 3]

@@ -14,7 +14,9 @@ Modes, all on the same dataset split and node partitions:
   against its best member, with a cross-node validation matrix.
 
 Every round ends with one ``round`` event (test and validation accuracy) and a checkpoint;
-``execute`` resumes from the latest checkpoint when one exists.
+``execute`` resumes from the latest checkpoint when one exists. A ``stop`` set meanwhile ends
+the run after the round's checkpoint; ``abandon`` answering True drops the round in progress
+at the next local training step (its work is lost, the previous checkpoint stays).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from neurons.errors import InvalidRequestError
+from neurons.jobs import JobStopped
 from neurons.learning.choices import FEDERATED_MODES, MODES, checked_fields
 from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
 from neurons.learning.federated import (
@@ -41,14 +44,20 @@ from neurons.learning.federated import (
 from neurons.learning.flower_app import LocalGrid
 from neurons.learning.models import MODEL_TYPES, ModelSpec, build_model, get_arrays, set_arrays
 from neurons.learning.node import NodeConfig
-from neurons.learning.training import LocalTraining, accuracy, train_local
+from neurons.learning.training import (
+    LocalTraining,
+    TrainingAbandoned,
+    abandoning,
+    accuracy,
+    train_local,
+)
 
 __all__ = ["MODES", "RunConfig", "RunStopped", "execute"]
 
 Emit = Callable[[str, dict[str, Any]], None]
 
 
-class RunStopped(Exception):
+class RunStopped(JobStopped):
     """Raised inside a run when its stop event is set; the last checkpoint stays."""
 
 
@@ -171,16 +180,24 @@ def execute(
     *,
     checkpoint: Path | None = None,
     stop: threading.Event | None = None,
+    abandon: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run ``config`` to the end (or resume it) and return the final summary."""
+    """Run ``config`` to the end (or resume it) and return the final summary (see the module
+    docstring for ``stop`` and ``abandon``)."""
     dataset = load_dataset(config.dataset, config.seed)
     saved = _Checkpoint(checkpoint)
     stopper = stop or threading.Event()
-    if config.mode in FEDERATED_MODES:
-        return _federated(config, dataset, emit, saved, stopper)
-    if config.mode == "centralized":
-        return _centralized(config, dataset, emit, saved, stopper)
-    return asyncio.run(_nodes(config, dataset, emit, saved, stopper))
+    token = abandoning.set(abandon)
+    try:
+        if config.mode in FEDERATED_MODES:
+            return _federated(config, dataset, emit, saved, stopper)
+        if config.mode == "centralized":
+            return _centralized(config, dataset, emit, saved, stopper)
+        return asyncio.run(_nodes(config, dataset, emit, saved, stopper))
+    except TrainingAbandoned as exc:
+        raise RunStopped("the round in progress was dropped") from exc
+    finally:
+        abandoning.reset(token)
 
 
 def _federated(

@@ -9,10 +9,15 @@ the teacher. The T² keeps the soft term's gradients the same size whatever T is
 example has no label, only the soft term applies.
 
 FedProx adds ``μ/2 · ‖w − w_global‖²`` to every local step (Flower's FedProx only sends μ).
+
+A run that is cancelled drops the round in progress: every step asks :data:`abandoning`,
+so a long round (a transformer's, thousands of steps) stops within one step, not at its end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,11 +29,23 @@ from neurons.learning.data import LearningData
 
 __all__ = [
     "LocalTraining",
+    "TrainingAbandoned",
+    "abandoning",
     "accuracy",
     "distillation_loss",
     "logits_of",
     "train_local",
 ]
+
+
+class TrainingAbandoned(Exception):
+    """Raised by a training step once :data:`abandoning` says the round is to be dropped."""
+
+
+# A context variable, not an argument: local training is reached through Flower's ClientApp
+# and the nodes' worker threads, which carry no argument from the run down to this loop, but
+# do copy the context (``asyncio.to_thread``, ``asyncio.run``'s tasks, a direct call).
+abandoning: ContextVar[Callable[[], bool] | None] = ContextVar("abandoning", default=None)
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,10 @@ def _loop(
     total, batch = 0.0, min(config.batch_size, len(data))
     order = torch.randperm(len(data), generator=generator)
     cursor = 0
+    abandon = abandoning.get()
     for _ in range(config.steps):
+        if abandon is not None and abandon():
+            raise TrainingAbandoned("the round was dropped")
         if cursor + batch > len(order):
             order, cursor = torch.randperm(len(data), generator=generator), 0
         idx = order[cursor : cursor + batch]
