@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         description="A running fine-tuning job whose control plane has not written for this "
         "long is taken over (resumed from its checkpoint) by another control plane.",
     )
+    learning_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running learning run whose process (a control plane or `neurons learn "
+        "run`) has not renewed its lease for this long is resumed from its checkpoint by a "
+        "control plane.",
+    )
 
     # Seed 003's persistence system: versioned snapshots of the durable state.
     snapshot_interval_s: float = Field(

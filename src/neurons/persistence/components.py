@@ -175,7 +175,7 @@ class LearningRuns(Component):
     key = "run_id"
 
     def collect(self, store: Store, settings: Settings) -> Any:
-        # The folder LearningService.run_dir gives a run (not imported: it pulls in torch).
+        # The folder LearningKind.run_dir gives a run (not imported: it pulls in torch).
         runs = settings.learning_path / "runs"
         return [
             {

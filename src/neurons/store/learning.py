@@ -2,8 +2,10 @@
 
 A run row holds the validated RunConfig (JSON), its status, the round reached and the latest
 round's summary. Events (rounds, model updates, teaching, pairings) are appended in order and
-read back by id, so a client can page through them with ``after``. Which status moves are
-allowed is decided by :mod:`neurons.lifecycle`'s table, shared by every kind of job.
+read back by id, so a client can page through them with ``after``. The status and lease
+columns (migration ``m012``) are written only by the jobs runtime's
+:class:`~neurons.jobs.LeaseTable`; a round's progress goes with the lease's renewal
+(:func:`round_values`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from neurons.store.engine import (
 )
 from neurons.store.ids import row_id
 
-__all__ = ["LearningEvent", "LearningRunRecord", "LearningRunRepository"]
+__all__ = [
+    "LearningEvent",
+    "LearningRunRecord",
+    "LearningRunRepository",
+    "round_values",
+    "runs_table",
+]
 
 _metadata = MetaData()
 runs_table = Table(
@@ -78,6 +86,9 @@ class LearningRunRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    runner: str | None  # the lease: ``host:pid:nonce`` of the process training it
+    heartbeat_at: datetime | None
+    attempts: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +105,9 @@ class LearningRunRecord:
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "runner": self.runner,
+            "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
+            "attempts": self.attempts,
         }
 
 
@@ -138,7 +152,18 @@ def _record(row: Row[Any]) -> LearningRunRecord:
         created_at=from_db_time(row.created_at),
         started_at=from_db_time(row.started_at) if row.started_at else None,
         finished_at=from_db_time(row.finished_at) if row.finished_at else None,
+        runner=row.runner,
+        heartbeat_at=from_db_time(row.heartbeat_at) if row.heartbeat_at else None,
+        attempts=row.attempts,
     )
+
+
+def round_values(round_done: int, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns a finished round sets: the round reached and its summary."""
+    return {
+        "current_round": round_done,
+        "result": json.dumps(dict(summary), sort_keys=True, default=float),
+    }
 
 
 class LearningRunRepository:
@@ -179,38 +204,6 @@ class LearningRunRepository:
             query = query.where(runs_table.c.status == status)
         with read_connection(self._engine) as conn:
             return [_record(row) for row in conn.execute(query)]
-
-    def set_status(
-        self, run_id: str | int, expected: str, status: str, *, error: str | None = None
-    ) -> bool:
-        """Compare-and-set: move from ``expected`` to ``status``; False if it had moved."""
-        key = _key(run_id)
-        now = to_db_time(utc_now())
-        values: dict[str, Any] = {"status": status, "updated_at": now, "error": error}
-        if status == "running":
-            values["started_at"] = now
-            values["finished_at"] = None
-        elif status in ("completed", "failed", "cancelled"):
-            values["finished_at"] = now
-        with write_transaction(self._engine) as conn:
-            result = conn.execute(
-                runs_table.update()
-                .where(runs_table.c.id == key, runs_table.c.status == expected)
-                .values(**values)
-            )
-        return result.rowcount == 1
-
-    def record_round(self, run_id: str | int, round_done: int, summary: Mapping[str, Any]) -> None:
-        with write_transaction(self._engine) as conn:
-            conn.execute(
-                runs_table.update()
-                .where(runs_table.c.id == _key(run_id))
-                .values(
-                    current_round=round_done,
-                    result=json.dumps(dict(summary), sort_keys=True, default=float),
-                    updated_at=to_db_time(utc_now()),
-                )
-            )
 
     def add_event(self, run_id: str | int, kind: str, payload: Mapping[str, Any]) -> None:
         data = dict(payload)
