@@ -2,13 +2,17 @@
 
 ``run`` stores a run and trains it here, in this process, with a progress bar and a final
 table, through the same :class:`~neurons.learning.service.LearningService` as the REST API;
-Ctrl-C cancels it after the current round (``neurons learn start RUN`` resumes it from its
-checkpoint) and exits 130. ``status``, ``ls`` and ``cancel`` work on any stored run.
+``start RUN`` does the same for a stored run (a cancelled or failed one resumes from its
+checkpoint). While it trains, this process holds the run's lease: a control plane started
+meanwhile does not train it a second time, and ``neurons learn cancel RUN`` from another
+shell stops it within a second or so. Ctrl-C cancels it too; either way the command exits
+130. ``status``, ``ls`` and ``cancel`` work on any stored run. Refusals are reported as
+every job command reports them (:mod:`neurons.cli.jobs`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -19,11 +23,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_store
-from neurons.errors import NeuronsError
+from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
+from neurons.errors import LearningStateError, NeuronsError
 from neurons.learning.choices import MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
 
 if TYPE_CHECKING:
+    from neurons.learning.runs import RunConfig
     from neurons.learning.service import LearningService
 
 __all__ = ["learn_app"]
@@ -34,30 +40,13 @@ learn_app = typer.Typer(
 )
 RunArg = Annotated[str, typer.Argument(help="Run id (see `neurons learn ls`).")]
 T = TypeVar("T")
-POLL_S = 0.3
-
-
-def _with_service(call: Callable[[LearningService], Awaitable[T]]) -> T:
-    from neurons.learning.service import LearningService
-
-    return run_with_store(LearningService, call)
-
-
-def _fail(exc: NeuronsError, as_json: bool) -> typer.Exit:
-    if as_json:
-        emit({"error": exc.message, "error_code": exc.error_code}, success=False)
-    else:
-        typer.echo(f"error: {exc.message}", err=True)
-    return typer.Exit(1)
 
 
 def _answer(call: Callable[[LearningService], Awaitable[T]], as_json: bool) -> T:
-    """``call``'s answer; a refusal (unknown run, a move its status forbids) exits 1 with the
-    error, as JSON under ``--json``."""
-    try:
-        return _with_service(call)
-    except NeuronsError as exc:
-        raise _fail(exc, as_json) from exc
+    """``call``'s answer over a service on the state directory; a refusal exits 1."""
+    from neurons.learning.service import LearningService
+
+    return refusals_exit(lambda: run_with_store(LearningService, call), as_json)
 
 
 def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
@@ -103,23 +92,14 @@ def run(
             seed=seed,
         )
     except NeuronsError as exc:
-        raise _fail(exc, as_json) from exc
-
-    async def go(service: LearningService) -> dict[str, Any]:
-        record = await service.create(config)
-        return await _follow(service, record.run_id, as_json, start=True)
-
-    _finish(_with_service(go), as_json)
+        raise fail(exc, as_json) from exc
+    _train(as_json, config=config)
 
 
 @learn_app.command("start")
 def start(run_id: RunArg, as_json: JsonFlag = False) -> None:
-    """Resume a cancelled or failed run from its checkpoint, here."""
-
-    async def go(service: LearningService) -> dict[str, Any]:
-        return await _follow(service, run_id, as_json, start=True)
-
-    _finish(_with_service(go), as_json)
+    """Train a stored run here (a cancelled or failed one resumes from its checkpoint)."""
+    _train(as_json, run_id=run_id)
 
 
 @learn_app.command("status")
@@ -160,7 +140,8 @@ def ls(
 
 @learn_app.command("cancel")
 def cancel(run_id: RunArg, as_json: JsonFlag = False) -> None:
-    """Cancel a pending run (a run training in another process stops at its next round)."""
+    """Cancel a run: pending, or training here or in any other process (it stops within a
+    second or so, its latest checkpoint kept)."""
     record = _answer(lambda service: service.cancel(run_id), as_json)
     if as_json:
         emit({"run": record.to_dict()})
@@ -168,12 +149,36 @@ def cancel(run_id: RunArg, as_json: JsonFlag = False) -> None:
         typer.echo(f"run {record.run_id}: {record.status}")
 
 
-async def _follow(
-    service: LearningService, run_id: str, as_json: bool, *, start: bool
-) -> dict[str, Any]:
-    if start:
-        await service.start(run_id)
-    total = (await service.status(run_id))["total_rounds"]
+def _train(as_json: bool, *, config: RunConfig | None = None, run_id: str = "") -> None:
+    """Store ``config`` as a new run (or take the stored ``run_id``), train it here and
+    follow it to its end; exit as its status says."""
+    ids = [run_id] if run_id else []
+
+    async def go(service: LearningService) -> dict[str, Any]:
+        if config is not None:
+            ids.append((await service.create(config)).run_id)
+        await service.start(ids[0])
+        return await _follow(service, ids[0], as_json)
+
+    try:
+        state = _answer(go, as_json)
+    except KeyboardInterrupt:  # Ctrl-C: the run was cancelled, at its latest checkpoint
+        if ids:
+            typer.echo(
+                f"\ninterrupted: run {ids[0]} cancelled; resume it with "
+                f"`neurons learn start {ids[0]}`",
+                err=True,
+            )
+        raise typer.Exit(INTERRUPTED) from None
+    if as_json:
+        emit({"run": state}, success=state["status"] == "completed")
+    else:
+        _print_run(state)
+    exit_for(state["status"])
+
+
+async def _follow(service: LearningService, run_id: str, as_json: bool) -> dict[str, Any]:
+    state = await service.status(run_id)
     progress = Progress(
         TextColumn("[bold]run {task.fields[run]}[/] {task.fields[mode]}"),
         BarColumn(),
@@ -182,34 +187,23 @@ async def _follow(
         TimeElapsedColumn(),
         disable=as_json,
     )
-    try:
-        with progress:
-            state = await service.status(run_id)
-            task = progress.add_task(
-                "learn", total=total, run=run_id, mode=state["mode"], metric=""
-            )
-            while True:
-                state = await service.status(run_id)
-                accuracy = state["result"].get("test_accuracy")
-                metric = "" if accuracy is None else f"test acc {accuracy:.4f}"
-                progress.update(task, completed=state["current_round"], metric=metric)
-                if state["status"] != "running":
-                    return state
-                await asyncio.sleep(POLL_S)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        await service.cancel(run_id)
-        raise
+    bar = progress.add_task(
+        "learn", total=state["total_rounds"], run=run_id, mode=state["mode"], metric=""
+    )
 
+    def render(state: dict[str, Any]) -> None:
+        accuracy = state["result"].get("test_accuracy")
+        metric = "" if accuracy is None else f"test acc {accuracy:.4f}"
+        progress.update(bar, completed=state["current_round"], metric=metric)
 
-def _finish(state: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        emit({"run": state}, success=state["status"] == "completed")
-    else:
-        _print_run(state)
-    if state["status"] == "cancelled":
-        raise typer.Exit(INTERRUPTED)
-    if state["status"] != "completed":
-        raise typer.Exit(1)
+    async def cancel() -> None:
+        with contextlib.suppress(LearningStateError):  # it ended meanwhile
+            await service.cancel(run_id)
+
+    with progress:
+        return await follow_job(
+            lambda: service.status(run_id), lambda s: str(s["status"]), render, cancel
+        )
 
 
 def _print_run(state: dict[str, Any]) -> None:
