@@ -2,20 +2,18 @@
 the network, plugins; errors in the seed's envelope), and the gateway: the Ollama API and the
 OpenAI API routed across the network's nodes (errors as those APIs answer them).
 
-Route handlers are thin: the objects doing the work are built in the lifespan (they need the
-event loop, the store and one pooled HTTP client) and reached through ``app.state``."""
+Route handlers are thin: the objects doing the work are built by the system's components
+(:mod:`neurons.system.components`), which the lifespan starts in dependency order and stops
+in reverse, and reached through ``app.state``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -37,25 +35,14 @@ from neurons.api.body_limit import BodyLimitMiddleware
 from neurons.api.responses import document
 from neurons.api.surfaces import error_response
 from neurons.api.versioning import APIVersionMiddleware
-from neurons.auth.node_tokens import NodeTokens, node_http_client
-from neurons.auth.sealing import Sealer
-from neurons.auth.service import AuthService
 from neurons.config import Settings
-from neurons.errors import ConfigError, NeuronsError
-from neurons.events import EventBus
-from neurons.finetune.service import FineTuningService
-from neurons.learning.service import LearningService
-from neurons.library.service import LibraryService
-from neurons.network.bounds import Bounds
+from neurons.errors import NeuronsError
 from neurons.network.fanout import ModelOperations
-from neurons.network.gateway import Gateway, OverheadHeaderMiddleware, upstream_session
+from neurons.network.gateway import Gateway, OverheadHeaderMiddleware
 from neurons.network.gateway_openai import OpenAIGateway
 from neurons.network.manager import NetworkManager
-from neurons.network.routing import RoutingPolicy
-from neurons.optimize.service import OptimizationService
-from neurons.persistence import PersistenceService
-from neurons.plugins.loader import PluginHost, default_host
-from neurons.store import open_store
+from neurons.system.components import NodeSpec, control_plane_components
+from neurons.system.core import BackendIntegrationSystem, Component
 
 __all__ = ["NodeSpec", "create_control_plane", "envelope"]
 
@@ -64,92 +51,30 @@ log = logging.getLogger(__name__)
 _HTTP_ERROR_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
-@dataclass(frozen=True)
-class NodeSpec:
-    """A node to register at start-up."""
-
-    name: str
-    url: str
-    kind: str  # "embedded" | "ollama"
-    token: str | None = field(default=None, repr=False)  # the node token it requires
-
-
-def create_control_plane(settings: Settings, nodes: list[NodeSpec]) -> FastAPI:
-    """The control plane: management API, Ollama-API gateway and OpenAI-API gateway."""
+def create_control_plane(
+    settings: Settings,
+    nodes: Sequence[NodeSpec],
+    *,
+    neurons: Sequence[Component] = (),
+    mock: bool = False,
+) -> FastAPI:
+    """The control plane: management API, Ollama-API gateway and OpenAI-API gateway.
+    ``neurons`` are components that run nodes of ``nodes`` (``neurons up``'s embedded
+    neuron), started before the network and stopped after it; ``mock`` marks the system as
+    serving simulated neurons."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await asyncio.to_thread(open_store, settings.resolved_database_url)
-        auth = AuthService(store, settings.resolved_master_key)
-        try:
-            auth.check_exposure(settings.host, settings.insecure)
-        except BaseException:
-            store.close()
-            raise
-        auth.start()
-        app.state.auth = auth
-        # Pooled keep-alive connections to the nodes, sending each node its token. No limit on
-        # a whole answer (generations are long), but a node silent for node_timeout_s fails
-        # the call instead of hanging it.
-        tokens = NodeTokens()
-        http = node_http_client(tokens, settings.node_timeout_s)
-        session = upstream_session(settings.node_timeout_s)
-        sealer = Sealer(settings.resolved_secret_key_file)
-        for spec in nodes:
-            sealed = None if spec.token is None else sealer.seal(spec.token)
-            store.nodes.upsert(spec.name, spec.url, spec.kind, token_sealed=sealed)
-        if settings.ollama_base_url and await _answers(http, settings.ollama_base_url):
-            store.nodes.upsert("ollama", settings.ollama_base_url, "ollama")
-            log.info("joined the real Ollama at %s", settings.ollama_base_url)
-        plugins = default_host()
-        network = NetworkManager(store, settings, http, tokens)
-        events = EventBus(store)  # /api/ai/events; services get events.publish (issue 20)
-        app.state.events = events
-        network.monitor.publish = events.publish  # node up/down, breakers, models, sync
-        bounds = Bounds.from_settings(settings)
-        gateway = Gateway(
-            network.monitor,
-            http,
-            session,
-            _routing_policy(plugins, settings.routing_policy),
-            attempts=settings.gateway_attempts,
-            sticky_prefix_chars=settings.sticky_prefix_chars,
-            bounds=bounds,
-        )
-        app.state.store = store
-        app.state.network = network
-        app.state.gateway = gateway
-        app.state.model_ops = ModelOperations(gateway)
-        app.state.openai = OpenAIGateway(gateway, bounds)
-        app.state.plugins = plugins
-        app.state.library = LibraryService(store, settings, http)
-        optimization = OptimizationService(store, settings, network)
-        app.state.optimization = optimization
-        fine_tuning = FineTuningService(store, settings, network)
-        app.state.fine_tuning = fine_tuning
-        learning = LearningService(store, settings)
-        app.state.learning = learning
-        await network.monitor.check_all()
-        network.monitor.start()
-        optimization.start_supervisor()  # resumes sessions a previous process left running
-        fine_tuning.start_supervisor()  # and jobs, from their checkpoints
-        await learning.resume_interrupted()  # and learning runs, likewise
-        persistence = PersistenceService(store, settings, publish=events.publish)
-        app.state.persistence = persistence
-        persistence.start()  # a state snapshot every snapshot_interval_s, and at shutdown
+        # A system per lifespan, so an app can be served again after it stopped.
+        system = BackendIntegrationSystem(mock=mock)
+        app.state.system = system
+        for component in control_plane_components(app.state, settings, nodes, neurons):
+            system.register(component)
+        await system.initialize()  # a failure stops what started and names the component
         try:
             yield
         finally:
-            await learning.aclose()
-            await auth.aclose()
-            await fine_tuning.aclose()
-            await optimization.aclose()
-            await network.aclose()
-            await session.close()
-            await http.aclose()
-            await persistence.aclose()  # last: the snapshot holds what the others left
-            await asyncio.to_thread(events.close)  # stores the events still handed over
-            store.close()
+            await system.shutdown()
 
     app = FastAPI(title="neurons control plane", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -249,20 +174,3 @@ def envelope(message: str, error_code: str, status: int) -> JSONResponse:
         },
         status_code=status,
     )
-
-
-def _routing_policy(plugins: PluginHost, name: str) -> RoutingPolicy:
-    policies = plugins.routing_policies()
-    if name not in policies:
-        raise ConfigError(
-            f"unknown routing policy {name!r}; installed: {', '.join(sorted(policies))}"
-        )
-    return policies[name]()
-
-
-async def _answers(client: httpx.AsyncClient, url: str) -> bool:
-    try:
-        response = await client.get(url.rstrip("/") + "/api/version", timeout=2.0)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200

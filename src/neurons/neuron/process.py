@@ -55,6 +55,14 @@ class NeuronProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 300.0) -> NeuronProcess:
+        """Spawn the neuron and wait until it answers (or fail, naming its log)."""
+        self.spawn()
+        self.wait_ready(timeout)
+        return self
+
+    def spawn(self) -> None:
+        """Start the child without waiting for it. Call it from a thread that outlives the
+        child: Linux sends the parent-death signal when the spawning *thread* exits."""
         command = [
             sys.executable, "-m", "neurons", "serve-node",
             "--host", self.host, "--port", str(self.port), "--home", str(self.home),
@@ -73,8 +81,6 @@ class NeuronProcess:
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         log.close()
-        self.wait_ready(timeout)
-        return self
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

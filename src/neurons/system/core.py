@@ -235,7 +235,8 @@ class BackendIntegrationSystem:
             slot.move(ComponentState.RUNNING)
             slot.started_at = datetime.now(UTC)
             self._started.append(slot)
-            log.info("component %s running (%.2fs)", component.name, slot.timings["start_s"])
+            log.debug("component %s running (%.2fs)", component.name, slot.timings["start_s"])
+        log.info("%d components running: %s", len(order), " → ".join(c.name for c in order))
 
     async def shutdown(self, deadline_s: float | None = None) -> None:
         """Stop the running components, last started first. Each stop may take at most
@@ -263,7 +264,7 @@ class BackendIntegrationSystem:
             log.exception("component %s failed to stop; going on with the others", name)
         else:
             slot.move(ComponentState.STOPPED)
-            log.info("component %s stopped", name)
+            log.debug("component %s stopped", name)
         slot.timings["stop_s"] = round(time.perf_counter() - began, 3)
         slot.stopped_at = datetime.now(UTC)
 

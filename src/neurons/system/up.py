@@ -1,20 +1,23 @@
-"""``neurons up``: store → neuron subprocess → default model → control plane. Shutdown runs
-in reverse whatever stopped us (Ctrl-C, SIGTERM, an error)."""
+"""``neurons up``: the control plane's components with an embedded neuron among them, served
+by uvicorn. The components start in dependency order (store, ..., the neuron and its model,
+the network, ..., the job services) before the port opens, and stop in reverse after it
+closes, whatever stopped us (Ctrl-C, SIGTERM, an error)."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 import signal
+import socket
+from collections.abc import Callable
+from types import FrameType
 
-import httpx
 import typer
 import uvicorn
+from fastapi import FastAPI
 
-from neurons.api.app import NodeSpec, create_control_plane
 from neurons.config import Settings
-from neurons.errors import NodeError
-from neurons.neuron.process import NeuronProcess
+from neurons.system.core import BackendIntegrationSystem
+from neurons.system.neuron import EmbeddedNeuron
 from neurons.system.signals import stop_on_sigterm
 
 __all__ = ["run_up"]
@@ -23,66 +26,97 @@ log = logging.getLogger(__name__)
 
 
 def run_up(settings: Settings) -> None:
+    """Serve until Ctrl-C or SIGTERM; a component that fails to start raises its
+    :class:`~neurons.errors.ComponentError` here, after the others have stopped."""
+    # Imported here: the control plane's app imports this package's components.
+    from neurons.api.app import create_control_plane
+
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; turning SIGTERM into
-    # KeyboardInterrupt (like Ctrl-C) lets the neuron be stopped below instead of dying with us.
+    # KeyboardInterrupt (like Ctrl-C) lets us end with exit code 0 instead of dying.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     settings.home.mkdir(parents=True, exist_ok=True)
-    neuron = NeuronProcess(
-        home=settings.home,
-        host=settings.node_host,
-        port=settings.node_port,
-        log_path=settings.home / "neuron.log",
-        # A fresh token each start: only this control plane may call its neuron.
-        token=secrets.token_urlsafe(32),
+    neuron = EmbeddedNeuron(settings, say=typer.echo)
+    app = create_control_plane(settings, [neuron.spec], neurons=[neuron])
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", ws="none"
     )
-    typer.echo(f"starting embedded neuron on {neuron.url} (log: {neuron.log_path})")
-    neuron.start()
+    server = _Server(
+        config,
+        ready=lambda: typer.echo(_ready_message(settings, neuron)),
+        # A signal before the port opens (say, during a long model load): the neuron's start
+        # is cut short, the components already started stop, and we end as for a stop.
+        interrupt=neuron.interrupt,
+    )
+    quiet = _QuietStartupFailure(app)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(quiet)
     try:
-        typer.echo(f"loading {settings.default_model} ...")
-        _preload(neuron.url, settings.default_model, neuron.headers)
-        spec = NodeSpec("neuron-1", neuron.url, "embedded", token=neuron.token)
-        app = create_control_plane(settings, [spec])
-        base = f"http://{settings.host}:{settings.port}"
-        typer.echo(
-            "\n".join(
-                [
-                    "neurons is up:",
-                    f"  control plane  {base}   (health: {base}/api/health)",
-                    f"  Ollama API     {base}/api/...  (e.g. OLLAMA_HOST={base} ollama-python)",
-                    f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
-                    f"  network        {base}/api/ai/network/status  (neurons node add URL)",
-                    f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
-                    f"  neuron-1       {neuron.url}   model {settings.default_model} "
-                    "(only the control plane holds its node token)",
-                    f"  state          {settings.home}",
-                    "Press Ctrl-C to stop.",
-                ]
-            )
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=settings.host, port=settings.port, log_level="warning", ws="none"
-            )
-        )
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
+        server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
-        code = neuron.stop()
-        typer.echo(f"embedded neuron stopped (exit {code}); bye")
+        uvicorn_log.removeFilter(quiet)
+    failure = _failure(app)
+    if failure is not None and not server.interrupted:
+        raise failure
+    typer.echo("stopped before it was up; bye" if server.interrupted else "bye")
 
 
-def _preload(url: str, model: str, headers: dict[str, str]) -> None:
-    """Load the default model and keep it loaded (Ollama's keep_alive -1)."""
-    try:
-        response = httpx.post(
-            url + "/api/generate",
-            headers=headers,
-            json={"model": model, "prompt": "", "keep_alive": -1, "stream": False},
-            timeout=300.0,
-        )
-    except httpx.HTTPError as exc:
-        raise NodeError(f"could not load {model}: {exc}") from exc
-    if response.status_code != 200:
-        raise NodeError(f"could not load {model}: {response.text}")
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying when it listens (after every component started), and
+    passing a signal that arrives before then to ``interrupt``: uvicorn itself only looks
+    at signals once the start-up is over."""
+
+    def __init__(
+        self, config: uvicorn.Config, ready: Callable[[], None], interrupt: Callable[[], None]
+    ) -> None:
+        super().__init__(config)
+        self._ready = ready
+        self._interrupt = interrupt
+        self.interrupted = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._ready()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if not self.started and not self.interrupted:
+            self.interrupted = True
+            self._interrupt()
+
+
+class _QuietStartupFailure(logging.Filter):
+    """Drops uvicorn's traceback of a failed lifespan when a component failed to start:
+    ``run_up`` raises that failure, which the CLI prints as one line naming it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__()
+        self.app = app
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _failure(self.app) is None
+
+
+def _failure(app: FastAPI) -> Exception | None:
+    system: BackendIntegrationSystem | None = getattr(app.state, "system", None)
+    return None if system is None else system.failure
+
+
+def _ready_message(settings: Settings, neuron: EmbeddedNeuron) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    return "\n".join(
+        [
+            "neurons is up:",
+            f"  control plane  {base}   (health: {base}/api/health)",
+            f"  Ollama API     {base}/api/...  (e.g. OLLAMA_HOST={base} ollama-python)",
+            f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
+            f"  network        {base}/api/ai/network/status  (neurons node add URL)",
+            f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
+            f"  neuron-1       {neuron.url}   model {settings.default_model} "
+            "(only the control plane holds its node token)",
+            f"  state          {settings.home}",
+            "Press Ctrl-C to stop.",
+        ]
+    )
