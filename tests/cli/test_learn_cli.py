@@ -76,3 +76,16 @@ def test_unknown_run_is_an_error() -> None:
     result = learn("status", "99")
     assert result.exit_code == 1
     assert "not found" in result.output
+
+
+def test_refusals_answer_with_the_job_commands_envelope() -> None:
+    assert learn("run", "--nodes", "2", "--rounds", "1", "--local-steps", "2").exit_code == 0
+    again = learn("start", "1", "--json")
+    assert again.exit_code == 1
+    answer = json.loads(again.output)
+    assert set(answer) == {"success", "error", "error_code"}
+    assert (answer["success"], answer["error_code"]) == (False, "invalid_learning_state")
+    unknown = json.loads(learn("cancel", "99", "--json").output)
+    assert unknown["error_code"] == "learning_run_not_found"
+    plain = learn("cancel", "1")
+    assert plain.exit_code == 1 and plain.output.startswith("error: ")
