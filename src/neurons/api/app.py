@@ -29,6 +29,7 @@ from neurons.api import (
     routes_network,
     routes_optimization,
     routes_state,
+    routes_system,
 )
 from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
@@ -110,6 +111,7 @@ def create_control_plane(
     app.include_router(routes_learning.router)
     app.include_router(routes_state.router)
     app.include_router(routes_events.router)
+    app.include_router(routes_system.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:

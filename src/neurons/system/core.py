@@ -286,6 +286,11 @@ class BackendIntegrationSystem:
             ordered = [s.component for s in sorted(self._slots.values(), key=lambda s: s.index)]
         return [self._view(self._slots[c.name]) for c in ordered]
 
+    def component(self, name: str) -> dict[str, Any]:
+        """One component's view (as in :meth:`components`)."""
+        self.get(name)
+        return self._view(self._slots[name])
+
     def describe(self) -> dict[str, Any]:
         """The whole system: ``ok`` when every component runs and is healthy."""
         views = self.components()

@@ -114,6 +114,7 @@ def _ready_message(settings: Settings, neuron: EmbeddedNeuron) -> str:
             f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
             f"  network        {base}/api/ai/network/status  (neurons node add URL)",
             f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
+            f"  components     {base}/api/ai/system/components",
             f"  neuron-1       {neuron.url}   model {settings.default_model} "
             "(only the control plane holds its node token)",
             f"  state          {settings.home}",
