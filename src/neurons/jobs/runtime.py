@@ -262,7 +262,7 @@ class JobRuntime:
                 values=extra,
             )
         except Exception as exc:  # cancelled or adopted meanwhile: that move stands
-            log.info("%s %s: not %s (%s)", self.kind.name, key, status, exc)
+            log.debug("%s %s: not %s (%s)", self.kind.name, key, status, exc)
             return
         self._announce(key, "running", status, error)
 
