@@ -2,7 +2,7 @@
 
 Two measurements, printed side by side, both through the project's own code paths:
 ``make_sampler``/``make_pruner`` over a real ``SearchSpace`` for the synthetic one, whole
-sessions run by ``SessionRunner`` against an embedded neuron for the real one.
+sessions run by ``OptimizationKind`` against an embedded neuron for the real one.
 
 **Synthetic** (in-memory Optuna studies, ``--seeds`` repetitions). The space is the ``general``
 space restricted to temperature, top_p, top_k, min_p and repeat_penalty. With every option
@@ -82,11 +82,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import socket
 import statistics
 import tempfile
-import threading
 import time
 import warnings
 import zlib
@@ -102,10 +102,11 @@ import optuna
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from neurons.config import Settings
+from neurons.jobs import JobStopped, StopReason, StopSignal, runner_identity
 from neurons.network.manager import NetworkManager
 from neurons.neuron.process import NeuronProcess
 from neurons.optimize.results import trial_rows
-from neurons.optimize.runner import Progress, SessionRunner
+from neurons.optimize.runner import OptimizationKind, Progress
 from neurons.optimize.scoring import Embedder, MiniLMEmbedder
 from neurons.optimize.service import load_study
 from neurons.optimize.sessions import SessionConfig
@@ -286,7 +287,8 @@ def _dot(progress: Progress) -> None:
 async def real_session(
     store: Store,
     settings: Settings,
-    runner: SessionRunner,
+    network: NetworkManager,
+    embedder: Embedder | None,
     strategy: str,
     *,
     budget: int,
@@ -296,7 +298,7 @@ async def real_session(
     similarity: bool,
     threshold: float | None,
 ) -> tuple[list[dict[str, Any]], list[FrozenTrial], float]:
-    """One session through ``SessionRunner``, stopped once its best quality reaches
+    """One session through ``OptimizationKind``, stopped once its best quality reaches
     ``threshold`` (never when it is None): its finished trials as ``trial_rows`` and as
     Optuna trials, and its wall time."""
     config = SessionConfig.create(
@@ -315,20 +317,27 @@ async def real_session(
         similarity=similarity,
     )
     record = await asyncio.to_thread(store.optimization.create, config.to_dict())
-    stop = threading.Event()
+    stop = StopSignal()
 
     def progress(update: Progress) -> None:
         _dot(update)
         best = update.best["overall_score"] if update.best else None
         if threshold is not None and best is not None and best >= threshold - 1e-9:
-            stop.set()  # the runner stops the study after this trial
+            stop.stop(StopReason.SHUTDOWN)  # the session stops after this trial
 
     print(f"  real {strategy:22s} seed {seed}: ", end="", flush=True)
     started = time.perf_counter()
-    final = await runner.run(record.session_id, stop=stop, progress=progress)
+    # Driven without a JobRuntime (no other process to notice, no supervisor): the benchmark
+    # takes the lease itself and stops the session with the signal a shutdown would set.
+    kind = OptimizationKind(store, settings, network, embedder=embedder, progress=progress)
+    runner = runner_identity()
+    await asyncio.to_thread(
+        kind.leases.transition, record.session_id, ("pending",), "running", runner=runner
+    )
+    with contextlib.suppress(JobStopped):  # stopped at the threshold
+        await kind.execute(record.session_id, stop, runner)
     wall = time.perf_counter() - started
-    if final.status not in ("completed", "running"):  # running: stopped early, lease given back
-        raise SystemExit(f"{strategy} session ended {final.status}: {final.error}")
+    final = await asyncio.to_thread(store.optimization.get, record.session_id)
     study = load_study(settings, final)
     assert study is not None
     rows = [r for r in trial_rows(study, OBJECTIVE) if r["state"] != "running"]
@@ -385,7 +394,6 @@ async def real_benchmark(
                 body = {"model": MODEL, "prompt": "Hi", "stream": False}
                 await http.post(neuron.url + "/api/generate", json=body)
             embedder: Embedder | None = MiniLMEmbedder() if similarity else None
-            runner = SessionRunner(store, settings, network, embedder=embedder)
             options: dict[str, Any] = {
                 "eval_limit": eval_limit,
                 "samples": samples,
@@ -395,7 +403,8 @@ async def real_benchmark(
             rows, trials, wall = await real_session(
                 store,
                 settings,
-                runner,
+                network,
+                embedder,
                 "grid_search",
                 budget=grid_budget,
                 seed=0,
@@ -428,7 +437,8 @@ async def real_benchmark(
                     rows, trials, wall = await real_session(
                         store,
                         settings,
-                        runner,
+                        network,
+                        embedder,
                         strategy,
                         budget=budgets[strategy],
                         seed=seed,

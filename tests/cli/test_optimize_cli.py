@@ -24,7 +24,6 @@ from neurons.cli.optimize import optimize_app
 from neurons.errors import (
     InvalidRequestError,
     SessionNotFoundError,
-    SessionStateError,
 )
 from neurons.neuron.process import NeuronProcess
 from neurons.optimize.sessions import SessionConfig
@@ -86,6 +85,17 @@ def raised(*args: str) -> BaseException:
     assert result.exit_code != 0, (args, result.output)
     assert result.exception is not None, result.output
     return result.exception
+
+
+def refused(*args: str) -> str:
+    """A refusal as every job command reports it: exit 1, ``error: ...`` on stderr, and under
+    ``--json`` the management envelope on stdout; the message."""
+    result = invoke(*args)
+    assert result.exit_code == 1 and result.stderr.startswith("error: "), result.output
+    envelope = json.loads(invoke(*args, "--json").stdout)
+    assert envelope["success"] is False and envelope["error_code"], envelope
+    assert envelope["error"] == result.stderr.strip().removeprefix("error: ")
+    return str(envelope["error"])
 
 
 def sessions(home: Path) -> list[dict[str, Any]]:
@@ -176,7 +186,8 @@ def test_run_then_status_ls_plot_apply(
     text = ok("apply", "1")  # again: a create over an existing model replaces it
     assert f"{TUNED} from {SMOL} (session 1):" in text
     assert "FROM smollm2:135m" in text and "n1: success" in text
-    assert isinstance(raised("cancel", "1"), SessionStateError)  # completed is final
+    assert "cannot cancel a session that is completed" in refused("cancel", "1")  # final
+    assert "cannot start a session that is completed" in refused("start", "1")
 
 
 @pytest.mark.slow
@@ -306,5 +317,27 @@ def test_cancel_a_pending_session(home: Path) -> None:
     assert as_json("ls", "--status", "pending")["sessions"][0]["session_id"] == "1"
     assert ok("cancel", "1").strip() == "session 1 cancelled after 0 trial(s)"
     assert as_json("status", "1")["status"] == "cancelled"
-    assert "cannot cancel a session that is cancelled" in str(raised("cancel", "1"))
+    assert "cannot cancel a session that is cancelled" in refused("cancel", "1")
+    assert "no optimization session '9'" in refused("start", "9")
     assert "cancelled" in ok("ls")
+
+
+def test_start_runs_a_stored_session_in_the_foreground(home: Path, with_node: str) -> None:
+    """A cancelled session resumed with ``start``: it runs here to its end, as ``run`` does."""
+    store = open_store(f"sqlite:///{home / 'neurons.db'}")
+    try:
+        config = SessionConfig.create(
+            model_name=SMOL,
+            max_iterations=2,
+            parameters=["top_k"],
+            eval_limit=1,
+            similarity=False,
+        )
+        store.optimization.create(config.to_dict())
+    finally:
+        store.close()
+    ok("cancel", "1")
+    details = as_json("start", "1")
+    assert (details["status"], details["current_iteration"]) == ("completed", 2)
+    assert [t["state"] for t in details["trials"]] == ["complete", "complete"]
+    assert details["plot"] == str(home / "optimization" / "session-1.png")

@@ -1,4 +1,5 @@
-"""Sessions run for real: an embedded neuron, a SQLite store, Optuna's tables in it.
+"""Sessions run for real: an embedded neuron, a SQLite store, Optuna's tables in it, the
+optimization kind on the jobs runtime.
 
 Sessions are kept tiny (two options, two prompts, a handful of trials) and score similarity
 cases by token F1 (``similarity=False``) so the MiniLM model is not loaded here; the trials
@@ -11,7 +12,7 @@ import asyncio
 import json
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,13 @@ import pytest
 from optuna.trial import TrialState
 
 from neurons.config import Settings
+from neurons.jobs import JobRuntime
 from neurons.modelfile.schema import PARAMETERS
 from neurons.network.manager import NetworkManager
 from neurons.neuron.process import NeuronProcess
 from neurons.optimize.evalsets import builtin_set
 from neurons.optimize.results import trial_rows
-from neurons.optimize.runner import TRIAL_SEED, Progress, SessionRunner
+from neurons.optimize.runner import TRIAL_SEED, OptimizationKind, Progress
 from neurons.optimize.service import OptimizationService, load_study
 from neurons.optimize.sessions import SessionConfig
 from neurons.store import SessionRecord, Store, open_store
@@ -64,13 +66,25 @@ def create(store: Store, **overrides: Any) -> SessionRecord:
     return store.optimization.create(SessionConfig.create(**options).to_dict())
 
 
-def run(store: Store, settings: Settings, session_id: str, **kwargs: Any) -> SessionRecord:
+def run(
+    store: Store,
+    settings: Settings,
+    session_id: str,
+    progress: Callable[[Progress], None] | None = None,
+) -> SessionRecord:
+    """Run the session to its end in a runtime of this process; its record after."""
+
     async def main() -> SessionRecord:
         network = NetworkManager(store, settings)
+        kind = OptimizationKind(store, settings, network, progress=progress)
+        runtime = JobRuntime(kind, lease_s=settings.optimization_lease_s)
         try:
-            return await SessionRunner(store, settings, network).run(session_id, **kwargs)
+            await runtime.start(session_id)
+            await runtime.wait(session_id)
         finally:
+            await runtime.aclose()
             await network.aclose()
+        return await asyncio.to_thread(store.optimization.get, session_id)
 
     return asyncio.run(main())
 
@@ -194,16 +208,35 @@ def test_the_timeout_ends_a_session_early(store: Store, settings: Settings) -> N
 def test_an_orphaned_session_resumes_and_reruns_the_interrupted_trial(
     store: Store, settings: Settings
 ) -> None:
-    """A runner stops after one trial (as at a shutdown), a crash leaves a trial RUNNING;
-    the service adopts the session and finishes it with the same configurations."""
+    """Its process shuts down after one trial, a crash leaves a trial RUNNING; the service
+    adopts the session and finishes it with the same configurations."""
     record = create(store, max_iterations=4)
-    stop = threading.Event()
+    first_done, shutting_down = threading.Event(), threading.Event()
 
-    def stop_after_first(progress: Progress) -> None:
-        if progress.finished >= 1:
-            stop.set()
+    def hold_after_first(progress: Progress) -> None:
+        # Optuna's thread waits here until the shutdown has set the stop signal, so the
+        # session stops after exactly this trial.
+        if progress.finished == 1:
+            first_done.set()
+            shutting_down.wait(60)
 
-    paused = run(store, settings, record.session_id, stop=stop, progress=stop_after_first)
+    async def shut_down_after_first() -> SessionRecord:
+        network = NetworkManager(store, settings)
+        kind = OptimizationKind(store, settings, network, progress=hold_after_first)
+        runtime = JobRuntime(kind, lease_s=settings.optimization_lease_s)
+        try:
+            await runtime.start(record.session_id)
+            assert await asyncio.to_thread(first_done.wait, 120)
+            closing = asyncio.create_task(runtime.aclose())
+            await asyncio.sleep(0)  # aclose sets every run's stop before its first await
+            shutting_down.set()
+            await closing
+        finally:
+            shutting_down.set()
+            await network.aclose()
+        return await asyncio.to_thread(store.optimization.get, record.session_id)
+
+    paused = asyncio.run(shut_down_after_first())
     assert (paused.status, paused.runner, paused.current_iteration) == ("running", None, 1)
 
     study = study_of(settings, paused)

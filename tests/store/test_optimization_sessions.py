@@ -1,5 +1,6 @@
-"""The optimization session repository on a real SQLite file: creation, compare-and-set
-status moves, the lease, and ids from requests."""
+"""The optimization session repository on a real SQLite file: creation, ids from requests,
+and the sessions' table under the jobs runtime's lease table (its moves, progress with the
+lease)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 
 from neurons.errors import InvalidRequestError, SessionNotFoundError, SessionStateError
+from neurons.optimize.runner import session_leases
 from neurons.optimize.sessions import SessionConfig
 from neurons.store import Store, open_store
+from neurons.store.optimization import progress_columns
 
 
 @pytest.fixture
@@ -55,42 +58,35 @@ def test_unknown_status_filter_is_refused(store: Store) -> None:
         store.optimization.list("sleeping")
 
 
-def test_transition_is_compare_and_set_and_stamps_times(store: Store) -> None:
+def test_the_lease_table_moves_sessions_by_compare_and_set(store: Store) -> None:
+    leases = session_leases(store)
     record = store.optimization.create(_config())
-    running = store.optimization.transition(record.session_id, ("pending",), "running", runner="a")
+    leases.transition(record.session_id, ("pending",), "running", runner="a")
+    running = store.optimization.get(record.session_id)
     assert (running.status, running.runner) == ("running", "a")
     assert running.started_at is not None and running.heartbeat_at is not None
-    with pytest.raises(SessionStateError, match="is running, not pending"):
-        store.optimization.transition(record.session_id, ("pending",), "running", runner="b")
-    with pytest.raises(SessionStateError, match="another process"):
-        store.optimization.transition(
-            record.session_id, ("running",), "running", runner="b", expected_runner="c"
-        )
-    adopted = store.optimization.transition(
-        record.session_id, ("running",), "running", runner="b", expected_runner="a"
-    )
-    assert adopted.runner == "b" and adopted.started_at == running.started_at
-    done = store.optimization.transition(record.session_id, ("running",), "failed", error="boom")
+    with pytest.raises(SessionStateError, match="session 1 is running, not pending"):
+        leases.transition(record.session_id, ("pending",), "running", runner="b")
+    with pytest.raises(SessionNotFoundError):
+        leases.lease("99")
+    leases.transition(record.session_id, ("running",), "failed", error="boom")
+    done = store.optimization.get(record.session_id)
     assert (done.status, done.runner, done.error) == ("failed", None, "boom")
     assert done.finished_at is not None
 
 
-def test_progress_needs_the_lease(store: Store) -> None:
-    record = store.optimization.create(_config())
-    sid = record.session_id
-    assert not store.optimization.record_progress(sid, "a", current_iteration=1)  # pending
-    store.optimization.transition(sid, ("pending",), "running", runner="a")
+def test_progress_is_written_with_the_lease(store: Store) -> None:
+    leases = session_leases(store)
+    sid = store.optimization.create(_config()).session_id
     best = {"overall_score": 0.7, "parameters": {"temperature": 0.5}}
-    assert store.optimization.record_progress(
-        sid, "a", current_iteration=2, best=best, elapsed_s=1.5
-    )
-    assert not store.optimization.record_progress(sid, "b", current_iteration=3)
+    progress = progress_columns(current_iteration=2, best=best, elapsed_s=1.5)
+    assert not leases.renew(sid, "a", progress)  # pending: no one holds it
+    leases.transition(sid, ("pending",), "running", runner="a")
+    assert leases.renew(sid, "a", progress)
+    assert not leases.renew(sid, "b", progress_columns(current_iteration=3, best=None, elapsed_s=2))
     stored = store.optimization.get(sid)
     assert (stored.current_iteration, stored.best, stored.elapsed_s) == (2, best, 1.5)
     assert stored.to_dict()["best_result"] == best
-    store.optimization.transition(sid, ("running",), "cancelled")
-    assert not store.optimization.record_progress(sid, "a", current_iteration=4)
-    assert store.optimization.get(sid).current_iteration == 2
 
 
 def test_sessions_survive_reopening_the_database(tmp_path: Path) -> None:
@@ -105,17 +101,3 @@ def test_sessions_survive_reopening_the_database(tmp_path: Path) -> None:
         assert again.optimization.get(created.session_id).config["strategy"] == "grid_search"
     finally:
         again.close()
-
-
-def test_a_released_lease_is_adopted_once(store: Store) -> None:
-    """Two control planes adopting a session whose lease was given back: one wins."""
-    sid = store.optimization.create(_config()).session_id
-    store.optimization.transition(sid, ("pending",), "running", runner="a")
-    released = store.optimization.transition(
-        sid, ("running",), "running", runner=None, expected_runner="a"
-    )
-    assert (released.status, released.runner) == ("running", None)
-    store.optimization.transition(sid, ("running",), "running", runner="b", expected_runner="")
-    with pytest.raises(SessionStateError, match="another process"):
-        store.optimization.transition(sid, ("running",), "running", runner="c", expected_runner="")
-    assert store.optimization.get(sid).runner == "b"

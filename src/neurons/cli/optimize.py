@@ -3,17 +3,18 @@
 The same :class:`~neurons.optimize.service.OptimizationService` as the REST API, in-process
 against the state directory, on the nodes ``neurons up`` (or ``neurons node add``) registered.
 ``run`` creates a session (within ``MAX_OPTIMIZATION_ITERATIONS`` and
-``OPTIMIZATION_TIMEOUT_MINUTES``) and runs it in the foreground with a progress bar; Ctrl-C
-cancels it (its finished trials are kept) and exits 130. A session run here is an ordinary
-stored session: ``status``, ``ls``, ``apply``, ``cancel`` and ``plot`` work on it, from here or
-through the API, and a control plane adopts it if this process dies mid-run.
+``OPTIMIZATION_TIMEOUT_MINUTES``) and runs it in the foreground with a progress bar (``start``
+does the same for a stored session: a pending one, or a failed or cancelled one to resume);
+Ctrl-C cancels it (its finished trials are kept) and exits 130. A session run here is an
+ordinary stored session on the jobs runtime: ``status``, ``ls``, ``apply``, ``cancel`` and
+``plot`` work on it, from here, another shell or the API (a cancel stops it after its current
+prompt), and a control plane adopts it if this process dies mid-run. Refusals (an unknown
+session, a move its status forbids) are reported as by every job command (``neurons.cli.jobs``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -31,13 +32,12 @@ from rich.progress import (
 from rich.table import Table
 
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network
+from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
 from neurons.config import Settings
-from neurons.errors import NeuronsError, SessionStateError
+from neurons.errors import SessionNotFoundError, SessionStateError
 
 if TYPE_CHECKING:
-    from neurons.optimize.runner import Progress as TrialProgress
     from neurons.optimize.service import OptimizationService
-    from neurons.store import SessionRecord
 
 __all__ = ["optimize_app"]
 
@@ -188,7 +188,7 @@ def _summary(details: Mapping[str, Any]) -> str:
     )
 
 
-# -- neurons optimize run -----------------------------------------------------------------------
+# -- neurons optimize run, start ----------------------------------------------------------------
 
 
 def _read_eval_file(path: Path, model_type: str) -> str:
@@ -255,27 +255,11 @@ def run(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a session and run it here, with a progress bar; Ctrl-C cancels it."""
-    from neurons.optimize.sessions import SessionEvent
-
     _check_png(plot)
     eval_jsonl = _read_eval_file(eval_file, model_type) if eval_file is not None else None
-    console = Console(stderr=True)
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("best {task.fields[best]}"),
-        TextColumn("{task.fields[node]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json,
-    )
     created: list[str] = []
-    stop = threading.Event()
 
-    async def optimize(
-        service: OptimizationService,
-    ) -> tuple[SessionRecord, dict[str, Any], bool]:
+    async def optimize(service: OptimizationService) -> dict[str, Any]:
         record = await service.create(
             model_name=model,
             objective=objective,
@@ -292,74 +276,135 @@ def run(
             samples=samples,
             similarity=similarity,
         )
-        session_id = record.session_id
-        created.append(session_id)
-        total = int(record.config["max_iterations"])
-        bar = bars.add_task(f"session {session_id}: starting", total=total, best="-", node="-")
+        created.append(record.session_id)
+        return await _run_here(service, record.session_id, as_json)
 
-        def on_progress(p: TrialProgress) -> None:  # from Optuna's thread; rich locks
-            score = _score(p.best.get("overall_score")) if p.best else "-"
-            bars.update(
-                bar,
-                completed=p.finished,
-                description=f"session {session_id}: trial {p.trial} {p.state}",
-                best=score,
-                node=p.node,
-            )
+    details = _in_foreground(optimize, created, as_json)
+    _finish(details, plot, as_json)
 
-        taken = await service.runner.take(session_id, SessionEvent.START)
-        task = asyncio.create_task(
-            service.runner.run(session_id, taken=taken, progress=on_progress, stop=stop)
+
+@optimize_app.command("start")
+def start(
+    session_id: SessionArg,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Convergence PNG (default $NEURONS_HOME/optimization/session-ID.png)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a pending session here, or resume a failed or cancelled one, with a progress bar
+    (as ``run`` does); Ctrl-C cancels it."""
+    _check_png(plot)
+    details = _in_foreground(
+        lambda service: _run_here(service, session_id, as_json), [session_id], as_json
+    )
+    _finish(details, plot, as_json)
+
+
+async def _run_here(service: OptimizationService, session_id: str, as_json: bool) -> dict[str, Any]:
+    """Start the session in this process and follow it to its end with a progress bar; the
+    session's details after."""
+    record = await service.start(session_id)
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TextColumn("{task.fields[node]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=as_json,
+    )
+    total = int(record.config["max_iterations"])
+    bar = bars.add_task(f"session {session_id}: starting", total=total, best="-", node="-")
+
+    def render(current: dict[str, Any]) -> None:
+        best = current.get("best_result") or {}
+        bars.update(
+            bar,
+            completed=current["current_iteration"],
+            description=f"session {session_id}: {current['status']}",
+            best=_score(best.get("overall_score")),
+            node=current.get("node") or "-",
         )
-        interrupted = False
-        try:
-            with bars:
-                # Shielded: Ctrl-C cancels this coroutine, never the run in the middle of a
-                # trial (its Optuna thread would go on without its event loop).
-                final = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()  # handled here: asyncio.run must not re-raise it
-            interrupted = True
-            stop.set()  # the running trial stops after its prompt and runs again on resume
-            with contextlib.suppress(SessionStateError):
-                await service.cancel(session_id)
-            final = await task
-        details = await service.details(session_id)
-        return final, details, interrupted
 
+    async def cancel() -> None:
+        with contextlib.suppress(SessionStateError):  # it ended meanwhile
+            await service.cancel(session_id)
+
+    with bars:
+        await follow_job(lambda: service.status(session_id), _status_of, render, cancel)
+    # Cancelled from elsewhere, the run may still be finishing its prompt: let it end.
+    await service.wait(session_id)
+    return await service.details(session_id)
+
+
+def _status_of(session: dict[str, Any]) -> str:
+    return str(session["status"])
+
+
+def _in_foreground(
+    call: Callable[[OptimizationService], Awaitable[dict[str, Any]]],
+    session: list[str],
+    as_json: bool,
+) -> dict[str, Any]:
+    """``call``'s answer, Optuna's own logging quiet (the progress bar says it); a refusal
+    (an unknown session, one that cannot start) exits 1 as every job command reports it;
+    Ctrl-C cancels the session (``session`` names it once it exists) and exits 130."""
     import optuna
 
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar says it
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        final, details, interrupted = _with_service(optimize)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
-        if created:
-            with contextlib.suppress(NeuronsError, KeyboardInterrupt):
-                _with_service(lambda s: s.cancel(created[0]))
-        where = f" (session {created[0]})" if created else ""
-        typer.echo(f"\ninterrupted{where}", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+        return _with_service(call)
+    except (SessionNotFoundError, SessionStateError) as exc:  # refusals; bad input raises
+        raise fail(exc, as_json) from exc
+    except KeyboardInterrupt:
+        raise _interrupted(session[0] if session else None, as_json) from None
     finally:
         optuna.logging.set_verbosity(verbosity)
 
-    if interrupted:
+
+def _interrupted(session_id: str | None, as_json: bool) -> typer.Exit:
+    """After Ctrl-C: the session cancelled (if following had not done it yet), what it
+    reached reported."""
+    try:
+        if session_id is None:
+            raise KeyboardInterrupt
+        with contextlib.suppress(SessionStateError):  # already cancelled, or it ended
+            _with_service(lambda s: s.cancel(session_id))
+        details = _with_service(lambda s: s.details(session_id))
+    except KeyboardInterrupt:  # before there was a session, or a second Ctrl-C
+        where = f" (session {session_id})" if session_id else ""
+        typer.echo(f"\ninterrupted{where}", err=True)
+        return typer.Exit(INTERRUPTED)
+    if as_json:
+        emit(details, success=False)
+    else:
+        _report_interrupted(details)
+    return typer.Exit(INTERRUPTED)
+
+
+def _finish(details: dict[str, Any], plot: Path | None, as_json: bool) -> None:
+    """Report a session that ended here (drawing its convergence); exit as its status says."""
+    if details["status"] == "cancelled":  # from another shell, or the API
         if as_json:
             emit(details, success=False)
         else:
             _report_interrupted(details)
-        raise typer.Exit(INTERRUPTED)
-    path = _draw(details, plot or default_plot_path(Settings(), final.session_id))
-    failed = final.status == "failed"
+        exit_for("cancelled")
+    path = _draw(details, plot or default_plot_path(Settings(), details["session_id"]))
+    failed = details["status"] != "completed"
     if as_json:
         emit({**details, "plot": str(path)}, success=not failed)
     else:
         _report(details, path)
     if failed:
-        typer.echo(f"Error: session {final.session_id} failed: {final.error}", err=True)
-        raise typer.Exit(1)
+        typer.echo(
+            f"Error: session {details['session_id']} {details['status']}: {details['error']}",
+            err=True,
+        )
+        exit_for(details["status"])
 
 
 def _report(details: Mapping[str, Any], path: Path) -> None:
@@ -481,8 +526,9 @@ def apply(
 
 @optimize_app.command("cancel")
 def cancel(session_id: SessionArg, as_json: JsonFlag = False) -> None:
-    """Cancel a pending or running session, wherever it runs; finished trials are kept."""
-    record = _with_service(lambda s: s.cancel(session_id))
+    """Cancel a pending or running session, wherever it runs (it stops after its current
+    prompt); finished trials are kept."""
+    record = refusals_exit(lambda: _with_service(lambda s: s.cancel(session_id)), as_json)
     if as_json:
         emit({"session": record.to_dict()})
         return

@@ -1,24 +1,28 @@
 """Running a session: an Optuna study whose trials are evaluations on a node of the network.
 
-:class:`SessionRunner` runs one session in this process until it completes, fails, is
-cancelled, or this process stops. The order of things:
+:class:`OptimizationKind` is optimization's kind of background work for the jobs runtime
+(:mod:`neurons.jobs`). The runtime takes the session's lease, renews it, notices a cancel or an
+adoption from any process and then sets the run's :class:`~neurons.jobs.StopSignal`;
+``execute`` runs the session in this process. The order of things:
 
-1. Take the session's **lease** (compare-and-set on its status, see ``store.optimization``)
-   and keep it alive from a heartbeat task; losing it (the session was cancelled, or another
-   process adopted it) stops the run after the current prompt.
-2. Pick the **node**: the configured one, else the network's routing policy's first choice
+1. Pick the **node**: the configured one, else the network's routing policy's first choice
    among healthy nodes holding the model. It is kept for the whole session so trials compare.
-3. Load or create the **study** in our database (``optuna_storage``). Trials a dead runner
+2. Load or create the **study** in our database (``optuna_storage``). Trials a dead runner
    left ``RUNNING`` are failed and queued again with the same parameters. A new study first
    runs the **baseline**: Ollama's defaults, which every ``overall_score`` is relative to.
-4. ``study.optimize`` runs in a worker thread (Optuna is synchronous); each trial's evaluation
+3. ``study.optimize`` runs in a worker thread (Optuna is synchronous); each trial's evaluation
    runs on the event loop. Before a trial runs, its memory estimate is checked against the
    node's memory (``hardware.memory``); a configuration that does not fit is **pruned** without
    running. Under ``hyperband`` the trial reports its running score after every prompt (all
-   its ``samples``), so Hyperband's budget is the number of prompts.
-5. The session ends ``completed`` when it has run ``max_iterations`` trials, its time is up
-   (``timeout_minutes``, summed over restarts) or the grid is exhausted; ``failed`` after
-   three consecutive failed trials (a node gone, a model missing), with the error.
+   its ``samples``), so Hyperband's budget is the number of prompts. After each trial the
+   session's progress (trials finished, the best so far, running seconds) is written with a
+   renewal of the lease. The stop signal is checked before every prompt: a cancel, a shutdown
+   or a lost lease stops the run after the current prompt (that trial runs again on resume)
+   and ``execute`` raises :class:`~neurons.jobs.JobStopped`.
+4. The session ends ``completed`` when it has run ``max_iterations`` trials, its time is up
+   (``timeout_minutes``, summed over restarts) or the grid is exhausted (``execute`` returns
+   the final progress); ``failed`` after three consecutive failed trials (a node gone, a model
+   missing), with the last error, or on the first error outside a trial.
 
 Trials send a fixed ``seed`` (:data:`TRIAL_SEED`) with their options, so two configurations
 differ by their options and not by the luck of the sampler; with ``samples`` above 1 each
@@ -30,16 +34,11 @@ The seed is not part of what ``apply`` writes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 from optuna.trial import Trial, TrialState
@@ -50,12 +49,14 @@ from neurons.errors import (
     NeuronsError,
     NodeNotFoundError,
     NoNodeAvailableError,
+    SessionNotFoundError,
     SessionStateError,
 )
 from neurons.hardware.gguf import ModelProfile, read_model_profile
 from neurons.hardware.inventory import HardwareInventory
 from neurons.hardware.locate import locate_gguf
 from neurons.hardware.memory import EstimateOptions, estimate_memory, memory_budget
+from neurons.jobs import JobKind, JobStopped, LeaseTable, StopReason, StopSignal
 from neurons.library.catalog import load_catalog
 from neurons.library.service import LibraryService
 from neurons.modelfile.tuning import DEFAULT_HEADROOM
@@ -65,7 +66,7 @@ from neurons.ollama.names import canonical_name
 from neurons.optimize.objectives import directions, is_multi_objective, values
 from neurons.optimize.results import FINISHED, best_result, finished_count
 from neurons.optimize.scoring import Embedder
-from neurons.optimize.sessions import SESSION_TRANSITIONS, SessionConfig, SessionEvent
+from neurons.optimize.sessions import SessionConfig
 from neurons.optimize.strategies import (
     grid_points_for_budget,
     make_pruner,
@@ -74,16 +75,9 @@ from neurons.optimize.strategies import (
 )
 from neurons.optimize.trials import CaseResult, TrialEvaluator, aggregate
 from neurons.store import SessionRecord, Store
+from neurons.store.optimization import progress_columns, sessions_table
 
-__all__ = [
-    "TRIAL_SEED",
-    "FitCheck",
-    "Progress",
-    "SessionRunner",
-    "pid_exists",
-    "runner_identity",
-    "runner_is_dead",
-]
+__all__ = ["TRIAL_SEED", "FitCheck", "OptimizationKind", "Progress", "session_leases"]
 
 log = logging.getLogger(__name__)
 
@@ -91,36 +85,9 @@ TRIAL_SEED = 42
 MAX_CONSECUTIVE_FAILURES = 3
 
 
-def runner_identity() -> str:
-    """``host:pid:nonce``: whose lease a session holds, and whether that process still lives."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def runner_is_dead(runner: str | None) -> bool:
-    """True when ``runner`` names a process on this host that no longer exists."""
-    if not runner:
-        return True
-    host, _, rest = runner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    return not pid_exists(int(pid_text))
-
-
-def pid_exists(pid: int) -> bool:
-    """True when a process ``pid`` exists on this host (one we may not signal counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class Progress:
-    """What a progress bar shows after each trial."""
+    """What :class:`OptimizationKind`'s ``progress`` hook is told after each trial."""
 
     session_id: str
     finished: int
@@ -170,8 +137,28 @@ class _Stop(Exception):
     """The run must end now (cancelled, lease lost, shutting down)."""
 
 
-class SessionRunner:
-    """Runs sessions in this process; one instance can run several, one at a time each."""
+class _TrialsFailed(Exception):
+    """Too many trials failed in a row: the session fails with this message."""
+
+
+def session_leases(store: Store) -> LeaseTable:
+    """The lifecycle columns of the sessions' table, as the jobs runtime moves them."""
+    return LeaseTable(
+        store.engine,
+        sessions_table,
+        what="session",
+        not_found=SessionNotFoundError,
+        refused=SessionStateError,
+    )
+
+
+class OptimizationKind(JobKind):
+    """Optimization sessions as a kind of background work (see the module docstring).
+
+    ``progress`` is called from Optuna's thread after every trial (a benchmark stops a session
+    once it is good enough; tests watch the trials go by)."""
+
+    name: ClassVar[str] = "optimization"
 
     def __init__(
         self,
@@ -180,46 +167,14 @@ class SessionRunner:
         network: NetworkManager,
         *,
         embedder: Embedder | None = None,
-        identity: str | None = None,
+        progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.network = network
         self.embedder = embedder
-        self.identity = identity or runner_identity()
-
-    # -- the lease ----------------------------------------------------------------------------
-
-    async def take(self, session_id: str, event: SessionEvent) -> SessionRecord:
-        """Take the session's lease for this runner (START or ADOPT); 409 if not allowed."""
-        repo = self.store.optimization
-        record = await asyncio.to_thread(repo.get, session_id)
-        if event == SessionEvent.ADOPT:
-            return await asyncio.to_thread(
-                repo.transition,
-                session_id,
-                ("running",),
-                "running",
-                runner=self.identity,
-                expected_runner=record.runner or "",  # "": still released, not just adopted
-            )
-        allowed = [str(s) for (s, e) in SESSION_TRANSITIONS if e == event]
-        if record.status not in allowed:
-            raise SessionStateError(f"cannot {event} a session that is {record.status}")
-        return await asyncio.to_thread(
-            repo.transition, session_id, allowed, "running", runner=self.identity
-        )
-
-    async def _heartbeat(self, session_id: str, stop: threading.Event) -> None:
-        interval = max(0.05, self.settings.optimization_lease_s / 3)
-        while not stop.is_set():
-            await asyncio.sleep(interval)
-            held = await asyncio.to_thread(
-                self.store.optimization.record_progress, session_id, self.identity
-            )
-            if not held:
-                log.info("session %s: lease lost (cancelled or adopted); stopping", session_id)
-                stop.set()
+        self.progress = progress
+        self.leases = session_leases(store)
 
     # -- the node ----------------------------------------------------------------------------
 
@@ -329,7 +284,7 @@ class SessionRunner:
         config: SessionConfig,
         evaluator: TrialEvaluator,
         fit: FitCheck | None,
-        stop: threading.Event,
+        stop: StopSignal,
     ) -> float | tuple[float, float]:
         trial.set_user_attr("node", evaluator.node)
         if fit is not None:
@@ -368,44 +323,11 @@ class SessionRunner:
 
     # -- the run -----------------------------------------------------------------------------
 
-    async def run(
-        self,
-        session_id: str,
-        *,
-        event: SessionEvent = SessionEvent.START,
-        stop: threading.Event | None = None,
-        progress: Callable[[Progress], None] | None = None,
-        taken: SessionRecord | None = None,
-    ) -> SessionRecord:
-        """Run the session until it ends or ``stop`` is set; the session's record after.
-
-        ``taken`` is the record :meth:`take` returned when the caller took the lease itself
-        (to answer "running" before the run starts)."""
-        stop = stop or threading.Event()
-        record = taken if taken is not None else await self.take(session_id, event)
+    async def execute(self, job_id: str, stop: StopSignal, runner: str) -> Mapping[str, Any]:
+        """Run the session until it ends (its final progress, for the completing move) or
+        ``stop`` is set (:class:`JobStopped`); errors fail it."""
+        record = await asyncio.to_thread(self.store.optimization.get, job_id)
         config = SessionConfig.from_dict(record.config)
-        heartbeat = asyncio.create_task(self._heartbeat(session_id, stop))
-        try:
-            error = await self._optimize(record, config, stop, progress)
-        except NeuronsError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug must not leave the session "running" forever
-            log.exception("session %s failed", session_id)
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            stop.set()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        return await asyncio.to_thread(self._finish, session_id, config, error)
-
-    async def _optimize(
-        self,
-        record: SessionRecord,
-        config: SessionConfig,
-        stop: threading.Event,
-        progress: Callable[[Progress], None] | None,
-    ) -> str | None:
         view = await self._node(config)
         fit = await self._fit_check(config, view)
         study = await asyncio.to_thread(self._study, record, config)
@@ -417,11 +339,12 @@ class SessionRunner:
             embedder=self.embedder if config.similarity else None,
         )
         loop = asyncio.get_running_loop()
-        session_id = record.session_id
-        elapsed_before = record.elapsed_s
         started = time.monotonic()
         failures: list[str] = []  # consecutive failed trials' errors
         errors: list[str] = []
+
+        def elapsed() -> float:
+            return record.elapsed_s + time.monotonic() - started
 
         def objective(trial: Trial) -> float | tuple[float, float]:
             # Sample here, in study.optimize's thread: Optuna caches a study's trials per thread
@@ -450,20 +373,15 @@ class SessionRunner:
                 failures.clear()
             best = best_result(study, config.objective)
             finished = finished_count(study)
-            elapsed = elapsed_before + time.monotonic() - started
-            held = self.store.optimization.record_progress(
-                session_id,
-                self.identity,
-                current_iteration=finished,
-                best=best,
-                elapsed_s=elapsed,
-            )
-            if not held:
-                stop.set()
-            if progress is not None:
-                progress(
+            columns = progress_columns(current_iteration=finished, best=best, elapsed_s=elapsed())
+            if not self.leases.renew(job_id, runner, columns):
+                # Cancelled or adopted elsewhere: the runtime's watcher says which.
+                if not stop.wait(5):
+                    stop.stop(StopReason.LEASE_LOST)
+            if self.progress is not None:
+                self.progress(
                     Progress(
-                        session_id,
+                        job_id,
                         finished,
                         config.max_iterations,
                         trial.number,
@@ -488,40 +406,24 @@ class SessionRunner:
                 gc_after_trial=False,
             )
         if len(failures) >= MAX_CONSECUTIVE_FAILURES:
-            return f"{len(failures)} trials failed in a row; last: {failures[-1]}"
-        return None
-
-    def _finish(self, session_id: str, config: SessionConfig, error: str | None) -> SessionRecord:
-        repo = self.store.optimization
-        record = repo.get(session_id)
-        if record.status != "running" or record.runner != self.identity:
-            return record  # cancelled, or adopted by another process: theirs to finish
-        try:
-            if error is not None:
-                return repo.transition(
-                    session_id, ("running",), "failed", error=error, expected_runner=self.identity
-                )
-            if self._stopped_early(record, config):
-                # Shutting down mid-session: give the lease back so the next start resumes it.
-                return repo.transition(
-                    session_id, ("running",), "running", runner=None, expected_runner=self.identity
-                )
-            return repo.transition(
-                session_id, ("running",), "completed", expected_runner=self.identity
-            )
-        except SessionStateError:
-            return repo.get(session_id)
-
-    def _stopped_early(self, record: SessionRecord, config: SessionConfig) -> bool:
-        """True when the run ended before its trials, its time and its grid were spent."""
-        if record.current_iteration >= config.max_iterations:
-            return False
-        if record.elapsed_s >= config.timeout_minutes * 60 - 1:
-            return False
-        study = optuna.load_study(
-            study_name=record.study_name,
-            storage=optuna_storage(self.settings.resolved_database_url),
+            raise _TrialsFailed(f"{len(failures)} trials failed in a row; last: {failures[-1]}")
+        final = await asyncio.to_thread(
+            lambda: (finished_count(study), best_result(study, config.objective))
         )
+        if stop.is_set() and await asyncio.to_thread(
+            self._stopped_early, study, config, final[0], elapsed()
+        ):
+            raise JobStopped(stop.reason)
+        return progress_columns(current_iteration=final[0], best=final[1], elapsed_s=elapsed())
+
+    def _stopped_early(
+        self, study: optuna.Study, config: SessionConfig, finished: int, elapsed_s: float
+    ) -> bool:
+        """True when the run ended before its trials, its time and its grid were spent."""
+        if finished >= config.max_iterations:
+            return False
+        if elapsed_s >= config.timeout_minutes * 60 - 1:
+            return False
         sampler_done = config.strategy == "grid_search" and _grid_exhausted(study, config)
         return not sampler_done
 

@@ -1,44 +1,40 @@
-"""Optimization sessions in the control plane: created, run in the background, resumed.
+"""Optimization sessions: created, run in the background, resumed; what the REST API and the
+CLI call.
 
-:class:`OptimizationService` is what the REST API calls. ``start`` takes the session's lease
-and runs it as a task of this process. A supervisor task (every third of
-``NEURONS_OPTIMIZATION_LEASE_S``) adopts sessions left ``running`` by a process that is gone:
-one whose lease was given back at shutdown, whose process no longer exists on this host, or
-whose heartbeat is older than the lease. So a session survives a restart of the control plane,
-and one started by ``neurons optimize run`` survives that CLI being killed while a control plane
-runs.
+:class:`OptimizationService` is the domain layer (creating sessions, their trials, best
+parameters, applying them) over the jobs runtime (:class:`~neurons.jobs.JobRuntime` running
+:class:`~neurons.optimize.runner.OptimizationKind`), which does the rest as for every kind of
+background work: ``start`` takes the session's lease and runs it as a task of this process; a
+cancel from any process stops the run after its current prompt; a supervisor (every third of
+``NEURONS_OPTIMIZATION_LEASE_S``) adopts sessions left ``running`` by a process that is gone
+(its lease given back at shutdown, its process no longer on this host, or its heartbeat older
+than the lease). So a session survives a restart of the control plane, and one started by
+``neurons optimize run`` survives that CLI being killed while a control plane runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import threading
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 import optuna
 
-from neurons import lifecycle
 from neurons.config import Settings
 from neurons.errors import SessionStateError
+from neurons.jobs import JobRuntime, Publish
 from neurons.network.manager import NetworkManager
 from neurons.optimize.apply import apply_parameters
 from neurons.optimize.evalsets import EvalSet, parse_jsonl
 from neurons.optimize.results import best_result, convergence, trial_rows
-from neurons.optimize.runner import SessionRunner, runner_is_dead
+from neurons.optimize.runner import OptimizationKind
 from neurons.optimize.scoring import Embedder, MiniLMEmbedder
 from neurons.optimize.sessions import SessionConfig, SessionEvent, next_status
 from neurons.optimize.space import SearchSpace
 from neurons.optimize.strategies import optuna_storage
 from neurons.store import SessionRecord, Store
-from neurons.store.engine import utc_now
 
 __all__ = ["OptimizationService", "load_study"]
-
-log = logging.getLogger(__name__)
 
 
 def load_study(settings: Settings, record: SessionRecord) -> optuna.Study | None:
@@ -58,14 +54,14 @@ class OptimizationService:
         network: NetworkManager,
         *,
         embedder: Embedder | None = None,
+        publish: Publish | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
-        chosen = embedder if embedder is not None else MiniLMEmbedder()  # loads on first use
-        self.runner = SessionRunner(store, settings, network, embedder=chosen)
         self.network = network
-        self._tasks: dict[str, tuple[asyncio.Task[SessionRecord], threading.Event]] = {}
-        self._supervisor: asyncio.Task[None] | None = None
+        chosen = embedder if embedder is not None else MiniLMEmbedder()  # loads on first use
+        self.kind = OptimizationKind(store, settings, network, embedder=chosen)
+        self.runtime = JobRuntime(self.kind, lease_s=settings.optimization_lease_s, publish=publish)
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -108,51 +104,24 @@ class OptimizationService:
         return await asyncio.to_thread(self.store.optimization.create, config.to_dict())
 
     async def start(self, session_id: str) -> SessionRecord:
-        """Take the lease and run the session in the background; 409 unless it is pending,
-        failed or cancelled."""
+        """Run the session here in the background (resuming a failed or cancelled one); 409
+        unless it is pending, failed or cancelled."""
         record = await asyncio.to_thread(self.store.optimization.get, session_id)
-        next_status(record.status, SessionEvent.START)  # 409 before anything else happens
-        previous = self._tasks.get(record.session_id)
-        if previous is not None:
-            # Cancelled but still finishing its prompt: it runs under the same identity, so
-            # its end would release the new run's lease. Let it end first.
-            previous[1].set()
-            await asyncio.shield(previous[0])
-        taken = await self.runner.take(record.session_id, SessionEvent.START)
-        self._spawn(taken)
-        return taken
-
-    def _spawn(self, taken: SessionRecord) -> None:
-        stop = threading.Event()
-        task = asyncio.create_task(self.runner.run(taken.session_id, stop=stop, taken=taken))
-        self._tasks[taken.session_id] = (task, stop)
-
-        def forget(done: asyncio.Task[SessionRecord]) -> None:
-            if self._tasks.get(taken.session_id, (None,))[0] is done:  # not a newer run's
-                del self._tasks[taken.session_id]
-
-        task.add_done_callback(forget)
+        next_status(record.status, SessionEvent.START)  # the session's own 409 message
+        await self.runtime.start(record.session_id)
+        return await asyncio.to_thread(self.store.optimization.get, record.session_id)
 
     async def cancel(self, session_id: str) -> SessionRecord:
-        """Cancel a pending or running session; a running trial stops after its prompt."""
+        """Cancel a pending or running session, wherever it runs; a running trial stops
+        after its prompt."""
         record = await asyncio.to_thread(self.store.optimization.get, session_id)
         next_status(record.status, SessionEvent.CANCEL)
-        record = await asyncio.to_thread(
-            self.store.optimization.transition,
-            record.session_id,
-            ("pending", "running"),
-            "cancelled",
-        )
-        running = self._tasks.get(record.session_id)
-        if running is not None:
-            running[1].set()
-        return record
+        await self.runtime.cancel(record.session_id)
+        return await asyncio.to_thread(self.store.optimization.get, record.session_id)
 
     async def wait(self, session_id: str, timeout: float | None = None) -> SessionRecord:
         """Wait for this process's run of the session to end (tests and the CLI use it)."""
-        running = self._tasks.get(str(session_id))
-        if running is not None:
-            await asyncio.wait_for(asyncio.shield(running[0]), timeout)
+        await self.runtime.wait(session_id, timeout)
         return await asyncio.to_thread(self.store.optimization.get, session_id)
 
     async def status(self, session_id: str) -> dict[str, Any]:
@@ -215,46 +184,14 @@ class OptimizationService:
 
     # -- resuming ----------------------------------------------------------------------------
 
-    def _orphaned(self, record: SessionRecord) -> bool:
-        if record.session_id in self._tasks:
-            return False
-        if record.runner is None or runner_is_dead(record.runner):
-            return True
-        stale = timedelta(seconds=self.settings.optimization_lease_s)
-        return record.heartbeat_at is None or utc_now() - record.heartbeat_at > stale
-
     async def adopt_orphans(self) -> list[str]:
         """Run every ``running`` session whose runner is gone; the ids adopted."""
-        adopted = []
-        for record in await asyncio.to_thread(self.store.optimization.list, "running"):
-            if not self._orphaned(record):
-                continue
-            try:
-                taken = await self.runner.take(record.session_id, SessionEvent.ADOPT)
-            except SessionStateError:
-                continue  # another control plane was faster
-            log.info("resuming optimization session %s (its runner is gone)", record.session_id)
-            self._spawn(taken)
-            adopted.append(record.session_id)
-        return adopted
+        return await self.runtime.adopt_orphans()
 
     def start_supervisor(self) -> None:
-        if self._supervisor is None:
-            interval = max(0.2, self.settings.optimization_lease_s / 3)
-            self._supervisor = asyncio.create_task(
-                lifecycle.supervise(self.adopt_orphans, interval, log, "optimization")
-            )
+        self.runtime.start_supervisor()
 
     async def aclose(self) -> None:
         """Stop the supervisor and this process's runs; their sessions stay ``running`` with
         the lease given back, so the next control plane resumes them at once."""
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
-            self._supervisor = None
-        running = list(self._tasks.values())
-        for _, stop in running:
-            stop.set()
-        if running:
-            await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
+        await self.runtime.aclose()

@@ -2,10 +2,9 @@
 
 A row holds the session's validated config (JSON), its status, its progress (trials finished,
 the best result so far, running seconds) and the lease of the process running it: ``runner``
-names the process, ``heartbeat_at`` says when it last wrote. Status changes are
-compare-and-set: :meth:`OptimizationSessionRepository.transition` names the statuses it
-expects, so two processes cannot both start (or both adopt) one session. Which moves are
-allowed is decided by :mod:`neurons.optimize.sessions`; this module only stores them.
+names the process, ``heartbeat_at`` says when it last wrote. The status and lease columns are
+written only by the jobs runtime's :class:`~neurons.jobs.LeaseTable` (compare-and-set moves,
+renewals carrying :func:`progress_columns`); this module creates and reads sessions.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
 from sqlalchemy.engine import Engine
 
-from neurons.errors import InvalidRequestError, SessionNotFoundError, SessionStateError
+from neurons.errors import InvalidRequestError, SessionNotFoundError
 from neurons.store.engine import (
     from_db_time,
     read_connection,
@@ -31,7 +30,7 @@ from neurons.store.engine import (
 )
 from neurons.store.ids import row_id
 
-__all__ = ["OptimizationSessionRepository", "SessionRecord", "sessions_table"]
+__all__ = ["OptimizationSessionRepository", "SessionRecord", "progress_columns", "sessions_table"]
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
 sessions_table = Table(
@@ -196,75 +195,15 @@ class OptimizationSessionRepository:
         with read_connection(self._engine) as conn:
             return [_to_record(row) for row in conn.execute(query)]
 
-    def transition(
-        self,
-        session_id: str | int,
-        expected: Collection[str],
-        new: str,
-        *,
-        runner: str | None = None,
-        error: str | None = None,
-        expected_runner: str | None = None,
-    ) -> SessionRecord:
-        """Move the session to ``new`` if its status is one of ``expected`` (and, when
-        ``expected_runner`` is given, its lease is still that runner's; ``""``: still held by
-        no runner).
 
-        Entering ``running`` takes the lease for ``runner`` and stamps ``started_at`` the first
-        time; leaving it releases the lease and stamps ``finished_at``. Raises
-        :class:`SessionStateError` (409) when the session moved on meanwhile.
-        """
-        key = _session_key(session_id)
-        now = to_db_time(utc_now())
-        table = sessions_table
-        with write_transaction(self._engine) as conn:
-            row = conn.execute(select(table).where(table.c.id == key)).first()
-            if row is None:
-                raise SessionNotFoundError(f"no optimization session '{session_id}'")
-            if row.status not in expected:
-                raise SessionStateError(
-                    f"session {key} is {row.status}, not {' or '.join(sorted(expected))}"
-                )
-            if expected_runner is not None and (row.runner or "") != expected_runner:
-                raise SessionStateError(f"session {key} is now run by another process")
-            values: dict[str, Any] = {"status": new, "updated_at": now, "error": error}
-            if new == "running":
-                values.update(runner=runner, heartbeat_at=now)
-                if row.started_at is None:
-                    values["started_at"] = now
-                values["finished_at"] = None
-            else:
-                values.update(runner=None, heartbeat_at=None)
-                if new in ("completed", "failed", "cancelled"):
-                    values["finished_at"] = now
-            conn.execute(table.update().where(table.c.id == key).values(**values))
-        return self.get(key)
-
-    def record_progress(
-        self,
-        session_id: str | int,
-        runner: str,
-        *,
-        current_iteration: int | None = None,
-        best: Mapping[str, Any] | None = None,
-        elapsed_s: float | None = None,
-    ) -> bool:
-        """Write progress and renew the lease; False when ``runner`` no longer holds it (the
-        session was cancelled, or adopted after this runner was presumed dead)."""
-        key = _session_key(session_id)
-        now = to_db_time(utc_now())
-        values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
-        if current_iteration is not None:
-            values["current_iteration"] = current_iteration
-        if best is not None:
-            values["best"] = json.dumps(dict(best), sort_keys=True)
-        if elapsed_s is not None:
-            values["elapsed_s"] = repr(float(elapsed_s))
-        table = sessions_table
-        with write_transaction(self._engine) as conn:
-            updated = conn.execute(
-                table.update()
-                .where(table.c.id == key, table.c.runner == runner, table.c.status == "running")
-                .values(**values)
-            )
-        return updated.rowcount == 1
+def progress_columns(
+    *, current_iteration: int, best: Mapping[str, Any] | None, elapsed_s: float
+) -> dict[str, Any]:
+    """A session's progress as its columns hold it (written with a renewal of its lease)."""
+    columns: dict[str, Any] = {
+        "current_iteration": current_iteration,
+        "elapsed_s": repr(float(elapsed_s)),
+    }
+    if best is not None:
+        columns["best"] = json.dumps(dict(best), sort_keys=True)
+    return columns
