@@ -96,6 +96,7 @@ def test_cancel_from_another_process(harness: kit.Harness) -> None:
     kit.check_cancel_from_another_process(harness)
 
 
+@pytest.mark.slow  # the adopted session runs its 24 trials: 6 s idle, 45 s on a loaded box
 def test_kill_9_is_adopted_once_and_resumed(harness: kit.Harness, made: list[str]) -> None:
     kit.check_kill_9(harness)
     # Nothing about a session fails it here: it must end resumed, every trial counted.
