@@ -1,17 +1,20 @@
-"""The fine-tuning job repository on a real SQLite file: creation, compare-and-set status
-moves with the lease, progress and logs, phase filters, and ids from requests."""
+"""The fine-tuning job repository on a real SQLite file: creation, status moves and lease
+renewals through the jobs runtime's lease table (progress, logs, metrics, the worker's pid),
+phase filters, and ids from requests."""
 
 from __future__ import annotations
 
+import doctest
 from typing import Any
 
 import pytest
 
 from neurons.errors import InvalidRequestError, JobNotFoundError, JobStateError
 from neurons.finetune.jobs import JobConfig
+from neurons.finetune.kind import job_leases
 from neurons.finetune.presets import PRESETS
-from neurons.store import Store
-from neurons.store.finetune import MAX_LOG_LINES
+from neurons.store import Store, finetune
+from neurons.store.finetune import MAX_LOG_LINES, appended, log_appended, progress_columns
 
 
 def _config(**overrides: Any) -> dict[str, Any]:
@@ -47,55 +50,74 @@ def test_unknown_or_malformed_ids_are_not_found(store: Store, bad: str) -> None:
         store.fine_tuning.get(bad)
 
 
-def test_transitions_take_and_give_back_the_lease(store: Store) -> None:
+def test_moves_take_and_give_back_the_lease(store: Store) -> None:
+    leases = job_leases(store)
     job = store.fine_tuning.create(_config())
-    running = store.fine_tuning.transition(
-        job.job_id, ("pending",), "running", runner="a", log="Job started"
-    )
+    leases.transition(job.job_id, ("pending",), "running", runner="a")
+    running = store.fine_tuning.get(job.job_id)
     assert (running.status, running.runner, running.attempts) == ("running", "a", 1)
-    assert running.started_at is not None and running.logs == ["Job started"]
+    assert running.started_at is not None
     with pytest.raises(JobStateError):  # compare-and-set: no longer pending
-        store.fine_tuning.transition(job.job_id, ("pending",), "running", runner="b")
+        leases.transition(job.job_id, ("pending",), "running", runner="b")
     with pytest.raises(JobStateError, match="another process"):
-        store.fine_tuning.transition(
-            job.job_id, ("running",), "running", runner="b", expected_runner=""
-        )
-    assert store.fine_tuning.release(job.job_id, "a")
-    adopted = store.fine_tuning.transition(
-        job.job_id, ("running",), "running", runner="b", expected_runner=""
-    )
+        leases.transition(job.job_id, ("running",), "running", runner="b", expected_runner="")
+    assert leases.renew(job.job_id, "a", progress_columns(worker_pid=4242, eta_s=9.0))
+    assert leases.release(job.job_id, "a")
+    released = store.fine_tuning.get(job.job_id)  # a worker's pid means nothing without a runner
+    assert (released.status, released.runner, released.worker_pid) == ("running", None, None)
+    leases.transition(job.job_id, ("running",), "running", runner="b", expected_runner="")
+    adopted = store.fine_tuning.get(job.job_id)
     assert (adopted.runner, adopted.attempts) == ("b", 2)
-    done = store.fine_tuning.transition(
-        job.job_id, ("running",), "completed", expected_runner="b", progress=1.0
-    )
-    assert done.runner is None and done.finished_at is not None and done.progress == 1.0
+    done = {"progress": repr(1.0), "logs": log_appended("Job completed")}
+    leases.transition(job.job_id, ("running",), "completed", expected_runner="b", values=done)
+    record = store.fine_tuning.get(job.job_id)
+    assert record.runner is None and record.finished_at is not None and record.progress == 1.0
+    assert record.logs == ["Job completed"]
 
 
 def test_progress_needs_the_lease_and_merges(store: Store) -> None:
+    leases = job_leases(store)
     job = store.fine_tuning.create(_config())
-    store.fine_tuning.transition(job.job_id, ("pending",), "running", runner="a")
-    assert not store.fine_tuning.record_progress(job.job_id, "intruder", progress=0.5)
-    assert store.fine_tuning.record_progress(
-        job.job_id, "a", phase="training", progress=0.4, logs=["x"], metrics={"loss": 2.0}
+    leases.transition(job.job_id, ("pending",), "running", runner="a")
+    assert not leases.renew(job.job_id, "intruder", progress_columns(progress=0.5))
+    assert leases.renew(
+        job.job_id,
+        "a",
+        progress_columns(phase="training", progress=0.4),
+        appended(["x"], {"loss": 2.0}),
     )
-    assert store.fine_tuning.record_progress(
-        job.job_id, "a", metrics={"step": 3}, eta_s=12.5, worker_pid=4242
+    assert leases.renew(
+        job.job_id, "a", progress_columns(eta_s=12.5, worker_pid=4242), appended([], {"step": 3})
     )
     record = store.fine_tuning.get(job.job_id)
     assert (record.current_phase, record.progress, record.eta_s) == ("training", 0.4, 12.5)
     assert record.metrics == {"loss": 2.0, "step": 3} and record.worker_pid == 4242
+    assert record.logs == ["x"]
     shape = record.to_dict()
     assert shape["status"] == "training" and shape["state"] == "running"
     assert [r.job_id for r in store.fine_tuning.list("training")] == [job.job_id]
     assert store.fine_tuning.list("exporting") == []
+    leases.transition(job.job_id, ("running",), "cancelled")
+    cancelled = store.fine_tuning.get(job.job_id)
+    assert (cancelled.worker_pid, cancelled.eta_s) == (None, None)
 
 
 def test_logs_keep_only_the_newest(store: Store) -> None:
+    leases = job_leases(store)
     job = store.fine_tuning.create(_config())
-    store.fine_tuning.transition(job.job_id, ("pending",), "running", runner="a")
+    leases.transition(job.job_id, ("pending",), "running", runner="a")
     lines = [f"line {i}" for i in range(MAX_LOG_LINES + 30)]
-    store.fine_tuning.record_progress(job.job_id, "a", logs=lines)
+    leases.renew(job.job_id, "a", computed=appended(lines))
     assert store.fine_tuning.get(job.job_id).logs == lines[-MAX_LOG_LINES:]
+    failed = {"logs": log_appended('Failed: "quoted", \\ and ünïcode')}
+    leases.transition(job.job_id, ("running",), "failed", error="x", values=failed)
+    logs = store.fine_tuning.get(job.job_id).logs
+    assert logs == [*lines[-MAX_LOG_LINES + 1 :], 'Failed: "quoted", \\ and ünïcode']
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(finetune)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_unknown_status_filter_is_refused(store: Store) -> None:

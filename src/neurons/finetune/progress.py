@@ -89,6 +89,12 @@ class ProgressTracker:
         self.done: dict[str, Any] | None = None
         self.error: str | None = None
 
+    @property
+    def stepped(self) -> bool:
+        """Whether this attempt took an optimizer step: before one, a stopping worker has
+        nothing to checkpoint that the job lacks."""
+        return self._first_step is not None
+
     def feed(self, event: Mapping[str, Any]) -> Update:
         kind = event.get("type")
         handler = getattr(self, f"_on_{kind}", None)

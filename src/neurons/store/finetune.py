@@ -1,25 +1,37 @@
 """Fine-tuning jobs in the shared database (migration ``m007``).
 
 A row holds the job's validated config (JSON), its status and phase, its progress, the last
-lines of its log, its metrics, and the lease of the control plane driving it (``runner``,
-``heartbeat_at``) with the pid of its training subprocess. Status changes are compare-and-set
-(:meth:`FineTuningJobRepository.transition`), so two control planes cannot both start or both
-adopt a job. Which moves are allowed is decided by :mod:`neurons.lifecycle`.
+lines of its log, its metrics, and the lease of the process driving it (``runner``,
+``heartbeat_at``) with the pid of its training subprocess. The status and lease columns are
+written only by the jobs runtime's :class:`~neurons.jobs.LeaseTable` (compare-and-set moves,
+renewals carrying :func:`progress_columns` and :func:`appended`); this module creates and
+reads jobs.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    case,
+    func,
+    select,
+)
 from sqlalchemy.engine import Engine
 
-from neurons.errors import InvalidRequestError, JobNotFoundError, JobStateError
+from neurons.errors import InvalidRequestError, JobNotFoundError
 from neurons.store.engine import (
     from_db_time,
     read_connection,
@@ -29,7 +41,15 @@ from neurons.store.engine import (
 )
 from neurons.store.ids import row_id
 
-__all__ = ["MAX_LOG_LINES", "FineTuningJobRepository", "JobRecord", "jobs_table"]
+__all__ = [
+    "MAX_LOG_LINES",
+    "FineTuningJobRepository",
+    "JobRecord",
+    "appended",
+    "jobs_table",
+    "log_appended",
+    "progress_columns",
+]
 
 MAX_LOG_LINES = 200  # the row keeps the newest; the whole log is in the job's directory
 
@@ -206,105 +226,56 @@ class FineTuningJobRepository:
         with read_connection(self._engine) as conn:
             return [_to_record(row) for row in conn.execute(query)]
 
-    def transition(
-        self,
-        job_id: str | int,
-        expected: Collection[str],
-        new: str,
-        *,
-        runner: str | None = None,
-        error: str | None = None,
-        expected_runner: str | None = None,
-        log: str | None = None,
-        progress: float | None = None,
-    ) -> JobRecord:
-        """Move the job to ``new`` if its status is one of ``expected`` (and, when
-        ``expected_runner`` is given, its lease is still that runner's; ``""``: held by no
-        one). Entering ``running`` takes the lease for ``runner``, counts an attempt and
-        stamps ``started_at`` the first time; leaving it releases the lease and stamps
-        ``finished_at``. :class:`JobStateError` (409) when the job moved on meanwhile."""
-        key = _job_key(job_id)
-        now = to_db_time(utc_now())
-        table = jobs_table
-        with write_transaction(self._engine) as conn:
-            row = conn.execute(select(table).where(table.c.id == key)).first()
-            if row is None:
-                raise JobNotFoundError(f"no fine-tuning job '{job_id}'")
-            if row.status not in expected:
-                raise JobStateError(
-                    f"job {key} is {row.status}, not {' or '.join(sorted(expected))}"
-                )
-            if expected_runner is not None and (row.runner or "") != expected_runner:
-                raise JobStateError(f"job {key} is now run by another process")
-            values: dict[str, Any] = {"status": new, "updated_at": now, "error": error}
-            if new == "running":
-                values.update(runner=runner, heartbeat_at=now, attempts=row.attempts + 1)
-                if row.started_at is None:
-                    values["started_at"] = now
-                values["finished_at"] = None
-            else:
-                values.update(runner=None, heartbeat_at=None, worker_pid=None, eta_s=None)
-                if new in ("completed", "failed", "cancelled"):
-                    values["finished_at"] = now
-            if progress is not None:
-                values["progress"] = repr(float(progress))
-            if log is not None:
-                values["logs"] = json.dumps((json.loads(row.logs) + [log])[-MAX_LOG_LINES:])
-            conn.execute(table.update().where(table.c.id == key).values(**values))
-        return self.get(key)
 
-    def release(self, job_id: str | int, runner: str) -> bool:
-        """Give the lease back while the job stays ``running`` (a control plane shutting down
-        with a resumable job): the next control plane adopts it at once."""
-        key = _job_key(job_id)
-        with write_transaction(self._engine) as conn:
-            updated = conn.execute(
-                jobs_table.update()
-                .where(jobs_table.c.id == key, jobs_table.c.runner == runner)
-                .values(runner=None, worker_pid=None, updated_at=to_db_time(utc_now()))
-            )
-        return updated.rowcount == 1
+def progress_columns(
+    *,
+    phase: str | None = None,
+    progress: float | None = None,
+    eta_s: float | None = None,
+    worker_pid: int | None = None,
+) -> dict[str, Any]:
+    """A job's progress as its columns hold it, for a renewal of its lease (None: unchanged).
 
-    def record_progress(
-        self,
-        job_id: str | int,
-        runner: str,
-        *,
-        phase: str | None = None,
-        progress: float | None = None,
-        logs: Sequence[str] = (),
-        metrics: Mapping[str, Any] | None = None,
-        eta_s: float | None = None,
-        worker_pid: int | None = None,
-    ) -> bool:
-        """Write progress and renew the lease; False when ``runner`` no longer holds it (the
-        job was cancelled, or adopted after this runner was presumed dead). ``metrics`` are
-        merged into the stored ones; ``logs`` are appended."""
-        key = _job_key(job_id)
-        now = to_db_time(utc_now())
-        table = jobs_table
-        with write_transaction(self._engine) as conn:
-            row = conn.execute(
-                select(table).where(
-                    table.c.id == key, table.c.runner == runner, table.c.status == "running"
-                )
-            ).first()
-            if row is None:
-                return False
-            values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
-            if phase is not None:
-                values["current_phase"] = phase
-            if progress is not None:
-                values["progress"] = repr(float(progress))
-            if logs:
-                values["logs"] = json.dumps((json.loads(row.logs) + list(logs))[-MAX_LOG_LINES:])
-            if metrics:
-                values["metrics"] = json.dumps(
-                    {**json.loads(row.metrics), **dict(metrics)}, sort_keys=True
-                )
-            if eta_s is not None:
-                values["eta_s"] = repr(float(eta_s))
-            if worker_pid is not None:
-                values["worker_pid"] = worker_pid
-            conn.execute(table.update().where(table.c.id == key).values(**values))
-        return True
+    >>> progress_columns(phase="training", progress=0.5, worker_pid=7)
+    {'current_phase': 'training', 'progress': '0.5', 'worker_pid': 7}
+    """
+    columns: dict[str, Any] = {}
+    if phase is not None:
+        columns["current_phase"] = phase
+    if progress is not None:
+        columns["progress"] = repr(float(progress))
+    if eta_s is not None:
+        columns["eta_s"] = repr(float(eta_s))
+    if worker_pid is not None:
+        columns["worker_pid"] = worker_pid
+    return columns
+
+
+def appended(
+    logs: Sequence[str] = (), metrics: Mapping[str, Any] | None = None
+) -> Callable[[Row[Any]], dict[str, Any]]:
+    """For a renewal's ``computed``: ``logs`` appended to the row's (the newest
+    :data:`MAX_LOG_LINES` kept) and ``metrics`` merged into its."""
+
+    def columns(row: Row[Any]) -> dict[str, Any]:
+        changed: dict[str, Any] = {}
+        if logs:
+            changed["logs"] = json.dumps((json.loads(row.logs) + list(logs))[-MAX_LOG_LINES:])
+        if metrics:
+            merged = {**json.loads(row.metrics), **dict(metrics)}
+            changed["metrics"] = json.dumps(merged, sort_keys=True)
+        return changed
+
+    return columns
+
+
+def log_appended(line: str) -> ColumnElement[Any]:
+    """``line`` appended to the row's logs inside the UPDATE itself (the newest
+    :data:`MAX_LOG_LINES` kept): a status move takes plain values, and this keeps the append
+    in the move's own transaction."""
+    logs = jobs_table.c.logs
+    added = func.json_insert(logs, "$[#]", line)
+    return case(
+        (func.json_array_length(logs) >= MAX_LOG_LINES, func.json_remove(added, "$[0]")),
+        else_=added,
+    )
