@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from neurons.cli.main import app
-from neurons.errors import InvalidRequestError, JobNotFoundError, JobStateError
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +23,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def invoke(*args: str | Path) -> Result:
     return CliRunner().invoke(app, ["finetune", *map(str, args)])
+
+
+def refused(*args: str | Path) -> str:
+    """A refusal as every job command reports it: exit 1, ``error: ...`` on stderr, and under
+    ``--json`` the management envelope on stdout; the message."""
+    result = invoke(*args)
+    assert result.exit_code == 1 and result.stderr.startswith("error: "), result.output
+    envelope = json.loads(invoke(*args, "--json").stdout)
+    assert envelope["success"] is False and envelope["error_code"], envelope
+    assert envelope["error"] == result.stderr.strip().removeprefix("error: ")
+    return str(envelope["error"])
 
 
 def test_run_with_bad_data_fails_with_the_reason_and_is_listed(tmp_path: Path, home: Path) -> None:
@@ -45,16 +55,18 @@ def test_run_with_bad_data_fails_with_the_reason_and_is_listed(tmp_path: Path, h
     assert listed.exit_code == 0 and "beep:latest" in listed.stdout and "failed" in listed.stdout
     status = invoke("status", job["job_id"])
     assert status.exit_code == 0 and "no valid training examples" in status.stdout
-    again = invoke("cancel", job["job_id"])  # main() prints library errors; CliRunner keeps them
-    assert isinstance(again.exception, JobStateError)
-    assert "cannot cancel a job that is failed" in str(again.exception)
+    assert "cannot cancel a job that is failed" in refused("cancel", job["job_id"])
+    assert "Failed: no valid training examples" in status.stdout  # the failing move's log line
 
 
 def test_bad_arguments_are_refused_before_a_job_exists(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "p", "completion": "c"}\n')
-    result = invoke("run", data, "--base", "smollm2:135m", "--name", "x", "-p", "turbo")
-    assert isinstance(result.exception, InvalidRequestError)
-    assert "neither a preset" in str(result.exception)
+    assert "neither a preset" in refused(
+        "run", data, "--base", "smollm2:135m", "--name", "x", "-p", "turbo"
+    )
     assert json.loads(invoke("ls", "--json").stdout)["count"] == 0
-    assert isinstance(invoke("status", "7").exception, JobNotFoundError)
+    assert "no fine-tuning job '7'" in refused("status", "7")
+    assert "no fine-tuning job '7'" in refused("start", "7")
+    assert "no fine-tuning job '7'" in refused("cancel", "7")
+    assert "unknown job status" in refused("ls", "--status", "sleeping")

@@ -5,14 +5,16 @@
 
 ``run`` copies the data into the fine-tuning data directory, creates a job and runs it here
 with a progress bar, through the same :class:`~neurons.finetune.service.FineTuningService` as
-the REST API, on the nodes ``neurons up`` registered; Ctrl-C cancels it (training stops at a
-checkpoint, so ``neurons finetune start JOB`` resumes it) and exits 130. ``status``, ``ls``,
-``start`` and ``cancel`` work on any stored job, whoever runs it.
+the REST API, on the nodes ``neurons up`` registered; ``start JOB`` does the same for a stored
+job (a failed or cancelled one resumes from its checkpoint). While it trains, this process
+holds the job's lease: ``neurons finetune cancel JOB`` from another shell (or the API) stops
+it within seconds, and a control plane adopts it if this process dies. Ctrl-C cancels it too;
+either way the command exits 130. ``status``, ``ls`` and ``cancel`` work on any stored job,
+whoever runs it. Refusals are reported as by every job command (:mod:`neurons.cli.jobs`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -28,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network
+from neurons.cli.jobs import exit_for, follow_job, refusals_exit
 from neurons.errors import JobStateError, NeuronsError
 from neurons.finetune.data import DATA_TYPES, ValidationReport, validate_file
 
@@ -127,10 +130,12 @@ finetune_app.command("validate")(validate_command)
 # -- jobs ---------------------------------------------------------------------------------------
 
 
-def _with_service(call: Callable[[FineTuningService], Awaitable[T]]) -> T:
+def _answer(call: Callable[[FineTuningService], Awaitable[T]], as_json: bool) -> T:
+    """``call``'s answer over a service on the state directory; a refusal (an unknown job, a
+    move its status forbids, bad input) exits 1 as every job command reports it."""
     from neurons.finetune.service import FineTuningService
 
-    return run_with_network(FineTuningService, call)
+    return refusals_exit(lambda: run_with_network(FineTuningService, call), as_json)
 
 
 def _loss(value: Any) -> str:
@@ -196,20 +201,9 @@ def run(
     """Create a fine-tuning job for PATH and run it here, with a progress bar."""
     columns = _column_mapping(mapping or [])
     content = path.read_bytes()
-    console = Console(stderr=True)
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("eta {task.fields[eta]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json,
-    )
-    created: list[str] = []
+    ids: list[str] = []
 
-    async def finetune(service: FineTuningService) -> tuple[dict[str, Any], bool]:
+    async def finetune(service: FineTuningService) -> dict[str, Any]:
         relative = await service.upload(path.name, content)
         record = await service.create(
             base_model=base,
@@ -221,68 +215,113 @@ def run(
             nodes=node,
             column_mapping=columns or None,
         )
-        job_id = record.job_id
-        created.append(job_id)
-        await service.start(job_id)
-        bar = bars.add_task(f"job {job_id}: starting", total=100, loss="-", eta="-")
-        shown = 0
-        interrupted = False
-        try:
-            with bars:
-                while True:
-                    job = await service.status(job_id)
-                    eta = job.get("eta_seconds")
-                    bars.update(
-                        bar,
-                        completed=job["progress"] * 100,
-                        description=f"job {job_id}: {job['status']}",
-                        loss=_loss((job.get("metrics") or {}).get("loss")),
-                        eta="-" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)),
-                    )
-                    logs = job.get("logs") or []
-                    for line in logs[shown:]:
-                        if not as_json:
-                            bars.console.print(f"  {line}", markup=False)
-                    shown = len(logs)
-                    if job["state"] != "running":
-                        break
-                    await asyncio.sleep(POLL_S)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()  # handled here: asyncio.run must not re-raise it
-            interrupted = True
-            with contextlib.suppress(JobStateError):
-                await service.cancel(job_id)  # the worker checkpoints and stops
-        return await service.status(job_id), interrupted
+        ids.append(record.job_id)
+        return await _run_here(service, record.job_id, as_json)
 
+    _in_foreground(finetune, ids, as_json)
+
+
+@finetune_app.command("start")
+def start(job_id: JobArg, as_json: JsonFlag = False) -> None:
+    """Run a pending job here, or resume a failed or cancelled one from its checkpoint, with a
+    progress bar (as ``run`` does); Ctrl-C cancels it."""
+    _in_foreground(lambda service: _run_here(service, job_id, as_json), [job_id], as_json)
+
+
+async def _run_here(service: FineTuningService, job_id: str, as_json: bool) -> dict[str, Any]:
+    """Start the job in this process and follow it to its end with a progress bar; the job
+    after."""
+    await service.start(job_id)
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("eta {task.fields[eta]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=as_json,
+    )
+    bar = bars.add_task(f"job {job_id}: starting", total=100, loss="-", eta="-")
+    shown = 0
+
+    def render(job: dict[str, Any]) -> None:
+        nonlocal shown
+        eta = job.get("eta_seconds")
+        bars.update(
+            bar,
+            completed=job["progress"] * 100,
+            description=f"job {job_id}: {job['status']}",
+            loss=_loss((job.get("metrics") or {}).get("loss")),
+            eta="-" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)),
+        )
+        logs = job.get("logs") or []
+        if not as_json:
+            for line in logs[shown:]:
+                bars.console.print(f"  {line}", markup=False)
+        shown = len(logs)
+
+    async def cancel() -> None:
+        with contextlib.suppress(JobStateError):  # it ended meanwhile
+            await service.cancel(job_id)
+
+    with bars:
+        await follow_job(lambda: service.status(job_id), _state, render, cancel, POLL_S)
+    # Cancelled from elsewhere, the worker may still be writing its checkpoint: let it end.
+    await service.wait(job_id)
+    return await service.status(job_id)
+
+
+def _state(job: dict[str, Any]) -> str:
+    return str(job["state"])
+
+
+def _in_foreground(
+    call: Callable[[FineTuningService], Awaitable[dict[str, Any]]], job: list[str], as_json: bool
+) -> None:
+    """Run ``call`` (a job run here to its end), report the job and exit as its status says;
+    Ctrl-C cancels the job (``job`` names it once it exists) and exits 130."""
     try:
-        job, interrupted = _with_service(finetune)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before the job began
-        if created:
-            with contextlib.suppress(NeuronsError, KeyboardInterrupt):
-                _with_service(lambda s: s.cancel(created[0]))
-        typer.echo("\ninterrupted", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+        final = _answer(call, as_json)
+    except KeyboardInterrupt:
+        after = _interrupted(job[0] if job else None)
+        if after is None:
+            typer.echo("\ninterrupted", err=True)
+            raise typer.Exit(INTERRUPTED) from None
+        final = after
     if as_json:
-        emit({"job": job}, success=job["state"] == "completed")
+        emit({"job": final}, success=final["state"] == "completed")
     else:
-        _report(job, Console(), logs=0)
-    if interrupted:
+        _report(final, Console(), logs=0)
+    if final["state"] == "cancelled":
         typer.echo(
-            f"interrupted: job {job['job_id']} {job['state']}; resume with "
-            f"`neurons finetune start {job['job_id']}`",
+            f"interrupted: job {final['job_id']} cancelled; resume it with "
+            f"`neurons finetune start {final['job_id']}`",
             err=True,
         )
-        raise typer.Exit(INTERRUPTED)
-    if job["state"] != "completed":
-        raise typer.Exit(1)
+    exit_for(final["state"])
+
+
+def _interrupted(job_id: str | None) -> dict[str, Any] | None:
+    """After Ctrl-C: the job cancelled (if following had not done it yet), as it is now; None
+    before there was a job, or on a second Ctrl-C."""
+    if job_id is None:
+        return None
+    from neurons.finetune.service import FineTuningService
+
+    try:
+        with contextlib.suppress(JobStateError):  # already cancelled, or it ended
+            run_with_network(FineTuningService, lambda s: s.cancel(job_id))
+        state: dict[str, Any] = run_with_network(FineTuningService, lambda s: s.status(job_id))
+    except (KeyboardInterrupt, NeuronsError):
+        return None
+    return state
 
 
 @finetune_app.command("status")
 def status(job_id: JobArg, as_json: JsonFlag = False) -> None:
     """A job: its phase, progress, metrics and latest log lines."""
-    job = _with_service(lambda s: s.status(job_id))
+    job = _answer(lambda s: s.status(job_id), as_json)
     if as_json:
         emit({"job": job})
     else:
@@ -297,7 +336,7 @@ def ls(
     as_json: JsonFlag = False,
 ) -> None:
     """Fine-tuning jobs, newest first."""
-    jobs = _with_service(lambda s: s.jobs(status))
+    jobs = _answer(lambda s: s.jobs(status), as_json)
     if as_json:
         emit({"jobs": jobs, "count": len(jobs)})
         return
@@ -317,26 +356,11 @@ def ls(
     Console().print(table)
 
 
-@finetune_app.command("start")
-def start(job_id: JobArg) -> None:
-    """Run a pending job here, or resume a failed or cancelled one from its checkpoint
-    (waits for it to end)."""
-
-    async def go(service: FineTuningService) -> dict[str, Any]:
-        await service.start(job_id)
-        await service.wait(job_id)
-        return await service.status(job_id)
-
-    job = _with_service(go)
-    _report(job, Console())
-    if job["state"] != "completed":
-        raise typer.Exit(1)
-
-
 @finetune_app.command("cancel")
 def cancel(job_id: JobArg, as_json: JsonFlag = False) -> None:
-    """Cancel a pending or running job (training stops at a checkpoint)."""
-    record = _with_service(lambda s: s.cancel(job_id))
+    """Cancel a pending or running job, here or in any other process (its worker stops at a
+    checkpoint within seconds; ``start`` resumes it)."""
+    record = _answer(lambda s: s.cancel(job_id), as_json)
     if as_json:
         emit({"job": record.to_dict()})
     else:
