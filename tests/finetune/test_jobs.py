@@ -9,17 +9,15 @@ import pytest
 
 from neurons.errors import InvalidModelNameError, InvalidRequestError, JobStateError
 from neurons.finetune.jobs import (
-    JOB_TRANSITIONS,
     PHASE_WEIGHTS,
     PHASES,
     JobConfig,
-    JobEvent,
-    JobStatus,
     confine,
     next_status,
     overall_progress,
 )
 from neurons.finetune.presets import PRESETS
+from neurons.lifecycle import TRANSITIONS, Event, Status
 
 
 @pytest.mark.parametrize(
@@ -48,10 +46,10 @@ def test_transition_table(status: str, event: str, expected: str | None) -> None
 
 
 def test_every_status_is_reachable_and_finished_ones_are_marked() -> None:
-    reached = {JobStatus.PENDING} | set(JOB_TRANSITIONS.values())
-    assert reached == set(JobStatus)
-    assert {s for s in JobStatus if s.finished} == {"completed", "failed", "cancelled"}
-    assert {e for (_, e) in JOB_TRANSITIONS} == set(JobEvent)
+    reached = {Status.PENDING} | set(TRANSITIONS.values())
+    assert reached == set(Status)
+    assert {s for s in Status if s.finished} == {"completed", "failed", "cancelled"}
+    assert {e for (_, e) in TRANSITIONS} == set(Event)
 
 
 def test_phases_are_the_seeds_and_progress_is_monotonic() -> None:

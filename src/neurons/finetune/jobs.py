@@ -24,26 +24,17 @@ from neurons import lifecycle
 from neurons.errors import InvalidRequestError, JobStateError
 from neurons.finetune.data import DATA_TYPES
 from neurons.finetune.presets import Hyperparameters
-from neurons.lifecycle import TRANSITIONS, Event, Status
+from neurons.lifecycle import Event, Status
 from neurons.ollama.names import ModelName
 
 __all__ = [
-    "JOB_TRANSITIONS",
     "PHASES",
     "PHASE_WEIGHTS",
     "JobConfig",
-    "JobEvent",
-    "JobStatus",
     "confine",
     "next_status",
     "overall_progress",
 ]
-
-
-# The shared status machine under the names the fine-tuning code and its tests use.
-JobStatus = Status
-JobEvent = Event
-JOB_TRANSITIONS = TRANSITIONS
 
 
 def next_status(status: Status | str, event: Event | str) -> Status:
