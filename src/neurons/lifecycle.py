@@ -11,20 +11,18 @@ learning runs all move along this one table (events in brackets)::
 
 Failed or cancelled work can be started again (each kind says what resuming means); completed
 work is final. Each kind refuses a move with its own 409 error, so :func:`next_status` takes
-the error to raise. A control plane resumes ``running`` work whose runner is gone from a
-supervisor loop (:func:`supervise`).
+the error to raise. The jobs runtime (:mod:`neurons.jobs`) makes the moves, and adopts
+``running`` work whose runner is gone.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from enum import StrEnum
 
 from neurons.errors import NeuronsError
 
-__all__ = ["TRANSITIONS", "Event", "Status", "next_status", "supervise"]
+__all__ = ["TRANSITIONS", "Event", "Status", "next_status"]
 
 
 class Status(StrEnum):
@@ -72,17 +70,3 @@ def next_status(
     if new is None:
         raise refused(current, happened)
     return new
-
-
-async def supervise(
-    adopt: Callable[[], Awaitable[object]], interval_s: float, log: logging.Logger, what: str
-) -> None:
-    """Call ``adopt`` (a pass over orphaned work) every ``interval_s`` seconds until cancelled.
-    A failed pass is logged on ``log`` and the loop goes on: the supervisor must outlive a bad
-    row or a locked database."""
-    while True:
-        try:
-            await adopt()
-        except Exception:
-            log.exception("%s supervisor pass failed", what)
-        await asyncio.sleep(interval_s)
