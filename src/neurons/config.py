@@ -119,6 +119,14 @@ class Settings(BaseSettings):
         description="Longest wait for the next bytes of a node's answer (a generation that "
         "stalls this long fails); connecting waits at most 10 s.",
     )
+    drain_deadline_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM or Ctrl-C the port closes at once and requests in flight (a "
+        "streamed generation) get this long to finish before the components stop; also the "
+        "longest any one component's stop may take.",
+    )
 
     # Who may do what (neurons.auth): keys, node tokens, request bounds.
     master_key: SecretStr | None = Field(

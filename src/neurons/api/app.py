@@ -67,7 +67,7 @@ def create_control_plane(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A system per lifespan, so an app can be served again after it stopped.
-        system = BackendIntegrationSystem(mock=mock)
+        system = BackendIntegrationSystem(mock=mock, stop_timeout_s=settings.drain_deadline_s)
         app.state.system = system
         for component in control_plane_components(app.state, settings, nodes, neurons):
             system.register(component)

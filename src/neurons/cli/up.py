@@ -89,4 +89,7 @@ def serve(
     app = create_control_plane(settings, [])
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"gateway on {base} (Ollama API {base}/api, OpenAI API {base}/v1); Ctrl-C stops")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", ws="none")
+    from neurons.system.up import server_config
+
+    # SIGTERM or Ctrl-C: the port closes, requests in flight get drain_deadline_s to finish.
+    uvicorn.Server(server_config(app, settings)).run()

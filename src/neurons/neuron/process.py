@@ -39,6 +39,7 @@ class NeuronProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         token: str | None = None,
+        own_session: bool = False,
     ) -> None:
         self.home = home
         # Passed in the environment, not argv: the process list shows arguments to everyone.
@@ -48,6 +49,9 @@ class NeuronProcess:
         self.extra_args = extra_args or []
         self.env = env
         self.log_path = log_path
+        # In a session of its own, a terminal's Ctrl-C (sent to the whole foreground group)
+        # does not reach the child: its parent decides when it stops (after draining).
+        self.own_session = own_session
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,6 +83,7 @@ class NeuronProcess:
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            start_new_session=self.own_session,
         )
         log.close()
 

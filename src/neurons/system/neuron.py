@@ -49,6 +49,9 @@ class EmbeddedNeuron(Component):
             port=settings.node_port,
             log_path=settings.home / "neuron.log",
             token=secrets.token_urlsafe(32),
+            # Ctrl-C reaches the control plane only: the neuron keeps serving the requests
+            # being drained and is stopped after them, as a component.
+            own_session=True,
         )
         self.exit_code: int | None = None
         self.interrupted = False

@@ -6,6 +6,7 @@ closes, whatever stopped us (Ctrl-C, SIGTERM, an error)."""
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import socket
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from neurons.system.core import BackendIntegrationSystem
 from neurons.system.neuron import EmbeddedNeuron
 from neurons.system.signals import stop_on_sigterm
 
-__all__ = ["run_up"]
+__all__ = ["run_up", "server_config"]
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,13 @@ def run_up(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     neuron = EmbeddedNeuron(settings, say=typer.echo)
     app = create_control_plane(settings, [neuron.spec], neurons=[neuron])
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", ws="none"
-    )
     server = _Server(
-        config,
+        server_config(app, settings),
         ready=lambda: typer.echo(_ready_message(settings, neuron)),
+        draining=lambda: typer.echo(
+            f"stopping: no new connections; requests in flight get up to "
+            f"{settings.drain_deadline_s:g}s, then the components stop in reverse order"
+        ),
         # A signal before the port opens (say, during a long model load): the neuron's start
         # is cut short, the components already started stop, and we end as for a stop.
         interrupt=neuron.interrupt,
@@ -62,16 +64,35 @@ def run_up(settings: Settings) -> None:
     typer.echo("stopped before it was up; bye" if server.interrupted else "bye")
 
 
+def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """How the control plane is served. On SIGTERM or Ctrl-C uvicorn closes the port, lets
+    the requests in flight finish for up to ``drain_deadline_s`` (cancelling what is left
+    then) and only then runs the lifespan's shutdown, which stops the components."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        ws="none",
+        timeout_graceful_shutdown=math.ceil(settings.drain_deadline_s),  # whole seconds
+    )
+
+
 class _Server(uvicorn.Server):
-    """uvicorn's server, saying when it listens (after every component started), and
-    passing a signal that arrives before then to ``interrupt``: uvicorn itself only looks
-    at signals once the start-up is over."""
+    """uvicorn's server, saying when it listens (after every component started) and when a
+    signal starts the drain, and passing a signal that arrives before it listens to
+    ``interrupt``: uvicorn itself only looks at signals once the start-up is over."""
 
     def __init__(
-        self, config: uvicorn.Config, ready: Callable[[], None], interrupt: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        ready: Callable[[], None],
+        draining: Callable[[], None],
+        interrupt: Callable[[], None],
     ) -> None:
         super().__init__(config)
         self._ready = ready
+        self._draining = draining
         self._interrupt = interrupt
         self.interrupted = False
 
@@ -81,10 +102,14 @@ class _Server(uvicorn.Server):
             self._ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.should_exit
         super().handle_exit(sig, frame)
-        if not self.started and not self.interrupted:
-            self.interrupted = True
-            self._interrupt()
+        if not self.started:
+            if not self.interrupted:
+                self.interrupted = True
+                self._interrupt()
+        elif first:
+            self._draining()
 
 
 class _QuietStartupFailure(logging.Filter):
