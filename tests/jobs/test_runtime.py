@@ -4,13 +4,16 @@ The same checks run over the three real kinds (tests/jobs/test_kit_*.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from neurons.jobs import JobRuntime, StopReason
+from neurons.errors import InvalidRequestError
+from neurons.jobs import JobRuntime, Lease, StopReason, StopSignal
 from neurons.store import Store
 from tests.jobs import kit
 from tests.jobs.ticker import LEASE_S, Ticker, new_job
@@ -90,6 +93,29 @@ def test_a_failure_keeps_its_reason_and_a_restart_resumes(store: Store) -> None:
         await healthy.aclose()
 
     _run(go())
+
+
+def test_a_failure_raised_on_purpose_is_logged_without_a_traceback(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Refusing(Ticker):
+        async def execute(self, job_id: str, stop: StopSignal, runner: str) -> Mapping[str, Any]:
+            raise InvalidRequestError("no valid examples")
+
+    async def go() -> Lease:
+        runtime = JobRuntime(Refusing(store), lease_s=LEASE_S, poll_s=0.1)
+        job = new_job(store, 3)
+        await runtime.start(job)
+        lease = await runtime.wait(job, timeout=10)
+        await runtime.aclose()
+        return lease
+
+    with caplog.at_level(logging.WARNING, logger="neurons.jobs.runtime"):
+        lease = _run(go())
+    assert lease.status == "failed" and lease.error == "no valid examples"
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage() == f"ticker {lease.job_id} failed: no valid examples"
 
 
 def test_shutdown_gives_the_lease_back_and_the_next_process_resumes_at_once(

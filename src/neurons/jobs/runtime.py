@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from neurons.errors import NeuronsError
 from neurons.jobs.leases import Lease, LeaseTable
 from neurons.jobs.runners import runner_identity, runner_is_dead
 from neurons.lifecycle import TRANSITIONS, Event, Status
@@ -223,6 +224,10 @@ class JobRuntime:
             values = await self.kind.execute(key, stop, self.identity)
         except JobStopped:
             await self._stopped(key, stop.reason or StopReason.CANCEL)
+        except NeuronsError as exc:  # raised on purpose (bad data, a node that refused): the
+            # message is the whole story, and a traceback on a CLI's stderr would hide it
+            log.warning("%s %s failed: %s", self.kind.name, key, exc)
+            await self._end(key, "failed", error=str(exc) or type(exc).__name__)
         except Exception as exc:  # the job failed: keep the reason, not the process
             log.exception("%s %s failed", self.kind.name, key)
             await self._end(key, "failed", error=str(exc) or type(exc).__name__)
