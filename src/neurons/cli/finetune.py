@@ -162,7 +162,8 @@ def _report(job: Mapping[str, Any], console: Console, *, logs: int = 8) -> None:
         console.print(f"deployed to: {', '.join(metrics['deployed_to'])}", markup=False)
     if job.get("error"):
         console.print(f"error: {job['error']}", markup=False)
-    for line in (job.get("logs") or [])[-logs:]:
+    latest = (job.get("logs") or [])[-logs:] if logs else []  # [-0:] would be every line
+    for line in latest:
         console.print(f"  {line}", markup=False)
 
 

@@ -79,8 +79,9 @@ def job_leases(store: Store) -> LeaseTable:
     )
 
 
-class _JobFailure(Exception):
-    """Ends the job ``failed`` with this message as its reason."""
+class _JobFailure(NeuronsError):
+    """Ends the job ``failed`` with this message as its reason (the runtime writes it; it
+    never leaves this module)."""
 
 
 @dataclass
@@ -143,9 +144,10 @@ class FineTuningKind(JobKind):
         record = await asyncio.to_thread(self.store.fine_tuning.get, job_id)
         try:
             await self._drive(record, _Run(self.leases, job_id, runner, stop))
-        except (JobStopped, _JobFailure, NeuronsError):
+        except (JobStopped, NeuronsError):
             raise
         except Exception as exc:  # a bug: the job fails, its reason naming the error's type
+            log.exception("fine-tuning job %s crashed", job_id)
             raise _JobFailure(f"{type(exc).__name__}: {exc}") from exc
         return {"progress": repr(1.0), "logs": log_appended("Job completed")}
 
