@@ -3,8 +3,9 @@
 Values come from (highest first): explicit keyword arguments, environment variables
 (``NEURONS_*``; ``OLLAMA_BASE_URL`` as in seed 002; the Ollama server knobs ``OLLAMA_MAX_QUEUE``,
 ``OLLAMA_NUM_PARALLEL`` and ``OLLAMA_KEEP_ALIVE`` are honoured by the embedded neuron too), then
-the defaults below. ``NEURONS_HOME`` is the state directory; the database and the models live
-under it unless set apart.
+the defaults below. ``neurons up --config FILE`` adds seed 003's YAML sections between the
+environment and the defaults (:mod:`neurons.system.config_file`). ``NEURONS_HOME`` is the state
+directory; the database and the models live under it unless set apart.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     node_host: str = Field(default="127.0.0.1", description="Embedded neuron bind address.")
     node_port: int = Field(default=11435, ge=1, le=65535, description="First embedded neuron port.")
     default_model: str = Field(default="smollm2:135m", description="Model loaded by `neurons up`.")
+    log_level: str = Field(
+        default="info",
+        description="Least severe log messages shown: debug, info, warning, error or critical.",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite:///$NEURONS_HOME/neurons.db."
     )
@@ -262,6 +267,14 @@ class Settings(BaseSettings):
         if word == "auto" or word in named:
             return named.get(word, "auto")
         raise ValueError("must be on, off or auto")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_log_level(cls, value: object) -> str:
+        word = str(value).strip().lower()
+        if word not in ("debug", "info", "warning", "error", "critical"):
+            raise ValueError("must be debug, info, warning, error or critical")
+        return word
 
     @field_validator("ollama_base_url", mode="after")
     @classmethod

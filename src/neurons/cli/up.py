@@ -3,6 +3,7 @@ the control plane alone, for registered nodes."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 
 from neurons.config import Settings
 
-__all__ = ["check_exposure", "serve", "up"]
+__all__ = ["check_exposure", "load_settings", "serve", "up"]
 
 InsecureFlag = Annotated[
     bool,
@@ -19,6 +20,27 @@ InsecureFlag = Annotated[
         help="Serve without API keys on an address other than loopback (a trusted network).",
     ),
 ]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="A YAML file with seed 003's sections (system, persistence, database, model, "
+        "distributed_learning, learning_system); flags and environment variables override it.",
+    ),
+]
+
+
+def load_settings(config: Path | None, flags: dict[str, object]) -> Settings:
+    """Settings from the flags given, the environment, the config file (if any) and the
+    defaults, in that order; says which file it read and what it did not take from it."""
+    if config is None:
+        return Settings(**flags)  # type: ignore[arg-type]
+    from neurons.system.config_file import load_config
+
+    loaded = load_config(config)
+    for line in loaded.report(flags):
+        typer.echo(line)
+    return loaded.settings(**flags)
 
 
 def check_exposure(settings: Settings) -> None:
@@ -45,6 +67,7 @@ def up(
     home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
     model: Annotated[str | None, typer.Option(help="Model to load (default smollm2:135m).")] = None,
     insecure: InsecureFlag = False,
+    config: ConfigOption = None,
 ) -> None:
     """Start the control plane and one embedded neuron; Ctrl-C stops both."""
     from neurons.system import run_up
@@ -61,7 +84,7 @@ def up(
         }.items()
         if value is not None
     }
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = load_settings(config, overrides)
     check_exposure(settings)
     run_up(settings)
 
@@ -71,25 +94,26 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Control-plane port (default 8000).")] = None,
     home: Annotated[Path | None, typer.Option(help="State directory.")] = None,
     insecure: InsecureFlag = False,
+    config: ConfigOption = None,
 ) -> None:
     """Start only the control plane and gateway, for the nodes in the registry
     (``neurons node add``); no embedded neuron is started."""
     import uvicorn
 
     from neurons.api.app import create_control_plane
+    from neurons.system.up import server_config
 
-    overrides = {
+    overrides: dict[str, object] = {
         k: v
         for k, v in {"host": host, "port": port, "home": home, "insecure": insecure}.items()
         if v
     }
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = load_settings(config, overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
+    logging.getLogger().setLevel(settings.log_level.upper())
     check_exposure(settings)
     app = create_control_plane(settings, [])
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"gateway on {base} (Ollama API {base}/api, OpenAI API {base}/v1); Ctrl-C stops")
-    from neurons.system.up import server_config
-
     # SIGTERM or Ctrl-C: the port closes, requests in flight get drain_deadline_s to finish.
     uvicorn.Server(server_config(app, settings)).run()

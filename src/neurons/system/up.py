@@ -35,6 +35,7 @@ def run_up(settings: Settings) -> None:
     # uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown; turning SIGTERM into
     # KeyboardInterrupt (like Ctrl-C) lets us end with exit code 0 instead of dying.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    logging.getLogger().setLevel(settings.log_level.upper())
     settings.home.mkdir(parents=True, exist_ok=True)
     neuron = EmbeddedNeuron(settings, say=typer.echo)
     app = create_control_plane(settings, [neuron.spec], neurons=[neuron])

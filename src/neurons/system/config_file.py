@@ -1,0 +1,315 @@
+"""``neurons up --config neurons.yaml``: seed 003's configuration sections, where they mean
+something here, mapped onto :class:`~neurons.config.Settings`.
+
+Precedence, highest first: command-line flags, environment variables (``NEURONS_*`` and the
+others :mod:`neurons.config` names), this file, the defaults. Relative paths in the file are
+taken from the file's folder.
+
+=============================================  ===========================
+file key                                       setting
+=============================================  ===========================
+system.host / port / log_level                 host / port / log_level
+system.home                                    home (the state directory)
+system.node_host / node_port                   node_host / node_port
+system.drain_deadline_s                        drain_deadline_s
+persistence.auto_save_interval                 snapshot_interval_s
+persistence.max_versions                       snapshot_max_versions
+persistence.storage_path                       snapshot_path
+persistence.db_path, database.path             database_url (sqlite:///...)
+database.url                                   database_url
+database.type                                  must be sqlite
+model.default / keep_alive / max_loaded        default_model / keep_alive / max_loaded_models
+distributed_learning.lease_s                   learning_lease_s
+=============================================  ===========================
+
+Seed 003's other keys (a transformer's shape under ``model``, a learning node's rates under
+``distributed_learning``, ``learning_system``'s scaling, the ``components`` section of its
+own components, ...) have no server-wide counterpart here: they are accepted, so a seed file
+loads, and reported as ignored with where the idea lives. Any other key is refused by name,
+as is a value a setting refuses (``persistence.max_versions: must be ≥ 1 (got 0)``).
+
+>>> import tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> _ = (folder / "neurons.yaml").write_text("persistence:\\n  max_versions: 0\\n")
+>>> load_config(folder / "neurons.yaml")
+Traceback (most recent call last):
+...
+neurons.errors.ConfigError: ...neurons.yaml: persistence.max_versions: must be ≥ 1 (got 0)
+>>> _ = (folder / "neurons.yaml").write_text("model:\\n  default: mock:latest\\n  type: x\\n")
+>>> loaded = load_config(folder / "neurons.yaml")
+>>> loaded.values, loaded.sources
+({'default_model': 'mock:latest'}, {'default_model': 'model.default'})
+>>> loaded.ignored
+{'model.type': 'models here are GGUF files, whose architecture is in the file'}
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from neurons.config import Settings
+from neurons.errors import ConfigError
+
+__all__ = ["IGNORED", "IGNORED_SECTIONS", "KEYS", "ConfigFile", "Key", "load_config"]
+
+
+@dataclass(frozen=True)
+class Key:
+    """Where a file key goes: a setting, and how its value is read (``path``: relative to
+    the file's folder; ``sqlite``: a database file path made a SQLite URL)."""
+
+    setting: str
+    kind: Literal["value", "path", "sqlite"] = "value"
+
+
+KEYS: dict[str, dict[str, Key]] = {
+    "system": {
+        "host": Key("host"),
+        "port": Key("port"),
+        "log_level": Key("log_level"),
+        "home": Key("home", "path"),
+        "node_host": Key("node_host"),
+        "node_port": Key("node_port"),
+        "drain_deadline_s": Key("drain_deadline_s"),
+    },
+    "persistence": {
+        "auto_save_interval": Key("snapshot_interval_s"),
+        "max_versions": Key("snapshot_max_versions"),
+        "storage_path": Key("snapshot_path", "path"),
+        "db_path": Key("database_url", "sqlite"),
+    },
+    "database": {"url": Key("database_url"), "path": Key("database_url", "sqlite")},
+    "model": {
+        "default": Key("default_model"),
+        "keep_alive": Key("keep_alive"),
+        "max_loaded": Key("max_loaded_models"),
+    },
+    "distributed_learning": {"lease_s": Key("learning_lease_s")},
+    "learning_system": {},
+}
+
+# Seed 003's sections with nothing here at all.
+IGNORED_SECTIONS = {
+    "components": "seed 003's components (bridge, neural_seed, ...) do not exist here; "
+    "neurons' own are listed at /api/ai/system/components",
+}
+_PER_RUN = "set per learning run (neurons learn create, POST /api/ai/learning/runs)"
+_GGUF = "models here are GGUF files, whose architecture is in the file"
+# Seed 003's keys that mean nothing server-wide here, and why.
+IGNORED: dict[str, dict[str, str]] = {
+    "system": {
+        "thread_count": "a neuron's parallelism is num_parallel (NEURONS_NUM_PARALLEL)",
+        "event_queue_size": "the event bus keeps every event in the store",
+    },
+    "persistence": {"collector_config": "a snapshot always holds the whole durable state"},
+    "database": {
+        "cache_size": "SQLite's own cache is used",
+        "backup_interval": "state snapshots are the backups (persistence.auto_save_interval)",
+    },
+    "model": dict.fromkeys(("type", "hidden_size", "num_layers", "num_heads", "dropout"), _GGUF),
+    "distributed_learning": dict.fromkeys(("node_config", "node", "system"), _PER_RUN),
+    "learning_system": dict.fromkeys(
+        (
+            "auto_scale",
+            "min_nodes",
+            "max_nodes",
+            "learning_rate",
+            "batch_size",
+            "evaluation_interval",
+        ),
+        _PER_RUN,
+    ),
+}
+
+
+@dataclass
+class ConfigFile:
+    """A checked config file: the settings it sets, each with the key that set it."""
+
+    path: Path
+    values: dict[str, Any] = field(default_factory=dict)  # setting -> value
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> "section.key"
+    ignored: dict[str, str] = field(default_factory=dict)  # "section.key" -> why
+
+    def settings(self, **flags: Any) -> Settings:
+        """Settings from flags, then the environment, then this file, then the defaults."""
+        below = self.shadowed(flags)
+        return Settings(**{k: v for k, v in self.values.items() if k not in below}, **flags)
+
+    def shadowed(self, flags: dict[str, Any]) -> dict[str, str]:
+        """The file's settings that a flag or the environment overrides: setting -> by what."""
+        from_env = _set_by_environment()
+        shadowed: dict[str, str] = {}
+        for name in self.values:
+            if name in flags:
+                shadowed[name] = "a command-line flag"
+            elif name in from_env:
+                shadowed[name] = "the environment"
+        return shadowed
+
+    def report(self, flags: dict[str, Any]) -> list[str]:
+        """What ``neurons up`` prints about the file: which, what it set, what it did not."""
+        lines = [f"config: {self.path} ({len(self.values)} settings)"]
+        for name, by in self.shadowed(flags).items():
+            lines.append(f"config: {self.sources[name]} is overridden by {by}")
+        reasons: dict[str, list[str]] = {}
+        for key, why in self.ignored.items():
+            reasons.setdefault(why, []).append(key)
+        for why, keys in reasons.items():
+            lines.append(f"config: ignored {', '.join(keys)}: {why}")
+        return lines
+
+
+def load_config(path: Path) -> ConfigFile:
+    """Read and check ``path``; a :class:`~neurons.errors.ConfigError` names the file and
+    every bad key."""
+    path = path.expanduser().resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: {problem}{where}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of sections (system:, persistence:, ...)")
+    loaded = ConfigFile(path)
+    problems: list[str] = []
+    for section, body in data.items():
+        _read_section(loaded, str(section), body, problems)
+    if not problems:
+        problems = _check_values(loaded)
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    return loaded
+
+
+def _read_section(loaded: ConfigFile, section: str, body: Any, problems: list[str]) -> None:
+    if section in IGNORED_SECTIONS:
+        loaded.ignored[section] = IGNORED_SECTIONS[section]
+        return
+    if section not in KEYS:
+        problems.append(f"{section}: unknown section{_suggest(section, KEYS)}")
+        return
+    if body is None:
+        return
+    if not isinstance(body, dict):
+        problems.append(f"{section}: must be a mapping of keys")
+        return
+    for name, value in body.items():
+        where = f"{section}.{name}"
+        if where == "database.type":
+            if str(value).lower() != "sqlite":
+                problems.append(f"{where}: must be sqlite, the one database neurons uses")
+            continue  # sets nothing
+        key = KEYS[section].get(str(name))
+        if key is None:
+            why = IGNORED[section].get(str(name))
+            if why is not None:
+                loaded.ignored[where] = why
+            else:
+                known = [*KEYS[section], *IGNORED[section]]
+                if section == "database":
+                    known.append("type")
+                problems.append(f"{where}: unknown key{_suggest(str(name), known)}")
+            continue
+        if value is None:
+            problems.append(f"{where}: has no value (leave the key out for the default)")
+            continue
+        if key.setting in loaded.sources:
+            other = loaded.sources[key.setting]
+            problems.append(f"{other} and {where} both set {key.setting}; keep one")
+            continue
+        try:
+            loaded.values[key.setting] = _convert(key, value, loaded.path.parent)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        loaded.sources[key.setting] = where
+
+
+def _convert(key: Key, value: Any, folder: Path) -> Any:
+    if key.kind == "value":
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a path")
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else folder / path
+    return path if key.kind == "path" else f"sqlite:///{path}"
+
+
+class _FileOnly(Settings):
+    """Settings from keyword arguments and defaults only: the file checked on its own."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def _check_values(loaded: ConfigFile) -> list[str]:
+    try:
+        _FileOnly(**loaded.values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            where = loaded.sources.get(name, name)
+            problems.append(f"{where}: {_message(error)} (got {error['input']!r})")
+        return problems
+    return []
+
+
+def _message(error: Any) -> str:
+    """pydantic's complaint in a config file's words."""
+    context = error.get("ctx") or {}
+    bounds = {"greater_than_equal": ("≥", "ge"), "greater_than": (">", "gt")}
+    bounds |= {"less_than_equal": ("≤", "le"), "less_than": ("<", "lt")}
+    kind = error["type"]
+    if kind in bounds:
+        sign, name = bounds[kind]
+        return f"must be {sign} {context.get(name)}"
+    words = {
+        "int_parsing": "must be a whole number",
+        "int_type": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "bool_parsing": "must be true or false",
+        "bool_type": "must be true or false",
+        "string_type": "must be text",
+    }
+    if kind in words:
+        return words[kind]
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _suggest(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (known: {', '.join(sorted(known))})"
+
+
+def _set_by_environment() -> set[str]:
+    """The settings the environment sets (``NEURONS_*`` and the other names it reads)."""
+    return set(Settings().model_fields_set)

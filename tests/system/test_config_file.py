@@ -1,0 +1,217 @@
+"""``neurons up --config neurons.yaml``: seed 003's sections mapped onto Settings, errors that
+name the key, unknown keys refused by name, the seed's own example accepted with its
+meaningless keys reported, and precedence flags > environment > file > defaults."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import neurons.system.config_file
+from neurons.errors import ConfigError
+from neurons.system.config_file import load_config
+
+FULL = """
+system:
+  host: 127.0.0.1
+  port: 9001
+  log_level: WARNING
+  home: state
+  node_port: 9002
+  drain_deadline_s: 12.5
+persistence:
+  auto_save_interval: 60
+  max_versions: 7
+  storage_path: snaps
+model:
+  default: mock:latest
+  keep_alive: 10m
+  max_loaded: 2
+distributed_learning:
+  lease_s: 20
+database:
+  type: sqlite
+  path: /var/lib/neurons/n.db
+"""
+
+# Seed 003's README blocks, as a user would paste them.
+SEED = """
+persistence:
+  auto_save_interval: 300  # seconds
+  max_versions: 100
+  storage_path: "storage"
+  db_path: "storage/persistence.db"
+  collector_config:
+    include_metrics: true
+    include_history: true
+    max_history_items: 1000
+components:
+  bridge:
+    version_compatibility: true
+distributed_learning:
+  node_config:
+    learning_rate: 0.001
+    knowledge_threshold: 0.8
+model:
+  type: "transformer"
+  hidden_size: 256
+  num_layers: 4
+  num_heads: 8
+  dropout: 0.1
+learning_system:
+  auto_scale: true
+  min_nodes: 3
+  max_nodes: 10
+  learning_rate: 0.001
+  batch_size: 32
+  evaluation_interval: 100
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NEURONS_PORT", "NEURONS_HOME", "NEURONS_SNAPSHOT_MAX_VERSIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "neurons.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_sections_map_onto_settings(tmp_path: Path) -> None:
+    loaded = load_config(_write(tmp_path, FULL))
+    settings = loaded.settings()
+    assert (settings.host, settings.port, settings.node_port) == ("127.0.0.1", 9001, 9002)
+    assert settings.log_level == "warning" and settings.drain_deadline_s == 12.5
+    assert settings.home == tmp_path / "state"  # relative to the file's folder
+    assert settings.snapshot_interval_s == 60 and settings.snapshot_max_versions == 7
+    assert settings.resolved_snapshot_path == tmp_path / "snaps"
+    assert (settings.default_model, settings.keep_alive, settings.max_loaded_models) == (
+        "mock:latest",
+        "10m",
+        2,
+    )
+    assert settings.learning_lease_s == 20
+    assert settings.resolved_database_url == "sqlite:////var/lib/neurons/n.db"
+    assert loaded.sources["snapshot_max_versions"] == "persistence.max_versions"
+    assert loaded.ignored == {}
+
+
+def test_the_seed_example_loads_and_reports_what_it_ignores(tmp_path: Path) -> None:
+    loaded = load_config(_write(tmp_path, SEED))
+    settings = loaded.settings()
+    assert settings.snapshot_interval_s == 300 and settings.snapshot_max_versions == 100
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path}/storage/persistence.db"
+    assert set(loaded.ignored) == {
+        "persistence.collector_config",
+        "components",
+        "distributed_learning.node_config",
+        "model.type", "model.hidden_size", "model.num_layers", "model.num_heads", "model.dropout",
+        "learning_system.auto_scale", "learning_system.min_nodes", "learning_system.max_nodes",
+        "learning_system.learning_rate", "learning_system.batch_size",
+        "learning_system.evaluation_interval",
+    }  # fmt: skip
+    report = loaded.report({})
+    assert report[0] == f"config: {tmp_path / 'neurons.yaml'} (4 settings)"
+    assert any(
+        line.startswith("config: ignored model.type, model.hidden_size") and "GGUF" in line
+        for line in report
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("persistence:\n  max_versions: 0\n", "persistence.max_versions: must be ≥ 1 (got 0)"),
+        ("system:\n  port: 70000\n", "system.port: must be ≤ 65535 (got 70000)"),
+        ("system:\n  port: eighty\n", "system.port: must be a whole number (got 'eighty')"),
+        ("persistence:\n  auto_save_interval: -1\n", "persistence.auto_save_interval: must be ≥ 0"),
+        ("system:\n  log_level: loud\n", "system.log_level: must be debug, info, warning"),
+        ("model:\n  keep_alive: soon\n", "model.keep_alive: "),
+        (
+            "persistence:\n  max_version: 3\n",
+            "persistence.max_version: unknown key; did you mean 'max_versions'?",
+        ),
+        ("persistance:\n  max_versions: 3\n", "persistance: unknown section; did you mean"),
+        ("model:\n  default:\n", "model.default: has no value"),
+        (
+            "persistence:\n  db_path: a.db\ndatabase:\n  url: sqlite:///b.db\n",
+            "persistence.db_path and database.url both set database_url; keep one",
+        ),
+        ("database:\n  type: postgres\n", "database.type: must be sqlite"),
+        ("system: 3\n", "system: must be a mapping of keys"),
+        ("- a\n- b\n", "must be a mapping of sections"),
+        ("system:\n  port: [1\n", "(line 3, column 1)"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert str(caught.value).startswith(f"{tmp_path / 'neurons.yaml'}: ")
+    assert message in str(caught.value)
+
+
+def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
+    text = "system:\n  port: 0\n  colour: blue\npersistence:\n  max_versions: 0\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert "system.colour: unknown key" in str(caught.value)
+    text = "system:\n  port: 0\npersistence:\n  max_versions: 0\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert "system.port: must be ≥ 1" in str(caught.value)
+    assert "persistence.max_versions: must be ≥ 1" in str(caught.value)
+
+
+def test_flags_then_environment_then_file_then_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = load_config(_write(tmp_path, FULL))
+    monkeypatch.setenv("NEURONS_PORT", "9100")
+    monkeypatch.setenv("NEURONS_SNAPSHOT_MAX_VERSIONS", "50")
+    settings = loaded.settings(snapshot_max_versions=3)
+    assert settings.port == 9100  # the environment over the file
+    assert settings.snapshot_max_versions == 3  # a flag over both
+    assert settings.node_port == 9002  # the file over the default
+    assert settings.max_queue == 512  # the default
+    report = loaded.report({"snapshot_max_versions": 3})
+    assert "config: system.port is overridden by the environment" in report
+    assert "config: persistence.max_versions is overridden by a command-line flag" in report
+
+
+def test_an_empty_file_sets_nothing(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, "# nothing yet\n")).values == {}
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_neurons_up_refuses_a_bad_file_naming_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "persistence:\n  max_versions: 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "neurons", "up", "--config", str(path), "--home", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "persistence.max_versions: must be ≥ 1 (got 0)" in result.stderr
+    assert not (tmp_path / "neurons.db").exists()  # nothing started
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(neurons.system.config_file, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_example_file_at_the_repository_root_loads() -> None:
+    example = Path(__file__).parents[2] / "neurons.example.yaml"
+    loaded = load_config(example)
+    assert loaded.ignored == {}
+    settings = loaded.settings()
+    assert settings.drain_deadline_s == 30 and settings.default_model == "smollm2:135m"
