@@ -68,9 +68,18 @@ def up(
     model: Annotated[str | None, typer.Option(help="Model to load (default smollm2:135m).")] = None,
     insecure: InsecureFlag = False,
     config: ConfigOption = None,
+    mock: Annotated[
+        bool,
+        typer.Option(
+            "--mock",
+            help="Simulate the neuron: no model, deterministic made-up tokens, Ollama's wire "
+            "format (demos, UI work, client tests). State of its own under HOME/mock; no real "
+            "Ollama joins. Not for real use.",
+        ),
+    ] = False,
 ) -> None:
     """Start the control plane and one embedded neuron; Ctrl-C stops both."""
-    from neurons.system import run_up
+    from neurons.system.up import mock_settings, run_up
 
     overrides: dict[str, object] = {
         key: value
@@ -85,8 +94,10 @@ def up(
         if value is not None
     }
     settings = load_settings(config, overrides)
+    if mock:
+        settings = mock_settings(settings)
     check_exposure(settings)
-    run_up(settings)
+    run_up(settings, mock=mock)
 
 
 def serve(

@@ -1,5 +1,6 @@
 """``neurons up``'s embedded neuron as a component: a ``neurons serve-node`` child process
-with the default model loaded (kept loaded: Ollama's ``keep_alive`` -1)."""
+with the default model loaded (kept loaded: Ollama's ``keep_alive`` -1), or, in mock mode,
+``serve-node --mock`` simulating it (nothing to load)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ READY_TIMEOUT_S = 300.0
 class EmbeddedNeuron(Component):
     """One neuron in a child process, reachable only with a token made fresh at each start
     (only this control plane holds it, and not in the child's argv). ``say`` tells the person
-    at the terminal what is happening (a start can take a while)."""
+    at the terminal what is happening (a start can take a while). With ``mock`` the neuron
+    simulates its models (``serve-node --mock``), the default model among them."""
 
     name = "neuron"
 
@@ -38,9 +40,11 @@ class EmbeddedNeuron(Component):
         settings: Settings,
         *,
         node_name: str = "neuron-1",
+        mock: bool = False,
         say: Callable[[str], None] = log.info,
     ) -> None:
         self.settings = settings
+        self.mock = mock
         self.node_name = node_name
         self.say = say
         self.process = NeuronProcess(
@@ -48,6 +52,7 @@ class EmbeddedNeuron(Component):
             host=settings.node_host,
             port=settings.node_port,
             log_path=settings.home / "neuron.log",
+            extra_args=["--mock", "--mock-model", settings.default_model] if mock else [],
             token=secrets.token_urlsafe(32),
             # Ctrl-C reaches the control plane only: the neuron keeps serving the requests
             # being drained and is stopped after them, as a component.
@@ -72,9 +77,10 @@ class EmbeddedNeuron(Component):
         process.spawn()
         try:
             await asyncio.to_thread(process.wait_ready, READY_TIMEOUT_S)
-            model = self.settings.default_model
-            self.say(f"loading {model} ...")
-            await asyncio.to_thread(_preload, process.url, model, process.headers)
+            if not self.mock:  # a simulated model has nothing to load
+                model = self.settings.default_model
+                self.say(f"loading {model} ...")
+                await asyncio.to_thread(_preload, process.url, model, process.headers)
         except BaseException as exc:
             await asyncio.to_thread(process.stop)  # a failed start leaves nothing running
             if self.interrupted:
@@ -96,7 +102,7 @@ class EmbeddedNeuron(Component):
     def health(self) -> dict[str, Any]:
         child = self.process.process
         alive = child is not None and child.poll() is None
-        return {"ok": alive, "url": self.url}
+        return {"ok": alive, "url": self.url, "mock": self.mock}
 
     def metrics(self) -> dict[str, Any]:
         child = self.process.process
@@ -104,6 +110,7 @@ class EmbeddedNeuron(Component):
             "node": self.node_name,
             "url": self.url,
             "model": self.settings.default_model,
+            "mock": self.mock,
             "pid": None if child is None else child.pid,
             "exit_code": self.exit_code,
         }

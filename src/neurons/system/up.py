@@ -17,18 +17,39 @@ import uvicorn
 from fastapi import FastAPI
 
 from neurons.config import Settings
+from neurons.neuron.mock import BANNER
 from neurons.system.core import BackendIntegrationSystem
 from neurons.system.neuron import EmbeddedNeuron
 from neurons.system.signals import stop_on_sigterm
 
-__all__ = ["run_up", "server_config"]
+__all__ = ["MOCK_BANNER", "mock_settings", "run_up", "server_config"]
+
+MOCK_BANNER = f"{BANNER}; not for real use"
+
+
+def mock_settings(settings: Settings) -> Settings:
+    """Mock mode's settings: state of its own (``HOME/mock``: database, snapshots, the
+    neuron's models), and no real Ollama joining, so simulated answers never mix with real
+    nodes or land in the real registry."""
+    return settings.model_copy(
+        update={
+            "home": settings.home / "mock",
+            "database_url": None,
+            "snapshot_path": None,
+            "fine_tuning_path": None,
+            "ollama_base_url": None,
+        }
+    )
+
 
 log = logging.getLogger(__name__)
 
 
-def run_up(settings: Settings) -> None:
+def run_up(settings: Settings, *, mock: bool = False) -> None:
     """Serve until Ctrl-C or SIGTERM; a component that fails to start raises its
-    :class:`~neurons.errors.ComponentError` here, after the others have stopped."""
+    :class:`~neurons.errors.ComponentError` here, after the others have stopped. With
+    ``mock`` the neuron is simulated (give it :func:`mock_settings`), and that is said
+    loudly."""
     # Imported here: the control plane's app imports this package's components.
     from neurons.api.app import create_control_plane
 
@@ -37,11 +58,13 @@ def run_up(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     logging.getLogger().setLevel(settings.log_level.upper())
     settings.home.mkdir(parents=True, exist_ok=True)
-    neuron = EmbeddedNeuron(settings, say=typer.echo)
-    app = create_control_plane(settings, [neuron.spec], neurons=[neuron])
+    if mock:
+        typer.echo(_loud(MOCK_BANNER))
+    neuron = EmbeddedNeuron(settings, mock=mock, say=typer.echo)
+    app = create_control_plane(settings, [neuron.spec], neurons=[neuron], mock=mock)
     server = _Server(
         server_config(app, settings),
-        ready=lambda: typer.echo(_ready_message(settings, neuron)),
+        ready=lambda: typer.echo(_ready_message(settings, neuron, mock)),
         draining=lambda: typer.echo(
             f"stopping: no new connections; requests in flight get up to "
             f"{settings.drain_deadline_s:g}s, then the components stop in reverse order"
@@ -130,20 +153,26 @@ def _failure(app: FastAPI) -> Exception | None:
     return None if system is None else system.failure
 
 
-def _ready_message(settings: Settings, neuron: EmbeddedNeuron) -> str:
+def _loud(text: str) -> str:
+    rule = "=" * len(text)
+    return f"{rule}\n{text}\n{rule}"
+
+
+def _ready_message(settings: Settings, neuron: EmbeddedNeuron, mock: bool) -> str:
     base = f"http://{settings.host}:{settings.port}"
-    return "\n".join(
-        [
-            "neurons is up:",
-            f"  control plane  {base}   (health: {base}/api/health)",
-            f"  Ollama API     {base}/api/...  (e.g. OLLAMA_HOST={base} ollama-python)",
-            f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
-            f"  network        {base}/api/ai/network/status  (neurons node add URL)",
-            f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
-            f"  components     {base}/api/ai/system/components",
-            f"  neuron-1       {neuron.url}   model {settings.default_model} "
-            "(only the control plane holds its node token)",
-            f"  state          {settings.home}",
-            "Press Ctrl-C to stop.",
-        ]
-    )
+    model = f"model {settings.default_model}" + (" (simulated)" if mock else "")
+    lines = [
+        "neurons is up:",
+        f"  control plane  {base}   (health: {base}/api/health)",
+        f"  Ollama API     {base}/api/...  (e.g. OLLAMA_HOST={base} ollama-python)",
+        f"  OpenAI API     {base}/v1/...   (base_url={base}/v1)",
+        f"  network        {base}/api/ai/network/status  (neurons node add URL)",
+        f"  model library  {base}/api/ai/ollama/models/library  (docs: {base}/docs)",
+        f"  components     {base}/api/ai/system/components",
+        f"  neuron-1       {neuron.url}   {model} (only the control plane holds its node token)",
+        f"  state          {settings.home}",
+        "Press Ctrl-C to stop.",
+    ]
+    if mock:
+        lines = [_loud(MOCK_BANNER), *lines[:-1], _loud(MOCK_BANNER), lines[-1]]
+    return "\n".join(lines)
