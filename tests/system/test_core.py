@@ -168,6 +168,17 @@ def test_a_failing_or_slow_stop_is_recorded_and_the_others_still_stop() -> None:
     assert view["store"]["state"] == view["events"]["state"] == "stopped"
 
 
+def test_a_component_may_ask_for_a_longer_stop_than_the_systems_bound() -> None:
+    journal: list[str] = []
+    patient = Probe(journal, "jobs", stop_s=0.3)
+    patient.stop_timeout_s = 2.0  # its runs checkpoint within a deadline of their own
+    system = _system(journal, patient, Probe(journal, "hasty", stop_s=0.3))
+    asyncio.run(system.initialize())
+    asyncio.run(system.shutdown(deadline_s=0.1))
+    assert system.state("jobs") is ComponentState.STOPPED
+    assert system.state("hasty") is ComponentState.FAILED
+
+
 def test_the_view_shows_state_health_metrics_and_times() -> None:
     journal: list[str] = []
 

@@ -107,9 +107,9 @@ def control_plane_components(
         plugins,
         LibraryComponent(state, settings, store, clients),
         GatewayComponent(state, settings, monitor, clients, plugins),
-        OptimizationComponent(state, settings, store, monitor),
-        FineTuningComponent(state, settings, store, monitor),
-        LearningComponent(state, settings, store),
+        OptimizationComponent(state, settings, store, events, monitor),
+        FineTuningComponent(state, settings, store, events, monitor),
+        LearningComponent(state, settings, store, events),
     ]
 
 
@@ -416,11 +416,18 @@ class GatewayComponent(Component):
         }
 
 
+# The job services' stops wait for their runs' checkpoints within deadlines of their own
+# (the jobs runtime's, 60-70 s) and then give the leases back; cut short, the leases would be
+# left to expire before the next control plane could resume the work.
+_JOBS_STOP_S = 120.0
+
+
 class OptimizationComponent(Component):
     """Parameter optimization: the supervisor resumes sessions a previous process left
     running; at stop the sessions running here checkpoint and give their lease back."""
 
     name = "optimization"
+    stop_timeout_s = _JOBS_STOP_S
     service: OptimizationService
 
     def __init__(
@@ -428,17 +435,23 @@ class OptimizationComponent(Component):
         state: State,
         settings: Settings,
         store: StoreComponent,
+        events: EventsComponent,
         monitor: HealthMonitorComponent,
     ) -> None:
         self.state = state
         self.settings = settings
         self.store = store
+        self.events = events
         self.monitor = monitor
-        self.depends_on = (store.name, monitor.name)
+        self.depends_on = (store.name, events.name, monitor.name)
 
     async def start(self) -> None:
-        network = self.monitor.network.network
-        self.service = OptimizationService(self.store.store, self.settings, network)
+        self.service = OptimizationService(
+            self.store.store,
+            self.settings,
+            self.monitor.network.network,
+            publish=self.events.bus.publish,
+        )
         self.state.optimization = self.service
         self.service.start_supervisor()
 
@@ -451,6 +464,7 @@ class FineTuningComponent(Component):
     worker here writes a checkpoint and its job is left for the next control plane."""
 
     name = "fine_tuning"
+    stop_timeout_s = _JOBS_STOP_S
     service: FineTuningService
 
     def __init__(
@@ -458,17 +472,23 @@ class FineTuningComponent(Component):
         state: State,
         settings: Settings,
         store: StoreComponent,
+        events: EventsComponent,
         monitor: HealthMonitorComponent,
     ) -> None:
         self.state = state
         self.settings = settings
         self.store = store
+        self.events = events
         self.monitor = monitor
-        self.depends_on = (store.name, monitor.name)
+        self.depends_on = (store.name, events.name, monitor.name)
 
     async def start(self) -> None:
-        network = self.monitor.network.network
-        self.service = FineTuningService(self.store.store, self.settings, network)
+        self.service = FineTuningService(
+            self.store.store,
+            self.settings,
+            self.monitor.network.network,
+            publish=self.events.bus.publish,
+        )
         self.state.fine_tuning = self.service
         self.service.start_supervisor()
 
@@ -477,22 +497,29 @@ class FineTuningComponent(Component):
 
 
 class LearningComponent(Component):
-    """Distributed-learning runs: interrupted ones are resumed at start; at stop the runs
-    here stop after their current round's checkpoint."""
+    """Distributed-learning runs: the supervisor resumes runs whose process is gone (now,
+    and every third of the lease); at stop the runs here stop after their current round's
+    checkpoint."""
 
     name = "learning"
+    stop_timeout_s = _JOBS_STOP_S
     service: LearningService
 
-    def __init__(self, state: State, settings: Settings, store: StoreComponent) -> None:
+    def __init__(
+        self, state: State, settings: Settings, store: StoreComponent, events: EventsComponent
+    ) -> None:
         self.state = state
         self.settings = settings
         self.store = store
-        self.depends_on = (store.name,)
+        self.events = events
+        self.depends_on = (store.name, events.name)
 
     async def start(self) -> None:
-        self.service = LearningService(self.store.store, self.settings)
+        self.service = LearningService(
+            self.store.store, self.settings, publish=self.events.bus.publish
+        )
         self.state.learning = self.service
-        await self.service.resume_interrupted()
+        self.service.start_supervisor()
 
     async def stop(self) -> None:
         await self.service.aclose()

@@ -91,15 +91,17 @@ class Component(ABC):
       running before :meth:`start` is called (and that are stopped only after :meth:`stop`).
     - :meth:`start` is called once, on the system's event loop. If it raises, it must leave
       nothing of its own running: the system stops only the components that did start.
-    - :meth:`stop` is called once, only after a successful start, within a time bound; it
-      should hand over or checkpoint its work rather than drop it. If it raises or overruns,
-      the error is recorded and the other components still stop.
+    - :meth:`stop` is called once, only after a successful start, within a time bound (the
+      system's, or ``stop_timeout_s`` when that is longer); it should hand over or
+      checkpoint its work rather than drop it. If it raises or overruns, the error is
+      recorded and the other components still stop.
     - :meth:`health` and :meth:`metrics` are called on the event loop, in any state, and
       must be cheap: no I/O, no waiting. They must not raise (a raise is shown as unhealthy).
     """
 
     name: str
     depends_on: tuple[str, ...] = ()
+    stop_timeout_s: float | None = None  # a stop that knows it may need longer says so
 
     @abstractmethod
     async def start(self) -> None:
@@ -240,9 +242,9 @@ class BackendIntegrationSystem:
 
     async def shutdown(self, deadline_s: float | None = None) -> None:
         """Stop the running components, last started first. Each stop may take at most
-        ``deadline_s`` seconds (default ``stop_timeout_s``); one that raises or overruns is
-        logged and marked failed, and the others still stop. Calling it again does nothing
-        more."""
+        ``deadline_s`` seconds (default ``stop_timeout_s``), or its component's own
+        ``stop_timeout_s`` if longer; one that raises or overruns is logged and marked
+        failed, and the others still stop. Calling it again does nothing more."""
         bound = self.stop_timeout_s if deadline_s is None else deadline_s
         for slot in reversed(self._started):
             if slot.state is ComponentState.RUNNING:
@@ -250,6 +252,8 @@ class BackendIntegrationSystem:
 
     async def _stop(self, slot: _Slot, bound: float) -> None:
         name = slot.component.name
+        own = slot.component.stop_timeout_s
+        bound = bound if own is None else max(own, bound)
         slot.move(ComponentState.STOPPING)
         began = time.perf_counter()
         try:
