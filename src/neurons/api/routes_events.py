@@ -160,3 +160,12 @@ async def _stream(bus: EventBus, after: int, kinds: set[str] | None) -> AsyncIte
         # awaited: under a cancelled scope every await is cancelled again; the task ends on
         # the loop's next turn (its scheduled step holds it until then).
         task.cancel()
+
+
+def end_event_streams(app: object) -> None:
+    """End every event stream of ``app`` now (its bus stays writable). Called when a graceful
+    shutdown starts: an SSE client keeps its connection open for ever, so uvicorn's drain
+    would wait on it to the deadline and the components would stop late."""
+    bus = getattr(getattr(app, "state", None), "events", None)
+    if isinstance(bus, EventBus):
+        bus.close(timeout=0)

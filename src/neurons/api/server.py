@@ -45,6 +45,9 @@ class ServerThread:
         raise NodeUnreachableError(f"server on {self.url} not ready after {timeout:.0f}s")
 
     def stop(self, timeout: float = 15.0) -> None:
+        from neurons.api.routes_events import end_event_streams
+
+        end_event_streams(self.server.config.app)  # or an SSE client holds the shutdown
         self.server.should_exit = True
         self._thread.join(timeout)
 

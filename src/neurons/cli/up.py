@@ -109,10 +109,9 @@ def serve(
 ) -> None:
     """Start only the control plane and gateway, for the nodes in the registry
     (``neurons node add``); no embedded neuron is started."""
-    import uvicorn
 
     from neurons.api.app import create_control_plane
-    from neurons.system.up import server_config
+    from neurons.system.up import DrainingServer, server_config
 
     overrides: dict[str, object] = {
         k: v
@@ -127,4 +126,4 @@ def serve(
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"gateway on {base} (Ollama API {base}/api, OpenAI API {base}/v1); Ctrl-C stops")
     # SIGTERM or Ctrl-C: the port closes, requests in flight get drain_deadline_s to finish.
-    uvicorn.Server(server_config(app, settings)).run()
+    DrainingServer(server_config(app, settings)).run()

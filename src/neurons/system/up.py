@@ -16,13 +16,14 @@ import typer
 import uvicorn
 from fastapi import FastAPI
 
+from neurons.api.routes_events import end_event_streams
 from neurons.config import Settings
 from neurons.neuron.mock import BANNER
 from neurons.system.core import BackendIntegrationSystem
 from neurons.system.neuron import EmbeddedNeuron
 from neurons.system.signals import stop_on_sigterm
 
-__all__ = ["MOCK_BANNER", "mock_settings", "run_up", "server_config"]
+__all__ = ["MOCK_BANNER", "DrainingServer", "mock_settings", "run_up", "server_config"]
 
 MOCK_BANNER = f"{BANNER}; not for real use"
 
@@ -102,7 +103,17 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     )
 
 
-class _Server(uvicorn.Server):
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, ending the control plane's event streams as a signal starts the
+    drain (an SSE client never hangs up by itself)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            end_event_streams(self.config.app)
+        super().handle_exit(sig, frame)
+
+
+class _Server(DrainingServer):
     """uvicorn's server, saying when it listens (after every component started) and when a
     signal starts the drain, and passing a signal that arrives before it listens to
     ``interrupt``: uvicorn itself only looks at signals once the start-up is over."""
