@@ -422,107 +422,77 @@ class GatewayComponent(Component):
 _JOBS_STOP_S = 120.0
 
 
-class OptimizationComponent(Component):
-    """Parameter optimization: the supervisor resumes sessions a previous process left
-    running; at stop the sessions running here checkpoint and give their lease back."""
+class _JobsComponent(Component):
+    """A kind of background work: at start its runtime's supervisor adopts what a previous
+    process left running (now, and every third of the lease); at stop the runs here
+    checkpoint and give their lease back, for the next control plane to resume at once.
+    A subclass only builds its service."""
+
+    stop_timeout_s = _JOBS_STOP_S
+    service: OptimizationService | FineTuningService | LearningService
+
+    def __init__(
+        self,
+        state: State,
+        settings: Settings,
+        store: StoreComponent,
+        events: EventsComponent,
+        monitor: HealthMonitorComponent | None = None,
+    ) -> None:
+        self.state = state
+        self.settings = settings
+        self.store = store
+        self.events = events
+        self.monitor = monitor
+        needs = (store.name, events.name)
+        self.depends_on = needs if monitor is None else (*needs, monitor.name)
+
+    @property
+    def network(self) -> NetworkManager:
+        assert self.monitor is not None, f"{self.name} needs the health monitor"
+        return self.monitor.network.network
+
+    def build(self) -> OptimizationService | FineTuningService | LearningService:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self.service = self.build()
+        setattr(self.state, self.name, self.service)
+        self.service.start_supervisor()
+
+    async def stop(self) -> None:
+        await self.service.aclose()
+
+
+class OptimizationComponent(_JobsComponent):
+    """Parameter optimization sessions (they run trials on the nodes)."""
 
     name = "optimization"
-    stop_timeout_s = _JOBS_STOP_S
-    service: OptimizationService
 
-    def __init__(
-        self,
-        state: State,
-        settings: Settings,
-        store: StoreComponent,
-        events: EventsComponent,
-        monitor: HealthMonitorComponent,
-    ) -> None:
-        self.state = state
-        self.settings = settings
-        self.store = store
-        self.events = events
-        self.monitor = monitor
-        self.depends_on = (store.name, events.name, monitor.name)
-
-    async def start(self) -> None:
-        self.service = OptimizationService(
-            self.store.store,
-            self.settings,
-            self.monitor.network.network,
-            publish=self.events.bus.publish,
-        )
-        self.state.optimization = self.service
-        self.service.start_supervisor()
-
-    async def stop(self) -> None:
-        await self.service.aclose()
+    def build(self) -> OptimizationService:
+        publish = self.events.bus.publish
+        return OptimizationService(self.store.store, self.settings, self.network, publish=publish)
 
 
-class FineTuningComponent(Component):
-    """Fine-tuning jobs: resumed from their checkpoints by the supervisor; at stop each
-    worker here writes a checkpoint and its job is left for the next control plane."""
+class FineTuningComponent(_JobsComponent):
+    """Fine-tuning jobs (they deploy to the nodes); each worker here writes a checkpoint at
+    stop."""
 
     name = "fine_tuning"
-    stop_timeout_s = _JOBS_STOP_S
-    service: FineTuningService
 
-    def __init__(
-        self,
-        state: State,
-        settings: Settings,
-        store: StoreComponent,
-        events: EventsComponent,
-        monitor: HealthMonitorComponent,
-    ) -> None:
-        self.state = state
-        self.settings = settings
-        self.store = store
-        self.events = events
-        self.monitor = monitor
-        self.depends_on = (store.name, events.name, monitor.name)
-
-    async def start(self) -> None:
-        self.service = FineTuningService(
-            self.store.store,
-            self.settings,
-            self.monitor.network.network,
-            publish=self.events.bus.publish,
-        )
-        self.state.fine_tuning = self.service
-        self.service.start_supervisor()
-
-    async def stop(self) -> None:
-        await self.service.aclose()
+    def build(self) -> FineTuningService:
+        publish = self.events.bus.publish
+        return FineTuningService(self.store.store, self.settings, self.network, publish=publish)
 
 
-class LearningComponent(Component):
-    """Distributed-learning runs: the supervisor resumes runs whose process is gone (now,
-    and every third of the lease); at stop the runs here stop after their current round's
-    checkpoint."""
+class LearningComponent(_JobsComponent):
+    """Distributed-learning runs (no node needed); at stop they end after their current
+    round's checkpoint."""
 
     name = "learning"
-    stop_timeout_s = _JOBS_STOP_S
-    service: LearningService
 
-    def __init__(
-        self, state: State, settings: Settings, store: StoreComponent, events: EventsComponent
-    ) -> None:
-        self.state = state
-        self.settings = settings
-        self.store = store
-        self.events = events
-        self.depends_on = (store.name, events.name)
-
-    async def start(self) -> None:
-        self.service = LearningService(
-            self.store.store, self.settings, publish=self.events.bus.publish
-        )
-        self.state.learning = self.service
-        self.service.start_supervisor()
-
-    async def stop(self) -> None:
-        await self.service.aclose()
+    def build(self) -> LearningService:
+        return LearningService(self.store.store, self.settings, publish=self.events.bus.publish)
 
 
 def _routing_policy(plugins: PluginHost, name: str) -> RoutingPolicy:
