@@ -262,3 +262,33 @@ def test_a_stale_registry_read_does_not_undo_a_drain(
 
     run(store, scenario)
     assert store.nodes.get("n").status == "draining"
+
+
+def test_probes_record_each_nodes_model_manifests_for_the_snapshots(
+    store: Store, neuron: NeuronProcess, tmp_path: Any
+) -> None:
+    from neurons.config import Settings
+    from neurons.network.health import MANIFESTS_KEY
+    from neurons.persistence import PersistenceService
+
+    store.nodes.add("live", neuron.url, "embedded")
+    listed = httpx.get(f"{neuron.url}/api/tags", headers=neuron.headers).json()["models"]
+    digests = {m["name"]: m["digest"] for m in listed}
+
+    async def scenario(monitor: HealthMonitor) -> None:
+        await monitor.check_all()
+        first = store.kv.get(MANIFESTS_KEY + "live")
+        await monitor.check_all()  # nothing changed: nothing rewritten
+        assert store.kv.get(MANIFESTS_KEY + "live") == first
+
+    run(store, scenario)
+    record = store.kv.get(MANIFESTS_KEY + "live")
+    assert record["url"] == neuron.url and record["seen_at"]
+    assert {m["name"]: m["digest"] for m in record["models"]} == digests
+    assert all(m["size"] > 0 for m in record["models"])
+
+    settings = Settings(home=tmp_path, ollama_base_url="")
+    service = PersistenceService(store, settings)
+    saved = service.save("manifests")
+    (entry,) = service.show(saved.version, "node_models")["data"]
+    assert entry["node"] == "live" and entry["models"] == record["models"]

@@ -186,7 +186,8 @@ def test_restore_brings_the_registry_back_exactly(
     assert result["changes"]["nodes"]["removed"] == ["delta"]
     assert result["tokens_missing"] == []
     assert result["not_restored"] == [
-        "api_keys", "fine_tuning_jobs", "learning_runs", "optimization_sessions", "settings"
+        "api_keys", "fine_tuning_jobs", "learning_runs", "node_models", "optimization_sessions",
+        "settings",
     ]  # fmt: skip
     # Tokens were never restored: alpha kept its own, epsilon took the one its name holds.
     assert store.nodes.get("alpha").token_sealed == alpha_sealed

@@ -29,6 +29,15 @@ def test_kv_round_trips_json(store: Store) -> None:
     store.kv.delete("config")  # deleting a missing key is fine
 
 
+def test_kv_items_by_prefix(store: Store) -> None:
+    for key in ("node/a", "node/b_%", "node", "nodes/x", "other"):
+        store.kv.set(key, key.upper())
+    assert store.kv.items("node/") == {"node/a": "NODE/A", "node/b_%": "NODE/B_%"}
+    assert store.kv.items("zzz") == {}
+    with pytest.raises(InvalidRequestError):
+        store.kv.items("")
+
+
 def test_kv_refuses_values_json_cannot_hold(store: Store) -> None:
     with pytest.raises(InvalidRequestError):
         store.kv.set("bad", {1, 2})

@@ -44,6 +44,7 @@ from neurons.network.states import (
 from neurons.network.versions import PS, supports
 from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
+from neurons.store.engine import utc_now
 
 if TYPE_CHECKING:
     from neurons.events.bus import Publish
@@ -93,6 +94,8 @@ class HealthMonitor:
         self._background: set[asyncio.Task[None]] = set()  # the loop keeps only weak refs
         # Node id -> digest -> the capabilities its /api/show listed (None: it lists none).
         self._shown: dict[str, dict[str, tuple[str, ...] | None]] = {}
+        # Node name -> the manifests last recorded in the store (written only on a change).
+        self._manifests: dict[str, list[dict[str, Any]]] = {}
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -207,6 +210,20 @@ class HealthMonitor:
         await self.refresh_registry()
         await asyncio.gather(*(self.probe(v) for v in list(self.views.values())))
 
+    async def _record_manifests(self, view: NodeView, tags: dict[str, Any]) -> None:
+        """Keep the node's model manifests (name, digest, size) in the store when they change,
+        so state snapshots hold them, whichever process takes the snapshot."""
+        manifests = manifests_of(tags)
+        if self._manifests.get(view.name) == manifests:
+            return
+        record = {"url": view.url, "models": manifests, "seen_at": utc_now().isoformat()}
+        try:
+            await asyncio.to_thread(self.store.kv.set, MANIFESTS_KEY + view.name, record)
+        except Exception:  # a locked database must not fail the probe: try on the next one
+            log.exception("could not record %s's model manifests", view.name)
+            return
+        self._manifests[view.name] = manifests
+
     async def probe(self, view: NodeView) -> bool:
         started = time.perf_counter()
         try:
@@ -226,6 +243,7 @@ class HealthMonitor:
         view.version = reported  # what the gateway's version bridge goes by
         view.loaded = frozenset(_names(results[0]))
         view.models = frozenset(_names(results[1]))
+        await self._record_manifests(view, results[1])
         unlisted = self._listed_capabilities(view, results[1])
         label_slots = _label_slots(view.labels)
         if label_slots:
@@ -495,6 +513,27 @@ def _entries(payload: dict[str, Any]) -> list[dict[str, Any]]:
 async def _no_models() -> dict[str, Any]:
     """``/api/ps`` for a node too old to have it: nothing known to be loaded."""
     return {"models": []}
+
+
+MANIFESTS_KEY = "node_manifests/"  # + node name: what the node's /api/tags last listed
+
+
+def manifests_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model manifests of a ``/api/tags`` answer, by name: name, digest and size.
+
+    >>> manifests_of({"models": [{"name": "b:1", "digest": "d2", "size": 2},
+    ...                          {"model": "a", "digest": "d1", "size": 1, "details": {}}]})
+    [{'name': 'a:latest', 'digest': 'd1', 'size': 1}, {'name': 'b:1', 'digest': 'd2', 'size': 2}]
+    """
+    found = [
+        {
+            "name": canonical_name(str(item.get("name") or item.get("model"))),
+            "digest": str(item.get("digest") or ""),
+            "size": int(item.get("size") or 0),
+        }
+        for item in _entries(payload)
+    ]
+    return sorted(found, key=lambda entry: entry["name"])
 
 
 def _names(payload: dict[str, Any]) -> list[str]:

@@ -8,9 +8,9 @@ sealed token stays in the store), API keys carry their public metadata (no hash,
 counters), and settings come from :meth:`Settings.to_json`, which masks secret values, with
 a database URL's password masked too.
 
-Model manifests per node are not a component: they live in each node's own model store, not
-in the control plane's database, so they cannot be read without asking every node
-(``neurons network status`` shows them live).
+Model manifests per node come from the health monitor, which records what each node's
+``/api/tags`` lists (name, digest, size) in the store whenever it changes: a snapshot holds
+what the control plane last saw, whichever process takes it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "Component",
     "FineTuningJobs",
     "LearningRuns",
+    "NodeModels",
     "Nodes",
     "OptimizationSessions",
     "Placements",
@@ -225,9 +226,35 @@ class SettingsComponent(Component):
         return data
 
 
+class NodeModels(Component):
+    """Each registered node's model manifests as the health monitor last saw them (name,
+    digest, size), with when that was. Shown and compared, never restored: the models live
+    on the nodes."""
+
+    name = "node_models"
+    key = "node"
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        from neurons.network.health import MANIFESTS_KEY
+
+        seen = store.kv.items(MANIFESTS_KEY)
+        entries = []
+        for node in sorted(store.nodes.list(), key=lambda n: n.name):
+            record = seen.get(MANIFESTS_KEY + node.name) or {}
+            entries.append(
+                {
+                    "node": node.name,
+                    "models": record.get("models", []),
+                    "seen_at": record.get("seen_at"),
+                }
+            )
+        return entries
+
+
 COMPONENTS: tuple[Component, ...] = (
     Nodes(),
     Placements(),
+    NodeModels(),
     OptimizationSessions(),
     FineTuningJobs(),
     LearningRuns(),

@@ -38,6 +38,17 @@ class KeyValueRepository:
             raw = conn.scalar(select(kv_table.c.value).where(kv_table.c.key == key))
         return default if raw is None else json.loads(raw)
 
+    def items(self, prefix: str) -> dict[str, Any]:
+        """Every key that starts with ``prefix`` (non-empty), with its value, by key."""
+        if not prefix:
+            raise InvalidRequestError("a prefix is needed")
+        # A range instead of LIKE: no escaping of _ and %, and the primary key's index serves.
+        query = select(kv_table.c.key, kv_table.c.value).where(
+            kv_table.c.key >= prefix, kv_table.c.key < prefix + "\U0010ffff"
+        )
+        with read_connection(self._engine) as conn:
+            return {row.key: json.loads(row.value) for row in conn.execute(query)}
+
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` under ``key``, replacing what was there."""
         try:
