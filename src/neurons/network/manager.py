@@ -69,12 +69,12 @@ class NetworkManager:
     def __init__(
         self,
         store: Store,
-        settings: Settings | None = None,
+        settings: Settings,
         http: httpx.AsyncClient | None = None,
         tokens: NodeTokens | None = None,
     ) -> None:
         self.store = store
-        self.settings = settings or Settings()
+        self.settings = settings  # the caller's: library code never reads the environment
         self._own_http = http is None
         # With a client of its own it also makes the tokens that client sends; a caller that
         # brings a client (the control plane) brings the tokens it was built on.
