@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neurons import __version__
@@ -21,6 +22,7 @@ from neurons.errors import NeuronsError
 from neurons.neuron import routes_inference, routes_models
 from neurons.neuron.defaults import import_default_models
 from neurons.neuron.engine import Engine
+from neurons.neuron.metrics import neuron_registry
 from neurons.neuron.mock import MockSpec, install_mock_models, mock_router
 from neurons.neuron.modelstore import ModelStore
 from neurons.neuron.scheduler import FairScheduler
@@ -113,6 +115,14 @@ def create_neuron_app(
             "loaded": [r["name"] for r in runners],
             "models": runners,
         }
+
+    registry = neuron_registry(neuron, settings.num_parallel)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """neurons extension: the counters above in Prometheus text (see
+        :mod:`neurons.neuron.metrics`); behind the node token like every other route."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/neuron/hardware")
     async def hardware() -> dict[str, Any]:
