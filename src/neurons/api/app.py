@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from neurons import __version__
@@ -33,6 +34,7 @@ from neurons.api import (
 )
 from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
+from neurons.api.metrics import ControlPlaneMetrics, RequestMetricsMiddleware
 from neurons.api.responses import document
 from neurons.api.surfaces import error_response
 from neurons.api.versioning import APIVersionMiddleware
@@ -81,6 +83,10 @@ def create_control_plane(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverheadHeaderMiddleware)
     app.add_middleware(AccessMiddleware)  # added late: outer, so refusals cost least
+    app.state.metrics = metrics = ControlPlaneMetrics(app.state)
+    # Outside the access check, so refusals are counted too; inside the version rewrite, so
+    # /api/ai/v1/x counts as /api/ai/x (the rewrite copies the scope the router marks).
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(APIVersionMiddleware)  # outermost: /api/ai/v1/x is /api/ai/x for all
 
     @app.exception_handler(NeuronsError)
@@ -141,6 +147,11 @@ def create_control_plane(
                 for v in views
             ],
         }
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text (see :mod:`neurons.api.metrics`); read scope when keys are on."""
+        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     document(app)
     _mount(app, "gateway", Gateway.ROUTES)
