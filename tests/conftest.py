@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from neurons.neuron.process import NeuronProcess
+from neurons.store import Store, open_store
 
 EXAMPLE_PLUGIN = Path(__file__).parent / "fixtures" / "neurons-example-plugin"
 
@@ -91,3 +92,19 @@ def ollama_client(neuron: NeuronProcess):  # type: ignore[no-untyped-def]
     import ollama
 
     return ollama.Client(host=neuron.url)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A real SQLite file of the test's own; nested, so opening it also creates the parent."""
+    return f"sqlite:///{tmp_path / 'home' / 'neurons.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A store opened (and migrated) on :func:`db_url`, closed after the test."""
+    opened = open_store(db_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

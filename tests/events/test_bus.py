@@ -81,7 +81,7 @@ def test_after_and_kinds_narrow_a_subscription(store: Store) -> None:
 
 
 def test_an_event_appended_by_another_process_reaches_a_subscriber(
-    store: Store, database_url: str
+    store: Store, db_url: str
 ) -> None:
     bus = EventBus(store, poll_s=0.2)
     bus.publish("test.local", "here")
@@ -89,7 +89,7 @@ def test_an_event_appended_by_another_process_reaches_a_subscriber(
         f"""
         from neurons.events import EventBus
         from neurons.store import open_store
-        store = open_store({database_url!r})
+        store = open_store({db_url!r})
         store.events.append("learning.round", "run-1", {{"round": 1}})
         EventBus(store).publish("job.transition", "learning/1", previous="running",
                                 status="completed")
