@@ -50,11 +50,9 @@ class Ticker(JobKind):
             await asyncio.sleep(TICK_S)
             if tick == self.fail_at:
                 raise RuntimeError(f"tick {tick} broke")
-            if not await asyncio.to_thread(
-                self.leases.renew, job_id, runner, {"current_round": tick}
-            ):
-                await stop.wait_async(5)  # the watcher says why
-                raise JobStopped(stop.reason)
+            values = {"current_round": tick}
+            if not await asyncio.to_thread(self.leases.renew, job_id, runner, values, stop=stop):
+                raise JobStopped(stop.reason)  # the refused renewal set the reason
         return {"current_round": record.total_rounds}
 
 

@@ -49,9 +49,8 @@ from neurons.finetune.deploy import deploy_adapter, fetch_base_model
 from neurons.finetune.jobs import JobConfig, confine, overall_progress
 from neurons.finetune.progress import EventTail, ProgressTracker, Update
 from neurons.finetune.worker import EVENTS, EXIT_OK, EXIT_STOPPED, SPEC, WorkerSpec
-from neurons.jobs import JobKind, JobStopped, LeaseTable, StopReason, StopSignal
+from neurons.jobs import JobKind, JobStopped, LeaseTable, StopSignal
 from neurons.jobs.runners import pid_exists
-from neurons.lifecycle import Status
 from neurons.network.manager import NetworkManager
 from neurons.store import JobRecord, Store
 from neurons.store.finetune import appended, jobs_table, log_appended, progress_columns
@@ -101,13 +100,9 @@ class _Run:
             phase=update.phase, progress=update.progress, eta_s=update.eta_s, worker_pid=worker_pid
         )
         computed = appended(update.logs, update.metrics)
-        renew = self.leases.renew
-        if await asyncio.to_thread(renew, self.job_id, self.runner, values, computed):
-            return
-        if not self.stop.is_set():
-            lease = await asyncio.to_thread(self.leases.lease, self.job_id)
-            cancelled = lease.status == Status.CANCELLED
-            self.stop.stop(StopReason.CANCEL if cancelled else StopReason.LEASE_LOST)
+        await asyncio.to_thread(
+            self.leases.renew, self.job_id, self.runner, values, computed, stop=self.stop
+        )
 
     async def log(self, line: str) -> None:
         await self.write(Update(logs=[line]))

@@ -10,10 +10,9 @@ from neurons.jobs.runtime import (
     JobRuntime,
     JobStopped,
     Publish,
-    StopReason,
-    StopSignal,
     follow,
 )
+from neurons.jobs.signals import StopReason, StopSignal
 
 __all__ = [
     "JobKind",

@@ -28,6 +28,7 @@ from sqlalchemy import Row, Table, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import NeuronsError
+from neurons.jobs.signals import StopReason, StopSignal
 from neurons.store.engine import (
     from_db_time,
     read_connection,
@@ -37,7 +38,7 @@ from neurons.store.engine import (
 )
 from neurons.store.ids import row_id
 
-__all__ = ["Lease", "LeaseTable"]
+__all__ = ["Lease", "LeaseTable", "lost_reason"]
 
 _FINAL = ("completed", "failed", "cancelled")
 
@@ -152,10 +153,13 @@ class LeaseTable:
         runner: str,
         values: Mapping[str, Any] | None = None,
         computed: Callable[[Row[Any]], Mapping[str, Any]] | None = None,
+        *,
+        stop: StopSignal | None = None,
     ) -> bool:
         """The heartbeat (with any progress in ``values``/``computed``); False when ``runner``
         no longer holds a ``running`` row: it was cancelled, or adopted by another process
-        that presumed this one dead."""
+        that presumed this one dead. Then ``stop``, when given, is set saying which
+        (:meth:`stop_lost`), so the job's next safe point stops it."""
         key = self.key(job_id)
         now = to_db_time(utc_now())
         table = self.table
@@ -165,13 +169,20 @@ class LeaseTable:
                     table.c.id == key, table.c.runner == runner, table.c.status == "running"
                 )
             ).first()
-            if row is None:
-                return False
-            update: dict[str, Any] = {"heartbeat_at": now, "updated_at": now, **(values or {})}
-            if computed is not None:
-                update.update(computed(row))
-            conn.execute(table.update().where(table.c.id == key).values(**update))
-        return True
+            if row is not None:
+                update: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+                update.update(values or {})
+                if computed is not None:
+                    update.update(computed(row))
+                conn.execute(table.update().where(table.c.id == key).values(**update))
+        if row is None and stop is not None:
+            self.stop_lost(job_id, stop)
+        return row is not None
+
+    def stop_lost(self, job_id: str | int, stop: StopSignal) -> None:
+        """Set ``stop`` for a lease no longer held: ``cancel`` when the row was cancelled,
+        else ``lease_lost`` (another process runs it now)."""
+        stop.stop(lost_reason(self.lease(job_id)))
 
     def release(self, job_id: str | int, runner: str) -> bool:
         """Give the lease back while the row stays ``running`` (a process shutting down with
@@ -185,6 +196,11 @@ class LeaseTable:
                 table.update().where(table.c.id == key, table.c.runner == runner).values(**update)
             )
         return result.rowcount == 1
+
+
+def lost_reason(lease: Lease) -> str:
+    """Why a runner no longer holds ``lease``: it was cancelled, or another process runs it."""
+    return StopReason.CANCEL if lease.status == "cancelled" else StopReason.LEASE_LOST
 
 
 def _lease(row: Row[Any]) -> Lease:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -46,9 +45,10 @@ from datetime import timedelta
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from neurons.errors import NeuronsError
-from neurons.jobs.leases import Lease, LeaseTable
+from neurons.jobs.leases import Lease, LeaseTable, lost_reason
 from neurons.jobs.runners import runner_identity, runner_is_dead
-from neurons.lifecycle import TRANSITIONS, Event, Status
+from neurons.jobs.signals import StopReason, StopSignal
+from neurons.lifecycle import TRANSITIONS, Event
 from neurons.store.engine import utc_now
 
 __all__ = [
@@ -69,36 +69,6 @@ class Publish(Protocol):
     def __call__(self, kind: str, subject: str = "", **payload: Any) -> None: ...
 
 
-class StopReason:
-    CANCEL = "cancel"  # someone cancelled the job: it ends ``cancelled``
-    SHUTDOWN = "shutdown"  # this process is stopping: the job stays ``running`` for the next
-    LEASE_LOST = "lease_lost"  # another process holds the job now: leave the row alone
-
-
-class StopSignal(threading.Event):
-    """The one stop signal of every kind: a :class:`threading.Event` (training threads poll
-    ``is_set()``) that also says why, and can be awaited from the event loop. The first
-    reason set wins."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reason = ""
-
-    def stop(self, reason: str) -> None:
-        if not self.is_set():
-            self.reason = reason
-        self.set()
-
-    async def wait_async(self, timeout: float | None = None) -> bool:
-        """Wait without blocking the loop; True once set."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-
 class JobStopped(Exception):
     """Raised by ``execute`` when it stopped because its :class:`StopSignal` was set (after
     checkpointing whatever lets the job resume)."""
@@ -115,8 +85,9 @@ class JobKind(ABC):
       called for a job that ran before (a restart after failure or cancel, or an adoption
       after its runner died): it resumes from what the job stored. It checks ``stop`` at safe
       points and then raises :class:`JobStopped`. It may write progress through
-      ``leases.renew(job_id, runner, ...)``; a False answer means the job is no longer its
-      own. What it returns is written with the completing move (say, a final progress);
+      ``leases.renew(job_id, runner, ..., stop=stop)``; a False answer means the job is no
+      longer its own, and ``stop`` is then set saying why. What it returns is written with the
+      completing move (say, a final progress);
     - ``failed_values(error)`` is written with a failing move (default: nothing more).
     """
 
@@ -279,17 +250,16 @@ class JobRuntime:
             await asyncio.sleep(self.poll_s)
             try:
                 if time.monotonic() - renewed >= renew_every:
-                    held = await asyncio.to_thread(self.leases.renew, key, self.identity)
+                    renew = self.leases.renew
+                    held = await asyncio.to_thread(renew, key, self.identity, stop=stop)
                     renewed = time.monotonic()
                 else:
                     lease = await asyncio.to_thread(self.leases.lease, key)
                     held = lease.status == "running" and lease.runner == self.identity
+                    if not held:
+                        stop.stop(lost_reason(lease))
                 if not held:
-                    lease = await asyncio.to_thread(self.leases.lease, key)
-                    cancelled = lease.status == Status.CANCELLED
-                    reason = StopReason.CANCEL if cancelled else StopReason.LEASE_LOST
-                    log.info("%s %s: %s elsewhere; stopping", self.kind.name, key, reason)
-                    stop.stop(reason)
+                    log.info("%s %s: %s elsewhere; stopping", self.kind.name, key, stop.reason)
             except Exception:  # a locked database must not kill the run: try again
                 log.exception("%s %s: lease check failed", self.kind.name, key)
 

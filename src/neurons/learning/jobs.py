@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 from neurons.errors import LearningRunNotFoundError, LearningStateError
 from neurons.jobs import JobKind, LeaseTable, StopReason, StopSignal
 from neurons.learning.runs import RunConfig, RunStopped, execute
-from neurons.lifecycle import Status
 from neurons.store import Store
 from neurons.store.learning import round_values, runs_table
 
@@ -75,9 +74,7 @@ class LearningKind(JobKind):
             raise RunStopped(f"learning run {job_id}: {stop.reason}")
         if kind == "round":
             values = round_values(int(payload["round"]), payload)
-            if not self.leases.renew(job_id, runner, values):
-                # Not ours any more: say why before the watcher does, and write nothing.
-                cancelled = self.leases.lease(job_id).status == Status.CANCELLED
-                stop.stop(StopReason.CANCEL if cancelled else StopReason.LEASE_LOST)
+            if not self.leases.renew(job_id, runner, values, stop=stop):
+                # Not ours any more (the renewal set the reason): write nothing.
                 raise RunStopped(f"learning run {job_id}: {stop.reason}")
         self.store.learning.add_event(job_id, kind, payload)

@@ -56,7 +56,7 @@ from neurons.hardware.gguf import ModelProfile, read_model_profile
 from neurons.hardware.inventory import HardwareInventory
 from neurons.hardware.locate import locate_gguf
 from neurons.hardware.memory import EstimateOptions, estimate_memory, memory_budget
-from neurons.jobs import JobKind, JobStopped, LeaseTable, StopReason, StopSignal
+from neurons.jobs import JobKind, JobStopped, LeaseTable, StopSignal
 from neurons.library.catalog import load_catalog
 from neurons.library.service import LibraryService
 from neurons.modelfile.tuning import DEFAULT_HEADROOM
@@ -374,10 +374,8 @@ class OptimizationKind(JobKind):
             best = best_result(study, config.objective)
             finished = finished_count(study)
             columns = progress_columns(current_iteration=finished, best=best, elapsed_s=elapsed())
-            if not self.leases.renew(job_id, runner, columns):
-                # Cancelled or adopted elsewhere: the runtime's watcher says which.
-                if not stop.wait(5):
-                    stop.stop(StopReason.LEASE_LOST)
+            # Cancelled or adopted elsewhere: the refused renewal sets the signal saying which.
+            self.leases.renew(job_id, runner, columns, stop=stop)
             if self.progress is not None:
                 self.progress(
                     Progress(
