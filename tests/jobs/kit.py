@@ -21,7 +21,13 @@ from pathlib import Path
 
 from neurons.jobs import JobRuntime, Lease
 
-__all__ = ["Harness", "check_cancel_from_another_process", "check_kill_9", "check_start_race"]
+__all__ = [
+    "Harness",
+    "check_cancel_from_another_process",
+    "check_kill_9",
+    "check_start_race",
+    "kill_9_when",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +79,26 @@ def _foreground(h: Harness, job_id: str) -> subprocess.Popen[bytes]:
 
     _until(running_there, h.end_s, "the foreground process to run the job")
     return process
+
+
+def kill_9_when(h: Harness, job_id: str, reached: Callable[[], bool], what: str) -> None:
+    """Run the job in the foreground of its own process and SIGKILL that process once
+    ``reached()`` holds (say, a checkpoint written): a crash with work behind it."""
+    process = subprocess.Popen(
+        h.run_argv(job_id),
+        cwd=ROOT,
+        env={**os.environ, **h.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + h.end_s
+        while not reached():
+            assert process.poll() is None and time.monotonic() < deadline, f"no {what}"
+            time.sleep(0.05)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def check_cancel_from_another_process(h: Harness) -> None:

@@ -171,21 +171,11 @@ def test_kill_9_while_training_resumes_from_the_checkpoint(
     worker checkpoints on its parent's death, and the control plane that adopts the job trains
     on from there, its own worker started only once the old one is gone."""
     job_id = harness.new_job()
-    foreground = subprocess.Popen(
-        harness.run_argv(job_id),
-        cwd=kit.ROOT,
-        env={**os.environ, **harness.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + harness.end_s
-        while store.fine_tuning.get(job_id).metrics.get("checkpoint_step") is None:
-            assert foreground.poll() is None and time.monotonic() < deadline, "no checkpoint"
-            time.sleep(0.05)
-    finally:
-        os.kill(foreground.pid, signal.SIGKILL)
-        foreground.wait()
+
+    def checkpointed() -> bool:
+        return store.fine_tuning.get(job_id).metrics.get("checkpoint_step") is not None
+
+    kit.kill_9_when(harness, job_id, checkpointed, "checkpoint")
     adopt_and_wait(harness, job_id)
     job = store.fine_tuning.get(job_id)
     assert (job.status, job.attempts) == ("completed", 2), job.error

@@ -6,11 +6,7 @@ two control planes at once."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,21 +91,9 @@ def test_kill_9_after_some_rounds_resumes_from_the_checkpoint(
     """The kit's kill may land before the first round; here the trainer dies with rounds
     behind it, and the control plane that adopts the run goes on from its checkpoint."""
     job_id = harness.new_job()
-    trainer = subprocess.Popen(
-        harness.run_argv(job_id),
-        cwd=kit.ROOT,
-        env={**os.environ, **harness.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kit.kill_9_when(
+        harness, job_id, lambda: learning_store.learning.get(job_id).current_round >= 5, "rounds"
     )
-    try:
-        deadline = time.monotonic() + harness.end_s
-        while learning_store.learning.get(job_id).current_round < 5:
-            assert trainer.poll() is None and time.monotonic() < deadline, "no rounds"
-            time.sleep(0.05)
-    finally:
-        os.kill(trainer.pid, signal.SIGKILL)
-        trainer.wait()
     reached = learning_store.learning.get(job_id).current_round
 
     async def adopt() -> None:
