@@ -31,6 +31,7 @@ from neurons.cli.optimize import optimize_app
 from neurons.cli.plugins import plugins_app
 from neurons.cli.serve_node import serve_node
 from neurons.cli.state import state_app
+from neurons.cli.top import top
 from neurons.cli.up import serve, up
 from neurons.errors import NeuronsError
 from neurons.plugins.loader import default_host
@@ -57,6 +58,7 @@ app.add_typer(learn_app, name="learn")
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit_command)
 app.add_typer(state_app, name="state")
+app.command("top")(top)
 # ollama's own commands, speaking the Ollama API to the control plane or any node
 _OLLAMA = "Ollama-style (talk to a server: --host, NEURONS_HOST, OLLAMA_HOST)"
 app.command("run", rich_help_panel=_OLLAMA)(run_command)

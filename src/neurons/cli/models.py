@@ -16,6 +16,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from neurons.cli.common import JsonFlag, emit, run_with_store
+from neurons.cli.metrics_view import fetch_model_metrics, model_stats_table
+from neurons.cli.ollama_client import resolve_host
+from neurons.cli.ollama_style import HostOption
 from neurons.config import Settings
 
 __all__ = ["models_app"]
@@ -238,6 +241,21 @@ def list_models(as_json: JsonFlag = False) -> None:
             "yes" if model["in_catalog"] else "no",
         )
     Console().print(table)
+
+
+@models_app.command("stats")
+def stats(
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.")] = None,
+    host: HostOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Inferences, errors, latency and tokens per model and node, from the control plane
+    (since it started; --host as in `neurons list`)."""
+    models = fetch_model_metrics(resolve_host(host), model)
+    if as_json:
+        emit({"models": models})
+        return
+    Console().print(model_stats_table(models))
 
 
 @models_app.command("pull")
