@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     gateway_attempts: int = Field(
         default=3, ge=1, description="Nodes a gateway request may try before it fails."
     )
+    metrics: bool = Field(
+        default=True,
+        description="Record requests and inferences for /metrics, /api/ai/metrics and the "
+        "dashboard (off: those answer 404 and the request path records nothing).",
+    )
 
     node_timeout_s: float = Field(
         default=600.0,

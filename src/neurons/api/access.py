@@ -64,9 +64,14 @@ class AccessMiddleware:
             principal.check_scope(needed)
             limited = auth.admit(principal, time.time())
         except NeuronsError as exc:
+            limited_out = isinstance(exc, RateLimitError)
             headers = (
                 {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitError) else None
             )
+            if limited_out and principal is not None and principal.key_id is not None:
+                metrics = getattr(scope["app"].state, "metrics", None)
+                if metrics is not None:
+                    metrics.keys.refused(principal.name)
             if audited:
                 actor = principal.name if principal is not None else "anonymous"
                 head = await _read_head(receive)
@@ -123,6 +128,9 @@ class AccessMiddleware:
                 auth.release(principal)
             if metered:
                 auth.record_use(principal, usage.tokens, time.time())
+                metrics = getattr(scope["app"].state, "metrics", None)
+                if metrics is not None:
+                    metrics.keys.request(principal.name, status, usage.tokens)
 
         try:
             await self.app(scope, receive_and_keep if audited else receive, send_and_count)

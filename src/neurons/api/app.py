@@ -27,6 +27,7 @@ from neurons.api import (
     routes_finetune,
     routes_learning,
     routes_library,
+    routes_metrics,
     routes_network,
     routes_optimization,
     routes_state,
@@ -34,12 +35,13 @@ from neurons.api import (
 )
 from neurons.api.access import AccessMiddleware
 from neurons.api.body_limit import BodyLimitMiddleware
-from neurons.api.metrics import ControlPlaneMetrics, RequestMetricsMiddleware
+from neurons.api.metrics import RequestMetricsMiddleware
 from neurons.api.responses import document
 from neurons.api.surfaces import error_response
 from neurons.api.versioning import APIVersionMiddleware
 from neurons.config import Settings
 from neurons.errors import NeuronsError
+from neurons.metrics.service import MetricsService
 from neurons.network.fanout import ModelOperations
 from neurons.network.gateway import Gateway, OverheadHeaderMiddleware
 from neurons.network.gateway_openai import OpenAIGateway
@@ -83,10 +85,12 @@ def create_control_plane(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(OverheadHeaderMiddleware)
     app.add_middleware(AccessMiddleware)  # added late: outer, so refusals cost least
-    app.state.metrics = metrics = ControlPlaneMetrics(app.state)
-    # Outside the access check, so refusals are counted too; inside the version rewrite, so
-    # /api/ai/v1/x counts as /api/ai/x (the rewrite copies the scope the router marks).
-    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    # None with metrics off: nothing on the request path records, the routes answer 404.
+    app.state.metrics = metrics = MetricsService(app.state) if settings.metrics else None
+    if metrics is not None:
+        # Outside the access check, so refusals are counted too; inside the version rewrite,
+        # so /api/ai/v1/x counts as /api/ai/x (the rewrite copies the scope the router marks).
+        app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(APIVersionMiddleware)  # outermost: /api/ai/v1/x is /api/ai/x for all
 
     @app.exception_handler(NeuronsError)
@@ -118,6 +122,7 @@ def create_control_plane(
     app.include_router(routes_state.router)
     app.include_router(routes_events.router)
     app.include_router(routes_system.router)
+    app.include_router(routes_metrics.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:
@@ -150,7 +155,9 @@ def create_control_plane(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
-        """Prometheus text (see :mod:`neurons.api.metrics`); read scope when keys are on."""
+        """Prometheus text (see :mod:`neurons.metrics`); read scope when keys are on."""
+        if metrics is None:
+            return envelope("metrics are off (settings: metrics)", "not_found", 404)
         return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     document(app)

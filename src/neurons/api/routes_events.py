@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from neurons.api.responses import errors
 from neurons.errors import InvalidRequestError
 from neurons.events import KINDS, EventBus
+from neurons.metrics.service import MetricsService
 from neurons.store.events import MAX_LIMIT, StoredEvent
 from neurons.store.ids import row_id
 
@@ -163,9 +164,13 @@ async def _stream(bus: EventBus, after: int, kinds: set[str] | None) -> AsyncIte
 
 
 def end_event_streams(app: object) -> None:
-    """End every event stream of ``app`` now (its bus stays writable). Called when a graceful
-    shutdown starts: an SSE client keeps its connection open for ever, so uvicorn's drain
-    would wait on it to the deadline and the components would stop late."""
-    bus = getattr(getattr(app, "state", None), "events", None)
+    """End every event and metrics stream of ``app`` now (its bus stays writable). Called
+    when a graceful shutdown starts: an SSE client keeps its connection open for ever, so
+    uvicorn's drain would wait on it to the deadline and the components would stop late."""
+    state = getattr(app, "state", None)
+    bus = getattr(state, "events", None)
     if isinstance(bus, EventBus):
         bus.close(timeout=0)
+    metrics = getattr(state, "metrics", None)
+    if isinstance(metrics, MetricsService):  # its summary streams too (routes_metrics)
+        metrics.streams_ended.set()

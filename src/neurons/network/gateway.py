@@ -41,9 +41,10 @@ from neurons.errors import (
     NodeUnreachableError,
     NoNodeAvailableError,
 )
+from neurons.metrics.inference import FINAL_BYTES, Finished, InferenceRecorder
 from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
-from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy
+from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy, canonical_label
 from neurons.network.versions import EMBED, embed_via_embeddings, supports
 from neurons.ollama import OLLAMA_COMPAT_VERSION
 from neurons.ollama.capabilities import check_capabilities, required_capabilities
@@ -120,16 +121,33 @@ def upstream_failure(exc: BaseException, timeout_s: float | None) -> str:
 
 
 @dataclass
+class _Watch:
+    """What the metrics recorder needs of an answer besides the answer itself."""
+
+    recorder: InferenceRecorder
+    model: str
+    route: str
+    started: float
+
+
+@dataclass
 class Upstream:
     """A node's answer, taken far enough that the request can no longer move elsewhere:
-    the whole body (``body``), or the status line and first chunk of a stream (``first``)."""
+    the whole body (``body``), or the status line and first chunk of a stream (``first``).
+
+    When metrics are on it is recorded once, as it ends: a body at once, a stream when it is
+    closed (with its last bytes, where Ollama puts the counts, and whether it was ``cut``)."""
 
     node: NodeView
     response: aiohttp.ClientResponse
     body: bytes | None = None
     first: bytes = b""
+    first_byte: float | None = None  # perf_counter when a stream's first chunk came
+    cut: bool = False  # the stream broke after its status line went out
     _rest: AsyncIterator[bytes] | None = None
     _release: Callable[[], None] | None = None
+    _watch: _Watch | None = None
+    _tail: bytes = b""
 
     @property
     def status(self) -> int:
@@ -143,10 +161,15 @@ class Upstream:
         }
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        keep = self._watch is not None
         if self.first:
+            if keep:
+                self._tail = self.first[-FINAL_BYTES:]
             yield self.first
         if self._rest is not None:
             async for chunk in self._rest:
+                if keep:
+                    self._tail = (self._tail + chunk)[-FINAL_BYTES:]
                 yield chunk
 
     async def aclose(self) -> None:
@@ -154,6 +177,35 @@ class Upstream:
         if self._release is not None:
             self._release()
             self._release = None
+        if self.body is None:
+            self.record()
+
+    def watch(self, recorder: InferenceRecorder, model: str, route: str, started: float) -> None:
+        """Record this answer when it ends (now, for a body read whole)."""
+        self._watch = _Watch(recorder, model, route, started)
+        if self.body is not None:
+            self.record()
+
+    def record(self) -> None:
+        watch, self._watch = self._watch, None  # once
+        if watch is None:
+            return
+        status = self.response.status
+        # A name no node holds (a typo, a 404) is not a label: labels must stay few.
+        known = status < 400 or self.node.has(watch.model)
+        watch.recorder.finished(
+            Finished(
+                node=self.node.name,
+                model=canonical_label(watch.model) if known else "other",
+                route=watch.route,
+                status=status,
+                started=watch.started,
+                ended=time.perf_counter(),
+                first_byte=self.first_byte,
+                tail=self.body if self.body is not None else self._tail,
+                cut=self.cut,
+            )
+        )
 
 
 class Gateway:
@@ -188,6 +240,7 @@ class Gateway:
         self.attempts = attempts
         self.sticky_prefix_chars = sticky_prefix_chars
         self.bounds = bounds  # None: no caps on a request's lists and sizes
+        self.recorder: InferenceRecorder | None = None  # None: metrics are off
 
     # -- choosing and dispatching -----------------------------------------------------------
 
@@ -267,15 +320,24 @@ class Gateway:
             outcome = await clock.wait(self._try(node, path, payload))
             if isinstance(outcome, str):
                 failures.append(outcome)
+                self._failed(node, model, path, counted=True)
             elif outcome.status in _RETRY_STATUSES and index + 1 < len(tries):
                 failures.append(f"{node.name}: HTTP {outcome.status}")
+                self._failed(node, model, path, counted=outcome.status != 404)
             else:
+                if self.recorder is not None:
+                    outcome.watch(self.recorder, model, path, clock.started)
                 return outcome  # the last node's error answer goes to the client as it is
         if not reached:  # every candidate was down or behind an open breaker
             raise NoNodeAvailableError("no node can take the request: " + "; ".join(failures))
         raise NodeUnreachableError(
             f"no node could serve the request ({len(failures)} tried): " + "; ".join(failures)
         )
+
+    def _failed(self, node: NodeView, model: str, path: str, *, counted: bool) -> None:
+        if self.recorder is not None:
+            label = canonical_label(model) if node.has(model) else "other"
+            self.recorder.attempt_failed(node.name, label, path, counted=counted)
 
     async def _try(self, node: NodeView, path: str, payload: bytes) -> Upstream | str:
         """One attempt; a string says why it failed before any byte could reach the client."""
@@ -314,6 +376,7 @@ class Gateway:
             elif NDJSON in response.headers.get("Content-Type", "") and response.status < 400:
                 upstream._rest = response.content.iter_any()
                 upstream.first = await anext(upstream._rest, b"")
+                upstream.first_byte = time.perf_counter()
             else:
                 upstream.body = await response.read()
                 await upstream.aclose()
@@ -348,6 +411,7 @@ class Gateway:
                 yield chunk
         except UPSTREAM_ERRORS as exc:
             node = upstream.node
+            upstream.cut = True
             reason = f"neuron {node.name} stopped mid-stream ({self.failure(exc)})"
             self.monitor.report_failure(node, reason)
             yield (b"" if ended_line else b"\n") + line({"error": reason})

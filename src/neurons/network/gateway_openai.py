@@ -156,6 +156,7 @@ class OpenAIGateway:
                         yield oa.sse(event)
         except UPSTREAM_ERRORS as exc:
             node = upstream.node
+            upstream.cut = True
             reason = f"neuron {node.name} stopped mid-stream ({self.gateway.failure(exc)})"
             self.gateway.monitor.report_failure(node, reason)
             yield oa.sse(oa.sse_error(reason))

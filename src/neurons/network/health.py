@@ -447,6 +447,14 @@ class HealthMonitor:
 
     # -- reporting --------------------------------------------------------------------------
 
+    def digest_of(self, node: str, model: str) -> str | None:
+        """The digest ``node`` last listed for ``model`` (its version), if any."""
+        wanted = canonical_name(model)
+        for manifest in self._manifests.get(node, ()):
+            if canonical_name(str(manifest.get("name") or "")) == wanted:
+                return str(manifest.get("digest") or "") or None
+        return None
+
     def describe(self, view: NodeView) -> dict[str, Any]:
         return {
             "id": view.id,

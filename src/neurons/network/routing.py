@@ -26,6 +26,7 @@ __all__ = [
     "RoundRobinPolicy",
     "RouteRequest",
     "RoutingPolicy",
+    "canonical_label",
 ]
 
 # Smoothing of latency samples: the newest weighs this much against the history.
@@ -34,6 +35,11 @@ LATENCY_ALPHA = 0.3
 # Each request looks its model up on every candidate (has, supports, is_loaded): parsing the
 # name each time cost more than the rest of the choice, and a network serves few names.
 _canonical = functools.lru_cache(maxsize=4096)(canonical_name)
+
+
+def canonical_label(model: str) -> str:
+    """A model's canonical name (cached: the gateway labels every answer's metrics with it)."""
+    return _canonical(model)
 
 
 @dataclass

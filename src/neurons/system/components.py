@@ -395,6 +395,9 @@ class GatewayComponent(Component):
             sticky_prefix_chars=settings.sticky_prefix_chars,
             bounds=bounds,
         )
+        metrics = getattr(self.state, "metrics", None)
+        if metrics is not None:  # None: metrics are off, the request path records nothing
+            self.gateway.recorder = metrics.inference
         self.state.gateway = self.gateway
         self.state.model_ops = ModelOperations(self.gateway)
         self.state.openai = OpenAIGateway(self.gateway, bounds)
