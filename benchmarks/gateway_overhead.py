@@ -6,11 +6,17 @@ batches so both see the same machine state, at concurrency 1 and 16. Prints p50/
 and the difference, plus the gateway's self-reported overhead (``X-Neurons-Overhead-Ms``).
 
     python benchmarks/gateway_overhead.py [--requests 400] [--concurrency 1 16] [--auth]
+        [--metrics]
 
 ``--auth`` also starts a second control plane on the same neuron with API keys on and a key
 carrying every limit (requests and tokens per minute, requests in flight: high enough never
 to refuse), and measures it against the first, alternating again. Target: auth and limits
 add p50 <= 0.2 ms.
+
+``--metrics`` starts a second control plane with metrics off (``NEURONS_METRICS=false``) and
+measures the default one (metrics on) against it, alternating again, plus the in-process cost
+of recording one answer (the request middleware and the inference recorder). Target: metrics
+add p50 <= 0.1 ms.
 
 Requests: ``POST /api/show`` (routed exactly like a generation, but cheap on the node, so the
 gateway's share is not drowned in model time) and ``POST /api/generate`` with one token.
@@ -113,12 +119,18 @@ async def measure(
     }
 
 
-async def measure_auth(
-    off: str, on: str, key: str, name: str, n: int, concurrency: int, rounds: int = 8
+async def measure_pair(
+    off: str,
+    on: str,
+    name: str,
+    n: int,
+    concurrency: int,
+    headers: dict[str, str] | None = None,
+    rounds: int = 8,
 ) -> dict[str, float]:
-    """The same requests through a control plane without keys and one with a limited key."""
+    """The same requests through two control planes, the feature off and on (``headers``
+    go to the second: a key when the feature is auth)."""
     path, body = REQUESTS[name]
-    headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         await batch(client, off + path, body, 20, concurrency)
@@ -156,13 +168,15 @@ def limited_key(home: Path) -> str:
     return secret
 
 
-def start_gateway(home: Path, node_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    home: Path, node_url: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     home.mkdir(parents=True, exist_ok=True)
     store = open_store(f"sqlite:///{home}/neurons.db")
     store.nodes.add("bench", node_url, "embedded")
     store.close()
     port = free_port()
-    env = {**os.environ, "NEURONS_HOME": str(home)}
+    env = {**os.environ, **(env or {}), "NEURONS_HOME": str(home)}
     process = subprocess.Popen(
         [sys.executable, "-m", "neurons", "serve", "--port", str(port)],
         env=env,
@@ -189,6 +203,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument(
         "--auth", action="store_true", help="also measure API keys and limits on vs off"
+    )
+    parser.add_argument(
+        "--metrics", action="store_true", help="also measure metrics recording on vs off"
     )
     args = parser.parse_args()
 
@@ -223,6 +240,12 @@ def main() -> None:
                 keyed_process, keyed = start_gateway(root / "keyed", neuron.url)
                 processes.append(keyed_process)
                 auth_table(gateway, keyed, key, args)
+            if args.metrics:
+                quiet_process, quiet = start_gateway(
+                    root / "quiet", neuron.url, {"NEURONS_METRICS": "false"}
+                )
+                processes.append(quiet_process)
+                metrics_table(quiet, gateway, args)
         finally:
             for process in processes:
                 process.terminate()
@@ -294,13 +317,86 @@ def auth_table(off: str, on: str, key: str, args: argparse.Namespace) -> None:
     for name in REQUESTS:
         for concurrency in args.concurrency:
             n = args.requests if name == "show" else max(40, args.requests // 4)
-            r = asyncio.run(measure_auth(off, on, key, name, n, concurrency))
+            headers = {"Authorization": f"Bearer {key}"}
+            r = asyncio.run(measure_pair(off, on, name, n, concurrency, headers))
             print(
                 f"{name:9} {concurrency:>4} | {r['off_p50']:>12.2f} {r['off_p95']:>7.2f} | "
                 f"{r['on_p50']:>15.2f} {r['on_p95']:>7.2f} | {r['added_p50']:>9.2f} "
                 f"{r['added_p95']:>7.2f}"
             )
     print("all times in ms; target: keys and limits add p50 <= 0.2 ms")
+
+
+def _recording_cost(n: int = 20000) -> dict[str, float]:
+    """Microseconds per answer the metrics cost in-process: the request middleware around an
+    app that answers at once, and the inference recorder given a generation's final line."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from neurons.api.metrics import RequestMetricsMiddleware
+    from neurons.metrics.inference import Finished
+    from neurons.metrics.service import MetricsService
+
+    final = (
+        b'{"model":"smollm2:135m","done":true,"done_reason":"stop","total_duration":90000000,'
+        b'"prompt_eval_count":31,"prompt_eval_duration":20000000,"eval_count":1,'
+        b'"eval_duration":4000000}\n'
+    )
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": final, "more_body": False})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    service = MetricsService(SimpleNamespace())
+    middleware = RequestMetricsMiddleware(app, service)
+    route = SimpleNamespace(path="/api/generate")
+
+    async def run(handler: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            scope = {"type": "http", "method": "POST", "path": "/api/generate", "route": route}
+            await handler(scope, receive, send)
+        return (time.perf_counter() - started) / n * 1e6
+
+    results = {"bare app": asyncio.run(run(app)), "middleware": asyncio.run(run(middleware))}
+    started = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        answer = Finished("n1", MODEL, "/api/generate", 200, t0, t0 + 0.09, tail=final)
+        service.inference.finished(answer)
+    results["recorder"] = (time.perf_counter() - started) / n * 1e6
+    return results
+
+
+def metrics_table(off: str, on: str, args: argparse.Namespace) -> None:
+    cost = _recording_cost()
+    added = cost["middleware"] - cost["bare app"] + cost["recorder"]
+    print()
+    print("in-process, per request: " + ", ".join(f"{k} {v:.1f} us" for k, v in cost.items()))
+    print(f"metrics add {added:.1f} us per inference (middleware over bare app + recorder)")
+    header = (
+        f"{'request':9} {'conc':>4} | {'metrics off p50':>15} {'p95':>7} | "
+        f"{'metrics on p50':>14} {'p95':>7} | {'added p50':>9} {'p95':>7}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for name in REQUESTS:
+        for concurrency in args.concurrency:
+            n = args.requests if name == "show" else max(40, args.requests // 4)
+            r = asyncio.run(measure_pair(off, on, name, n, concurrency))
+            print(
+                f"{name:9} {concurrency:>4} | {r['off_p50']:>15.2f} {r['off_p95']:>7.2f} | "
+                f"{r['on_p50']:>14.2f} {r['on_p95']:>7.2f} | {r['added_p50']:>9.2f} "
+                f"{r['added_p95']:>7.2f}"
+            )
+    print("all times in ms; target: metrics add p50 <= 0.1 ms")
 
 
 if __name__ == "__main__":
