@@ -40,6 +40,7 @@ from neurons.api.responses import document
 from neurons.api.surfaces import error_response
 from neurons.api.versioning import APIVersionMiddleware
 from neurons.config import Settings
+from neurons.dashboard import router as dashboard_router
 from neurons.errors import NeuronsError
 from neurons.metrics.service import MetricsService
 from neurons.network.fanout import ModelOperations
@@ -113,6 +114,7 @@ def create_control_plane(
         error.error_code = _HTTP_ERROR_CODES.get(exc.status_code, "http_error")
         return error_response(request.url.path, error, exc.headers)
 
+    app.include_router(dashboard_router)  # /dashboard: the page and its files
     app.include_router(routes_auth.router)
     app.include_router(routes_library.router)
     app.include_router(routes_network.router)

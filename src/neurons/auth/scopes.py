@@ -6,7 +6,8 @@
                 optimization, fine-tuning, learning
     admin       keys and the audit trail
 
-``/api/health`` needs no key (load balancers and ``neurons up``'s own checks use it).
+``/api/health`` needs no key (load balancers and ``neurons up``'s own checks use it), nor does
+``/dashboard`` and its files: the page asks for a key, and its API calls are checked.
 
 >>> required_scope("GET", "/api/ai/network/status")
 <Scope.READ: 1>
@@ -17,6 +18,8 @@
 >>> required_scope("GET", "/api/ai/keys")
 <Scope.ADMIN: 4>
 >>> required_scope("GET", "/api/health") is None
+True
+>>> required_scope("GET", "/dashboard/static/js/app.js") is None
 True
 >>> Scope.MANAGE.allows(Scope.INFERENCE), Scope.READ.allows(Scope.INFERENCE)
 (True, False)
@@ -54,7 +57,8 @@ class Scope(IntEnum):
         return self >= needed
 
 
-OPEN_ROUTES = frozenset({"/api/health"})
+OPEN_ROUTES = frozenset({"/api/health", "/dashboard"})
+_OPEN_PREFIXES = ("/dashboard/",)
 # POSTs that only read a model's answer: the Ollama API's inference and /api/show.
 INFERENCE_ROUTES = frozenset(
     {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show"}
@@ -66,7 +70,7 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def required_scope(method: str, path: str) -> Scope | None:
     """The scope a request needs; ``None`` for the routes open to anyone."""
-    if path in OPEN_ROUTES:
+    if path in OPEN_ROUTES or path.startswith(_OPEN_PREFIXES):
         return None
     if path in _ADMIN_ROUTES or path.startswith(_ADMIN_PREFIXES):
         return Scope.ADMIN
