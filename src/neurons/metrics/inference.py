@@ -27,10 +27,10 @@ __all__ = ["FINAL_BYTES", "Finished", "InferenceRecorder", "NodeTimings", "node_
 # The final object's counters sit at its end, after a generation's ``context``: this much of
 # an answer's tail holds them.
 FINAL_BYTES = 2048
-_FIELDS = {
-    name: re.compile(rb'"' + name.encode() + rb'":\s*(\d+)')
-    for name in ("prompt_eval_count", "eval_count", "eval_duration", "prompt_eval_duration")
-}
+# One pass over the tail for the four fields (a pattern each cost four passes).
+_FIELDS = re.compile(
+    rb'"(prompt_eval_count|eval_count|eval_duration|prompt_eval_duration)":\s*(\d+)'
+)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80)
 TPOT_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5)
 
@@ -51,13 +51,8 @@ def node_timings(tail: bytes) -> NodeTimings:
     >>> node_timings(b'{"done":true,"prompt_eval_count":7,"eval_count":3,"eval_duration":60000000}')
     NodeTimings(prompt_tokens=7, completion_tokens=3, eval_s=0.06, prompt_eval_s=0.0)
     """
-    found: dict[str, int] = {}
-    for name, pattern in _FIELDS.items():
-        # The last match: a stream's earlier lines never carry these, but a tail of two
-        # chunks could, in principle, hold a previous answer's object on a reused buffer.
-        matches = pattern.findall(tail)
-        if matches:
-            found[name] = int(matches[-1])
+    # Later matches win: a tail of two chunks could hold an earlier line's object too.
+    found = {name.decode(): int(number) for name, number in _FIELDS.findall(tail)}
     return NodeTimings(
         prompt_tokens=found.get("prompt_eval_count", 0),
         completion_tokens=found.get("eval_count", 0),
