@@ -123,3 +123,26 @@ def test_playground_streams_the_answer(page: Any, plane: str, shots_dir: Path) -
     assert int(reply.get_attribute("data-chunks") or 0) >= 2
     assert "tokens" in page.locator('[data-testid="reply-stats"]').inner_text()
     page.screenshot(path=shots_dir / "playground.png", full_page=True)
+
+
+def test_models_view_copies_and_deletes(page: Any, plane: str) -> None:
+    """Copy and delete go through the gateway's fan-out like any Ollama client's calls."""
+    copy = "dash-copy:latest"
+    open_view(page, plane, "models")
+    try:
+        row = page.locator(f'tr[data-model="{SMOL}"]')
+        row.locator('button[data-action="copy"]').click()
+        row.locator("input").fill(copy)
+        row.locator('button[data-action="copy-go"]').click()
+        copied = page.locator(f'tr[data-model="{copy}"]')
+        copied.wait_for()
+        assert copied.locator('[data-testid="model-nodes"] .chip').all_inner_texts() == ["n1"]
+        # Two clicks: the first only arms the button.
+        copied.locator('button[data-action="delete"]').click()
+        assert copied.locator('button[data-action="delete"]').inner_text() == "Confirm delete"
+        copied.locator('button[data-action="delete"]').click()
+        copied.wait_for(state="detached")
+        names = [m["name"] for m in httpx.get(plane + "/api/tags", timeout=10).json()["models"]]
+        assert copy not in names and SMOL in names
+    finally:
+        httpx.request("DELETE", plane + "/api/delete", json={"model": copy}, timeout=30)

@@ -19,9 +19,9 @@ export async function render(root, ctx) {
         <div><span class="muted" id="models-note"></span>
         <button class="btn btn-small" type="button" id="refresh">Refresh</button></div></div>
       <div class="table-wrap"><table data-testid="models-table">
-        <thead><tr><th>Model</th><th>Nodes</th><th>Loaded</th><th>Digest</th><th class="num">Size</th>
-          <th>Capabilities</th><th class="num">Requests</th><th class="num">Errors</th>
-          <th class="num">Avg latency</th><th class="num">Tokens / s</th>${manage ? "<th></th>" : ""}</tr></thead>
+        <thead><tr><th>Model</th><th>Nodes</th><th>Loaded</th><th>Digest</th>
+          <th>Capabilities</th><th class="num" title="requests / errors">Req / err</th>
+          <th class="num" title="average latency">Latency</th><th class="num">Tok / s</th>${manage ? "<th></th>" : ""}</tr></thead>
         <tbody id="models-body"></tbody>
       </table></div>
     </section>`;
@@ -54,7 +54,7 @@ export async function render(root, ctx) {
     $("#models-note").textContent = `${models.length} model${models.length === 1 ? "" : "s"}`;
     $("#models-body").innerHTML = models.length
       ? models.map((m) => row(m, manage, open.has(m.name)) + (open.has(m.name) ? detail(m, manage) : "")).join("")
-      : `<tr><td colspan="11" class="muted">No models on any node.</td></tr>`;
+      : `<tr><td colspan="10" class="muted">No models on any node.</td></tr>`;
     const used = models.filter((m) => m.stats);
     barChart($("#chart-requests"), { bars: used.map((m) => ({ label: m.name, value: m.stats.inference_count })) });
     barChart($("#chart-speed"), {
@@ -159,7 +159,8 @@ function pullCard() {
 
 function details(m) {
   const d = m.details || {};
-  return [d.family, d.parameter_size, d.quantization_level].filter(Boolean).map(esc).join(" · ");
+  const size = m.size ? fmtBytes(m.size) : "";
+  return [d.family, d.parameter_size, d.quantization_level, size].filter(Boolean).map(esc).join(" · ");
 }
 
 function row(m, manage, open) {
@@ -176,13 +177,13 @@ function row(m, manage, open) {
         <button class="btn btn-small btn-danger" data-action="delete" type="button">Delete</button></td>`
     : "";
   return `<tr data-model="${esc(m.name)}">
-    <td class="model-name"><button class="btn btn-ghost btn-small" data-action="toggle" type="button"
-      title="per node">${open ? "▾" : "▸"}</button> <strong>${esc(m.name)}</strong>
+    <td class="model-name"><span class="nowrap"><button class="btn btn-ghost btn-small" data-action="toggle"
+      type="button" title="per node">${open ? "▾" : "▸"}</button> <strong>${esc(m.name)}</strong></span>
       <div class="muted">${details(m)}</div></td>
     <td data-testid="model-nodes">${nodes}</td><td>${loaded}</td>
     <td class="mono" title="${esc(m.digest || "")}">${esc((m.digest || "").replace(/^sha256:/, "").slice(0, 12))}</td>
-    <td class="num">${fmtBytes(m.size)}</td><td data-testid="model-capabilities">${caps}</td>
-    <td class="num">${fmt(s ? s.inference_count : 0)}</td><td class="num">${fmt(s ? s.error_count : 0)}</td>
+    <td data-testid="model-capabilities">${caps}</td>
+    <td class="num">${fmt(s ? s.inference_count : 0)} <span class="muted">/ ${fmt(s ? s.error_count : 0)}</span></td>
     <td class="num">${s && s.average_latency !== null ? fmtMs(s.average_latency * 1000) : "—"}</td>
     <td class="num">${s ? fmt(s.tokens_per_s, 1) : "—"}</td>${actions}</tr>`;
 }
@@ -199,8 +200,8 @@ function detail(m, manage) {
       <td class="num">${fmt(n.prompt_tokens ?? 0)} / ${fmt(n.completion_tokens ?? 0)}</td>
       <td>${esc(fmtTime(n.last_used_at))}</td></tr>`;
   });
-  return `<tr class="detail"><td colspan="${manage ? 11 : 10}"><table>
+  return `<tr class="detail"><td colspan="${manage ? 10 : 9}"><table>
     <thead><tr><th>Node</th><th>State</th><th>Digest</th><th class="num">Requests</th><th class="num">Errors</th>
-      <th class="num">Avg latency</th><th class="num">Tokens / s</th><th class="num">Prompt / completion</th>
+      <th class="num">Avg latency</th><th class="num">Tokens / s</th><th class="num">Tokens in / out</th>
       <th>Last used</th></tr></thead><tbody>${rows.join("")}</tbody></table></td></tr>`;
 }
