@@ -87,7 +87,16 @@ async function route() {
   root.replaceChildren();
   root.dataset.view = name;
   root.dataset.state = "loading";
-  await loadSession();
+  try {
+    await loadSession();
+  } catch (error) {
+    if (mine !== generation) return;
+    root.innerHTML = `<div class="card error-card"><h3>The control plane did not answer</h3>
+      <p>${esc(String(error))}</p><button class="btn" type="button" id="retry">Retry</button></div>`;
+    root.querySelector("#retry").addEventListener("click", route);
+    root.dataset.state = "error";
+    return;
+  }
   if (mine !== generation) return;
   if (session.auth && !session.name) {
     // Keys are on and this browser has no valid one: ask before any call is refused.

@@ -33,7 +33,7 @@ export async function render(root, ctx) {
     <section class="card">
       <div class="card-head"><h2>API keys</h2><span class="muted" id="keys-note"></span></div>
       <div class="table-wrap"><table data-testid="keys-table">
-        <thead><tr><th>Name</th><th>Prefix</th><th>Scope</th><th>Models</th><th>Limits</th><th>State</th>
+        <thead><tr><th>Name</th><th>Scope</th><th>Models</th><th>Limits</th><th>State</th>
           <th class="num">Requests</th><th class="num">Tokens</th><th>Last used</th><th>Created</th><th></th></tr></thead>
         <tbody id="keys-body"></tbody>
       </table></div>
@@ -60,7 +60,7 @@ export async function render(root, ctx) {
     $("#keys-note").textContent = `${keys.filter((k) => k.state === "active").length} active of ${keys.length}`;
     $("#keys-body").innerHTML = keys.length
       ? keys.map(keyRow).join("")
-      : `<tr><td colspan="11" class="muted">No keys yet: only the master key works.</td></tr>`;
+      : `<tr><td colspan="10" class="muted">No keys yet: only the master key works.</td></tr>`;
   }
 
   async function loadAudit() {
@@ -160,7 +160,7 @@ function keyRow(k) {
        <button class="btn btn-small btn-danger" data-action="revoke" type="button">Revoke</button>`
     : "";
   return `<tr data-key="${esc(k.id)}" data-name="${esc(k.name)}">
-    <td class="nowrap"><strong>${esc(k.name)}</strong></td><td class="mono nowrap">${esc(k.prefix)}…</td>
+    <td class="nowrap"><strong>${esc(k.name)}</strong><div class="mono muted">${esc(k.prefix)}…</div></td>
     <td><span class="badge badge-accent">${esc(k.scope)}</span></td>
     <td>${(k.models || []).map((m) => `<span class="chip">${esc(m)}</span>`).join("") || '<span class="muted">all</span>'}</td>
     <td>${limits.map(esc).join("<br>") || '<span class="muted">none</span>'}</td>
