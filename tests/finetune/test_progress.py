@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from neurons.finetune.jobs import overall_progress
-from neurons.finetune.progress import EventTail, ProgressTracker, Update
+from neurons.finetune.progress import CURVE_POINTS, EventTail, ProgressTracker, Update
 
 
 class Clock:
@@ -67,3 +67,24 @@ def test_the_phase_the_job_is_in_is_not_logged_twice() -> None:
     tracker = ProgressTracker(phase="preparing")
     assert not tracker.feed({"type": "phase", "phase": "preparing"})
     assert tracker.feed({"type": "phase", "phase": "training"}).logs == ["Phase: training"]
+
+
+def test_the_loss_curve_is_kept_bounded_and_goes_on_after_a_resume() -> None:
+    tracker = ProgressTracker()
+    update = Update()
+    for step in range(1, 1001):
+        update.merge(tracker.feed({"type": "step", "step": step, "total_steps": 1000,
+                                   "loss": 3.0 - step / 1000}))  # fmt: skip
+    curve = update.metrics["loss_curve"]
+    assert CURVE_POINTS // 2 <= len(curve) <= CURVE_POINTS
+    assert curve[-1] == [1000.0, 2.0]  # the newest point always stays
+    steps = [point[0] for point in curve]
+    assert steps == sorted(set(steps)) and steps[0] <= 10  # in order, the start still there
+    # A resumed attempt starts from the job's curve; steps it repeats are not added twice.
+    resumed = ProgressTracker(curve=[[1.0, 3.0], [2.0, 2.5]])
+    again = resumed.feed({"type": "step", "step": 2, "total_steps": 4, "loss": 2.4})
+    assert "loss_curve" not in again.metrics
+    later = resumed.feed({"type": "step", "step": 3, "total_steps": 4, "loss": 2.0})
+    assert later.metrics["loss_curve"] == [[1.0, 3.0], [2.0, 2.5], [3.0, 2.0]]
+    # A step without a loss leaves the curve alone.
+    assert "loss_curve" not in resumed.feed({"type": "step", "step": 4, "total_steps": 4}).metrics

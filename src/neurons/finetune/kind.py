@@ -183,7 +183,7 @@ class FineTuningKind(JobKind):
             )
             (folder / SPEC).write_text(spec.to_json(), encoding="utf-8")
             run.check()
-            result = await _train(run, folder)
+            result = await _train(run, folder, record.metrics.get("loss_curve"))
             trained.write_text(json.dumps(result, sort_keys=True), encoding="utf-8")
         run.check()
         if not adapter.is_file():
@@ -257,11 +257,11 @@ class FineTuningKind(JobKind):
         raise _JobFailure(f"{model} was created but no node answered")
 
 
-async def _train(run: _Run, folder: Path) -> dict[str, Any]:
+async def _train(run: _Run, folder: Path, curve: Any = None) -> dict[str, Any]:
     """Run the worker to its end: its ``done`` event. Once the signal is set the worker is
     stopped (a checkpoint kept) and :class:`JobStopped` raised."""
     tail = EventTail(folder / EVENTS)
-    tracker = ProgressTracker(phase="preparing")
+    tracker = ProgressTracker(phase="preparing", curve=curve if isinstance(curve, list) else None)
     with (folder / "worker.log").open("ab") as log_file:
         # Started from the event loop's thread, which lives as long as this process: the
         # parent-death signal follows that thread. A session of its own: a Ctrl-C in the

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neurons.finetune.jobs import overall_progress
 
-__all__ = ["EventTail", "ProgressTracker", "Update"]
+__all__ = ["CURVE_POINTS", "EventTail", "ProgressTracker", "Update"]
+
+# The loss curve kept in a job's metrics (``loss_curve``: ``[step, loss]`` pairs, for the
+# dashboard): past this many points every other one is dropped, so a long run keeps its whole
+# shape in a row of bounded size.
+CURVE_POINTS = 300
 
 
 class EventTail:
@@ -81,9 +86,17 @@ class ProgressTracker:
     usual share of the phases still to come."""
 
     def __init__(
-        self, clock: Callable[[], float] = time.monotonic, *, phase: str | None = None
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        phase: str | None = None,
+        curve: Sequence[Sequence[float]] | None = None,
     ) -> None:
         self._clock = clock
+        # An earlier attempt's curve goes on: a resumed job's steps continue it.
+        self.curve: list[list[float]] = [
+            [float(p[0]), float(p[1])] for p in curve or () if len(p) == 2
+        ]
         self._first_step: tuple[int, float] | None = None  # (step, time) at this attempt's start
         self.phase = phase  # the phase the job is in already (not logged again)
         self.done: dict[str, Any] | None = None
@@ -116,11 +129,17 @@ class ProgressTracker:
         now = self._clock()
         if self._first_step is None:
             self._first_step = (step, now)
+        loss = event.get("loss")
         update = Update(
             phase="training" if self.phase != "training" else None,
             progress=overall_progress("training", step / total),
-            metrics={"step": step, "total_steps": total, "loss": event.get("loss")},
+            metrics={"step": step, "total_steps": total, "loss": loss},
         )
+        if isinstance(loss, int | float) and (not self.curve or step > self.curve[-1][0]):
+            self.curve.append([float(step), float(loss)])
+            if len(self.curve) > CURVE_POINTS:  # thin the middle, keep the newest point
+                self.curve = self.curve[-1::-2][::-1]
+            update.metrics["loss_curve"] = [list(p) for p in self.curve]
         self.phase = "training"
         first, started = self._first_step
         if step > first:
