@@ -1,10 +1,11 @@
 // Fine-tuning jobs (/api/ai/ollama/fine-tuning): phases, progress, the loss curve and the log.
 //
-// A job's row keeps its last 200 log lines and its merged metrics, not a history of steps:
+// A job's row keeps its last 200 log lines and its merged metrics:
 // the curve is what those hold. Each finished epoch logs "Epoch n/N completed. Loss: x" (the
 // epoch's mean training loss), the held-out loss is measured before and after training
-// (metrics eval_loss_before / eval_loss_after), and while this page watches a running job it
-// adds each optimizer step it sees (metrics.step, metrics.loss) to the curve.
+// (metrics eval_loss_before / eval_loss_after), and the job keeps its step losses
+// (metrics.loss_curve, thinned past 300 points); for a job without them, the steps this page
+// sees while it watches (metrics.step, metrics.loss).
 
 import { api, esc, fmt } from "../api.js";
 import { lineChart } from "../chart.js";
@@ -148,13 +149,17 @@ function lossCurve(job) {
   const heldOut = [];
   if (m.eval_loss_before != null) heldOut.push([0, m.eval_loss_before]);
   if (m.eval_loss_after != null) heldOut.push([total || Math.max(1, ...epochs.map((p) => p[0])), m.eval_loss_after]);
-  const steps = watched.get(String(job.job_id)) || [];
+  // The job keeps its step curve (metrics.loss_curve: [step, loss] pairs); a job from before
+  // it did has only the steps this page saw while watching.
+  const perEpoch = (Number(m.epochs) || Number(job.hyperparameters?.epochs) || total || 1) / (Number(m.total_steps) || 1);
+  const kept = Array.isArray(m.loss_curve) && m.total_steps ? m.loss_curve.map(([step, loss]) => [step * perEpoch, loss]) : null;
+  const steps = kept || watched.get(String(job.job_id)) || [];
   const series = [{ name: "training loss (epoch mean)", points: epochs, color: "#4f6bed" }];
   if (heldOut.length) series.push({ name: "held-out loss", points: heldOut, color: "#d83b01" });
-  if (steps.length) series.push({ name: "step loss (watched live)", points: steps, color: "#8fa3f5" });
+  if (steps.length) series.push({ name: kept ? "step loss" : "step loss (watched live)", points: steps, color: "#8fa3f5" });
   const counted = epochs.length + heldOut.length + steps.length;
   const noteText = counted
-    ? `${epochs.length} epoch${epochs.length === 1 ? "" : "s"} logged${heldOut.length ? `, held-out loss ${heldOut.length === 2 ? "before and after" : "before"} training` : ""}${steps.length ? `, ${steps.length} steps seen live` : ""}.`
+    ? `${epochs.length} epoch${epochs.length === 1 ? "" : "s"} logged${heldOut.length ? `, held-out loss ${heldOut.length === 2 ? "before and after" : "before"} training` : ""}${steps.length ? `, ${steps.length} steps${kept ? "" : " seen live"}` : ""}.`
     : job.state === "running"
       ? "Training has not logged a loss yet."
       : "This job recorded no training loss.";
