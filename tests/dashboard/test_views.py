@@ -45,11 +45,6 @@ def test_each_view_loads_clean(page: Any, plane: str, view: str) -> None:
     assert page.get_attribute(f'#nav a[data-view="{view}"]', "class") == "active"
 
 
-def test_jobs_view_screenshot(page: Any, plane: str, shots_dir: Path) -> None:
-    open_view(page, plane, "jobs")
-    page.screenshot(path=shots_dir / "jobs.png", full_page=True)
-
-
 def test_overview_counts_requests_through_the_gateway(
     page: Any, plane: str, shots_dir: Path
 ) -> None:
