@@ -111,9 +111,10 @@ def traffic_panel(summary: dict[str, Any]) -> Panel:
         f", {fmt_count(totals.get('prompt_tokens'))} prompt + "
         f"{fmt_count(totals.get('completion_tokens'))} completion tokens"
     )
-    window = summary.get("window_s", WINDOW_S)
     step = summary.get("step_s")
-    span = f"sparklines: last {window} s" + (f" by {step} s" if step else "")
+    # The sparklines keep their last SPARK_WIDTH points, which may be less than the window.
+    shown = min(len(series), SPARK_WIDTH) * step if step else summary.get("window_s", WINDOW_S)
+    span = f"sparklines: last {shown} s" + (f" by {step} s" if step else "")
     return Panel(Group(grid, since), title="traffic (now: last 10 s)", subtitle=span)
 
 
