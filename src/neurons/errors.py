@@ -39,12 +39,16 @@ status codes.
     │   ├── LearningRunNotFoundError   no learning run with that id           404
     │   ├── KeyNotFoundError           no API key with that id, name, prefix  404
     │   ├── SnapshotNotFoundError      no state snapshot version or component 404
+    │   ├── MemoryNotFoundError        no memory entry with that id           404
     │   └── ComponentNotFoundError     no system component with that name     404
     ├── ServerBusyError                the request queue is full              503
-    │   └── NoNodeAvailableError        no healthy node can serve the request  503
+    │   ├── NoNodeAvailableError        no healthy node can serve the request  503
+    │   └── EmbeddingsUnavailableError  the embedding model is off             503
     ├── RequestCancelledError          the client went away                   499
     ├── RegistryError                  pulling from a registry failed         500
     ├── EngineError                    llama.cpp failed to load or run        500
+    ├── InferenceError                 the embedding model failed to run      500
+    │   └── ModelLoadError              its files are missing or not loadable  500
     ├── PluginError                    a plugin failed to load or misbehaved  500
     └── NodeError                      talking to another node failed         502
         ├── NodeUnreachableError       connection refused / timed out         502
@@ -60,7 +64,9 @@ __all__ = [
     "ComponentNotFoundError",
     "ConfigError",
     "DigestMismatchError",
+    "EmbeddingsUnavailableError",
     "EngineError",
+    "InferenceError",
     "InvalidDigestError",
     "InvalidModelFileError",
     "InvalidModelNameError",
@@ -73,7 +79,9 @@ __all__ = [
     "KeyStateError",
     "LearningRunNotFoundError",
     "LearningStateError",
+    "MemoryNotFoundError",
     "MigrationError",
+    "ModelLoadError",
     "ModelNotFoundError",
     "ModelfileError",
     "NeuronsError",
@@ -292,6 +300,10 @@ class ComponentNotFoundError(NotFoundError):
     error_code = "component_not_found"
 
 
+class MemoryNotFoundError(NotFoundError):
+    error_code = "memory_entry_not_found"
+
+
 class ServerBusyError(NeuronsError):
     error_code = "server_busy"
     http_status = 503
@@ -299,6 +311,13 @@ class ServerBusyError(NeuronsError):
 
 class NoNodeAvailableError(ServerBusyError):
     error_code = "no_node_available"
+
+
+class EmbeddingsUnavailableError(ServerBusyError):
+    """The control plane runs no embedding model (settings: inference off), so what needs
+    one (language memory) cannot answer; 503 like a busy server, but not worth a retry."""
+
+    error_code = "embeddings_unavailable"
 
 
 class RequestCancelledError(NeuronsError):
@@ -312,6 +331,20 @@ class RegistryError(NeuronsError):
 
 class EngineError(NeuronsError):
     error_code = "engine_error"
+
+
+class InferenceError(NeuronsError):
+    """The in-process embedding model (``neurons.inference``) failed a forward pass, or its
+    service is not running."""
+
+    error_code = "inference_error"
+
+
+class ModelLoadError(InferenceError):
+    """The embedding model's files are not a loadable local directory; the message says how to
+    provide them (nothing is downloaded at run time)."""
+
+    error_code = "model_load_error"
 
 
 class PluginError(NeuronsError):

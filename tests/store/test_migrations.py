@@ -163,6 +163,17 @@ EXPECTED_COLUMNS = {
         "subject": ("TEXT", False),
         "payload": ("TEXT", False),
     },
+    "memory_entries": {
+        "id": ("INTEGER", False),
+        "namespace": ("TEXT", False),
+        "text": ("TEXT", False),
+        "metadata": ("TEXT", False),
+        "embedding": ("BLOB", False),
+        "dimensions": ("INTEGER", False),
+        "model": ("TEXT", False),
+        "digest": ("TEXT", False),
+        "created_at": ("TEXT", False),
+    },
     "state_snapshots": {
         "id": ("INTEGER", False),
         "created_at": ("TEXT", False),
@@ -194,6 +205,7 @@ NAMES = [
     "m011_state_snapshots",
     "m012_learning_run_leases",
     "m013_events",
+    "m014_memory",
 ]
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -522,3 +523,28 @@ def m013_events(conn: Connection) -> None:
         sqlite_autoincrement=True,
     )
     events.create(conn)
+
+
+@migration
+def m014_memory(conn: Connection) -> None:
+    """Language memory (seed 003, issue 22): texts with their metadata and embedding, per
+    namespace. The embedding is float32 bytes with the model (name and digest) that made
+    it, so vectors of two models are never compared. Ids only grow (AUTOINCREMENT): a
+    citation never comes to name another text."""
+    metadata = MetaData()
+    entries = Table(
+        "memory_entries",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("namespace", Text, nullable=False),
+        Column("text", Text, nullable=False),
+        Column("metadata", Text, nullable=False, server_default=text("'{}'")),
+        Column("embedding", LargeBinary, nullable=False),
+        Column("dimensions", Integer, nullable=False),
+        Column("model", Text, nullable=False),
+        Column("digest", Text, nullable=False),
+        Column("created_at", Text, nullable=False),
+        Index("ix_memory_entries_namespace_digest", "namespace", "digest"),
+        sqlite_autoincrement=True,
+    )
+    entries.create(conn)
