@@ -27,6 +27,7 @@ from neurons.api import (
     routes_finetune,
     routes_learning,
     routes_library,
+    routes_memory,
     routes_metrics,
     routes_network,
     routes_optimization,
@@ -125,6 +126,7 @@ def create_control_plane(
     app.include_router(routes_events.router)
     app.include_router(routes_system.router)
     app.include_router(routes_metrics.router)
+    app.include_router(routes_memory.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The four scopes, each including the ones before it, and the scope each route needs.
 
     read        GETs: listings, status, docs
-    inference   generate, chat, embed, show, tags, ps, and the OpenAI API (/v1/*)
+    inference   generate, chat, embed, show, tags, ps, and the OpenAI API (/v1/*);
+                language memory's writes (/api/ai/memory)
     manage      everything else that changes state: models, nodes, placements, sync,
                 optimization, fine-tuning, learning
     admin       keys and the audit trail
@@ -15,6 +16,8 @@
 <Scope.INFERENCE: 2>
 >>> required_scope("DELETE", "/api/delete")
 <Scope.MANAGE: 3>
+>>> required_scope("DELETE", "/api/ai/memory/7")
+<Scope.INFERENCE: 2>
 >>> required_scope("GET", "/api/ai/keys")
 <Scope.ADMIN: 4>
 >>> required_scope("GET", "/api/health") is None
@@ -66,6 +69,10 @@ INFERENCE_ROUTES = frozenset(
 _ADMIN_ROUTES = frozenset({"/api/ai/keys", "/api/ai/audit"})
 _ADMIN_PREFIXES = ("/api/ai/keys/", "/api/ai/audit/")
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Language memory's writes (add, remove, synthesize) are a use of the models, not management
+# of the network: a key that may embed and generate may keep its own memory.
+_MEMORY = "/api/ai/memory"
+_INFERENCE_PREFIXES = ("/v1/", _MEMORY + "/")
 
 
 def required_scope(method: str, path: str) -> Scope | None:
@@ -76,7 +83,7 @@ def required_scope(method: str, path: str) -> Scope | None:
         return Scope.ADMIN
     if method in _READ_METHODS:
         return Scope.READ
-    if path in INFERENCE_ROUTES or path.startswith("/v1/"):
+    if path in INFERENCE_ROUTES or path == _MEMORY or path.startswith(_INFERENCE_PREFIXES):
         return Scope.INFERENCE
     return Scope.MANAGE
 

@@ -55,8 +55,9 @@ def build_prompt(query: str, texts: Sequence[str]) -> str:
     """The synthesis prompt: the instructions, the query, then the hits numbered from 1 in
     the order given (best first), each cut to :data:`PROMPT_CHARS_PER_HIT`.
 
-    >>> print(build_prompt("why?", ["because", "x" * 2000]).splitlines()[-4:])
-    ['Notes:', '[1] because', '[2] ' + 'x' * 1200 + '…', 'Summary:']
+    >>> lines = build_prompt("why?", ["because", "x" * 2000]).splitlines()
+    >>> lines[-4:-2], len(lines[-2]), lines[-1]
+    (['Notes:', '[1] because'], 1205, 'Summary:')
     """
     notes = []
     for number, text in enumerate(texts, start=1):
