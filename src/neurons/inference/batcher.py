@@ -1,0 +1,154 @@
+"""Dynamic micro-batching across concurrent callers, as text-embeddings-inference and infinity
+do: one forward pass over many callers' texts costs little more than over one caller's.
+
+One collector task takes the first waiting text, then keeps collecting until ``max_batch``
+texts or ``max_wait_s`` have passed, whichever comes first. When more than a batch is waiting
+(under load) it takes up to four batches' worth, sorts them by length and runs them as
+batches of similar lengths, so short texts do not pay for a long neighbour's padding. Each
+forward pass runs in a worker thread (the event loop keeps serving), one at a time (torch
+already uses every core, two passes would only fight over them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from neurons.errors import InferenceError
+
+__all__ = ["MicroBatcher"]
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+# How many batches' worth of a backlog one round sorts together by length.
+_SORT_WINDOW = 4
+
+
+@dataclass
+class _Item(Generic[R]):
+    text: str
+    future: asyncio.Future[R]
+
+
+class MicroBatcher(Generic[R]):
+    """Runs ``forward(texts) -> one result per text`` over batches of queued texts.
+
+    ``forward`` is called from a worker thread, never concurrently with itself. If it raises,
+    every text of that batch fails with an :class:`InferenceError` that names the cause; the
+    batcher carries on with the next batch."""
+
+    def __init__(
+        self,
+        forward: Callable[[list[str]], Sequence[R]],
+        max_batch: int,
+        max_wait_s: float,
+    ) -> None:
+        self._forward = forward
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[_Item[R]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+        self.largest = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="inference-batcher")
+
+    async def stop(self) -> None:
+        """End the collector; texts still queued or in a pass fail with InferenceError."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_queued(InferenceError("the inference service stopped"))
+
+    async def submit(self, texts: Sequence[str]) -> list[R]:
+        """One result per text, in order, once their batches have run."""
+        if self._task is None:
+            raise InferenceError("the inference service is not running")
+        loop = asyncio.get_running_loop()
+        items = [_Item[R](text, loop.create_future()) for text in texts]
+        for item in items:
+            self._queue.put_nowait(item)
+        try:
+            return list(await asyncio.gather(*(item.future for item in items)))
+        finally:
+            for item in items:
+                if not item.future.done():
+                    item.future.cancel()  # a cancelled caller's texts are skipped
+                elif not item.future.cancelled():
+                    item.future.exception()  # one failure is raised; mark the rest as seen
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "mean_batch_size": self.items / self.batches if self.batches else 0.0,
+            "largest_batch": self.largest,
+            "max_batch": self.max_batch,
+            "max_wait_ms": self.max_wait_s * 1000,
+            "queued": self._queue.qsize(),
+        }
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(items) < self.max_batch:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            # A backlog beyond one batch: take more and group by length.
+            while len(items) < self.max_batch * _SORT_WINDOW and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            live = sorted((item for item in items if not item.future.done()), key=_length)
+            for start in range(0, len(live), self.max_batch):
+                await self._pass(live[start : start + self.max_batch])
+
+    async def _pass(self, batch: list[_Item[R]]) -> None:
+        if not batch:
+            return
+        try:
+            results = await asyncio.to_thread(self._forward, [item.text for item in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for {len(batch)} texts")
+        except asyncio.CancelledError:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(InferenceError("the inference service stopped"))
+            raise
+        except Exception as error:
+            logger.exception("embedding forward pass over %d texts failed", len(batch))
+            failure = InferenceError(f"the embedding forward pass failed: {error}")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        self.largest = max(self.largest, len(batch))
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    def _fail_queued(self, error: InferenceError) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(error)
+
+
+def _length(item: _Item[Any]) -> int:
+    return len(item.text)
