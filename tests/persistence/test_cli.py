@@ -102,7 +102,7 @@ def test_the_commands_round_trip(home: Path, store: Store, settings: Settings) -
     store.nodes.add("gamma", "http://10.0.0.3:11434", "embedded")
     done = state(home, "save", "--reason", "before-upgrade")
     assert done.returncode == 0, done.stderr
-    assert "saved state snapshot v000002 (8 components" in done.stdout
+    assert "saved state snapshot v000002 (9 components" in done.stdout
 
     versions = state_json(home, "ls")["versions"]
     assert [(v["version"], v["reason"], v["status"]) for v in versions] == [

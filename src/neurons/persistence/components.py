@@ -15,6 +15,7 @@ what the control plane last saw, whichever process takes it.
 
 from __future__ import annotations
 
+import base64
 import json
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
@@ -22,6 +23,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+# At import, not in collect: numpy's import would otherwise slow the first save by a
+# noticeable fraction of a second.
+from neurons.store.memory import MemoryEntry, MemoryRepository
 
 if TYPE_CHECKING:
     from neurons.config import Settings
@@ -33,6 +38,7 @@ __all__ = [
     "Component",
     "FineTuningJobs",
     "LearningRuns",
+    "Memory",
     "NodeModels",
     "Nodes",
     "OptimizationSessions",
@@ -64,10 +70,18 @@ class Component(ABC):
     name: ClassVar[str]
     key: ClassVar[str | None]  # the field naming an entry; None: the data is one flat mapping
     restorable: ClassVar[bool] = False  # whether restore puts it back
+    # Whether a version may lack it (saved before the part existed); restore leaves it as is.
+    optional: ClassVar[bool] = False
 
     @abstractmethod
     def collect(self, store: Store, settings: Settings) -> Any:
         """The part as JSON-ready data: a list of entries (or, without ``key``, a mapping)."""
+
+    def restore(self, store: Store, entries: Any) -> bool:
+        """Put the part back as ``entries`` (a version's data) hold it; False where the
+        service puts it back itself: the node registry and the placements go back together,
+        in one transaction (``SnapshotRepository.replace_registry``)."""
+        return False
 
     def keyed(self, data: Any) -> dict[str, Any]:
         """The entries by name, for diffs."""
@@ -251,6 +265,43 @@ class NodeModels(Component):
         return entries
 
 
+class Memory(Component):
+    """Language memory's entries (:mod:`neurons.memory`), every namespace, each with its
+    embedding (base64 of the stored float32 bytes) and the model digest that made it, so a
+    restore needs no model and a search after it compares only vectors of one model."""
+
+    name = "memory"
+    key = "id"
+    restorable = True
+    optional = True  # versions saved before language memory existed have no memory file
+
+    def collect(self, store: Store, settings: Settings) -> Any:
+        return [
+            {
+                **e.to_dict(),
+                "digest": e.digest,
+                "embedding": base64.b64encode(e.embedding or b"").decode("ascii"),
+            }
+            for e in MemoryRepository(store.engine).list(with_embedding=True)
+        ]
+
+    def restore(self, store: Store, entries: Any) -> bool:
+        MemoryRepository(store.engine).replace_all(
+            MemoryEntry(
+                id=int(e["id"]),
+                namespace=e["namespace"],
+                text=e["text"],
+                metadata=e["metadata"],
+                model=e["model"],
+                digest=e["digest"],
+                created_at=datetime.fromisoformat(e["created_at"]),
+                embedding=base64.b64decode(e["embedding"]),
+            )
+            for e in entries
+        )
+        return True
+
+
 COMPONENTS: tuple[Component, ...] = (
     Nodes(),
     Placements(),
@@ -260,4 +311,5 @@ COMPONENTS: tuple[Component, ...] = (
     LearningRuns(),
     ApiKeys(),
     SettingsComponent(),
+    Memory(),
 )

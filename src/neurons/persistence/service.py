@@ -291,7 +291,9 @@ class PersistenceService:
     # -- restoring -------------------------------------------------------------------------
 
     def restore(self, version: int) -> dict[str, Any]:
-        """Put the node registry and the placements back exactly as in ``version``.
+        """Put the node registry, the placements and language memory back exactly as in
+        ``version`` (memory only where the version has it: one saved before it existed
+        leaves memory as it is).
 
         Every file of the version is verified first; a corrupt version is refused
         (:class:`SnapshotCorruptError`, naming the file and the last good version). The
@@ -304,7 +306,11 @@ class PersistenceService:
         problems = self._check(record)
         if problems:
             raise self._corrupt(record, problems)
-        restorable = [c for c in self.components.values() if c.restorable]
+        restorable = [
+            c
+            for c in self.components.values()
+            if c.restorable and (c.name in record.components or not c.optional)
+        ]
         missing = [c.name for c in restorable if c.name not in record.components]
         if missing:
             raise InvalidRequestError(f"snapshot v{version} has no {', '.join(missing)}")
@@ -312,6 +318,8 @@ class PersistenceService:
         before = {c.name: c.collect(self.store, self.settings) for c in restorable}
         safety = self.save("pre-restore")
         self.store.snapshots.replace_registry(wanted["nodes"], wanted["placements"])
+        for component in restorable:  # the parts that put themselves back (memory)
+            component.restore(self.store, wanted[component.name])
         after = {c.name: c.collect(self.store, self.settings) for c in restorable}
         with_token = {n["name"] for n in after["nodes"] if n["has_token"]}
         return {
