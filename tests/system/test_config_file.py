@@ -215,3 +215,26 @@ def test_the_example_file_at_the_repository_root_loads() -> None:
     assert loaded.ignored == {}
     settings = loaded.settings()
     assert settings.drain_deadline_s == 30 and settings.default_model == "smollm2:135m"
+
+
+def test_seed_001s_model_block_configures_the_embedding_module(tmp_path: Path) -> None:
+    """Seed 001's ``model: {model_path, model_type, max_length, device}``, beside seed 003's
+    keys in the same section; a relative model_path is taken from the file's folder."""
+    (tmp_path / "neurons.yaml").write_text(
+        "model:\n  default: smollm2:135m\n  model_path: ./models/minilm\n"
+        "  model_type: transformer\n  max_length: 128\n  device: cpu\n"
+    )
+    loaded = load_config(tmp_path / "neurons.yaml")
+    assert loaded.values == {
+        "default_model": "smollm2:135m",
+        "model_path": tmp_path / "models" / "minilm",
+        "model_type": "transformer",
+        "model_max_length": 128,
+        "model_device": "cpu",
+    }
+    from neurons.config import Settings
+    from neurons.system.inference import inference_config
+
+    config = inference_config(Settings(**loaded.values))
+    assert config.model_path == str(tmp_path / "models" / "minilm")
+    assert (config.model_type, config.max_length, config.device) == ("transformer", 128, "cpu")

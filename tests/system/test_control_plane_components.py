@@ -17,7 +17,7 @@ from tests.conftest import free_port
 
 ORDER = [
     "store", "events", "auth", "persistence", "node_clients", "network", "health_monitor",
-    "plugins", "library", "gateway", "optimization", "fine_tuning", "learning",
+    "plugins", "library", "inference", "gateway", "optimization", "fine_tuning", "learning",
 ]  # fmt: skip
 
 

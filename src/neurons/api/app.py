@@ -25,6 +25,7 @@ from neurons.api import (
     routes_auth,
     routes_events,
     routes_finetune,
+    routes_inference,
     routes_learning,
     routes_library,
     routes_memory,
@@ -89,6 +90,7 @@ def create_control_plane(
     app.add_middleware(AccessMiddleware)  # added late: outer, so refusals cost least
     # None with metrics off: nothing on the request path records, the routes answer 404.
     app.state.metrics = metrics = MetricsService(app.state) if settings.metrics else None
+    app.state.inference = None  # the inference component's, while it runs
     if metrics is not None:
         # Outside the access check, so refusals are counted too; inside the version rewrite,
         # so /api/ai/v1/x counts as /api/ai/x (the rewrite copies the scope the router marks).
@@ -127,6 +129,7 @@ def create_control_plane(
     app.include_router(routes_system.router)
     app.include_router(routes_metrics.router)
     app.include_router(routes_memory.router)
+    app.include_router(routes_inference.router)
 
     @app.get("/api/ai/plugins", tags=["plugins"])
     async def plugins(request: Request) -> dict[str, Any]:

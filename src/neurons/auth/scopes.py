@@ -64,7 +64,14 @@ OPEN_ROUTES = frozenset({"/api/health", "/dashboard"})
 _OPEN_PREFIXES = ("/dashboard/",)
 # POSTs that only read a model's answer: the Ollama API's inference and /api/show.
 INFERENCE_ROUTES = frozenset(
-    {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show"}
+    {
+        "/api/generate",
+        "/api/chat",
+        "/api/embed",
+        "/api/embeddings",
+        "/api/show",
+        "/api/v1/model/inference",  # seed 001's embedding module
+    }
 )
 _ADMIN_ROUTES = frozenset({"/api/ai/keys", "/api/ai/audit"})
 _ADMIN_PREFIXES = ("/api/ai/keys/", "/api/ai/audit/")

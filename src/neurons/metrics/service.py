@@ -28,6 +28,7 @@ from sqlalchemy import Table, func, select
 
 from neurons.metrics.inference import InferenceRecorder
 from neurons.metrics.keys import KeyMetrics
+from neurons.network.local_models import LOCAL_NODE
 from neurons.network.states import BreakerState, NodeState
 from neurons.store import Store
 from neurons.store.engine import read_connection
@@ -112,10 +113,19 @@ class MetricsService:
         }
 
     def models(self, model: str | None = None) -> list[dict[str, Any]]:
-        """Seed 001's ModelMetrics per model (and per node), with each copy's digest."""
+        """Seed 001's ModelMetrics per model (and per node), with each copy's digest; the
+        control plane's own embedding model (seed 001's module) among them once loaded."""
         monitor = getattr(getattr(self.state, "network", None), "monitor", None)
         digest_of = None if monitor is None else monitor.digest_of
-        return self.inference.book.report(digest_of, model)
+        report = self.inference.book.report(digest_of, model)
+        local = getattr(self.state, "inference", None)
+        loaded = None if local is None else local.loaded
+        if local is not None and loaded is not None and (model is None or local.serves(model)):
+            numbers = loaded.metrics.to_dict()
+            node = {"node": LOCAL_NODE, "digest": loaded.digest, **numbers}
+            entry = {"model": local.name, **numbers, "digests": [loaded.digest], "nodes": [node]}
+            report = sorted([*report, entry], key=lambda e: str(e["model"]))
+        return report
 
     def _views(self) -> list[Any]:
         network = getattr(self.state, "network", None)

@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import httpx
@@ -44,11 +44,15 @@ from neurons.errors import (
 from neurons.metrics.inference import FINAL_BYTES, Finished, InferenceRecorder
 from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
+from neurons.network.local_models import LOCAL_PATHS, local_answer, local_tags_entry
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy, canonical_label
 from neurons.network.versions import EMBED, embed_via_embeddings, supports
 from neurons.ollama import OLLAMA_COMPAT_VERSION
 from neurons.ollama.capabilities import check_capabilities, required_capabilities
 from neurons.ollama.wire import NDJSON, line, read_json, required_model
+
+if TYPE_CHECKING:
+    from neurons.system.inference import LocalInference
 
 __all__ = [
     "NODE_HEADER",
@@ -241,6 +245,8 @@ class Gateway:
         self.sticky_prefix_chars = sticky_prefix_chars
         self.bounds = bounds  # None: no caps on a request's lists and sizes
         self.recorder: InferenceRecorder | None = None  # None: metrics are off
+        # The plane's own embedding model (neurons.system.inference), or None.
+        self.local: LocalInference | None = None
 
     # -- choosing and dispatching -----------------------------------------------------------
 
@@ -429,6 +435,8 @@ class Gateway:
                 check_ollama(body, self.bounds)
             check_model(request.scope, model)
             path = request.url.path
+            if self.local is not None and path in LOCAL_PATHS and self.local.serves(model):
+                return self.json_response(await local_answer(self.local, path, body), clock)
             upstream = await self.dispatch(
                 path,
                 await request.body(),
@@ -469,6 +477,9 @@ class Gateway:
             asyncio.gather(*(self._models(n, path) for n in nodes), return_exceptions=True)
         )
         merged: dict[str, dict[str, Any]] = {}
+        if self.local is not None and path == "/api/tags":  # it answers here, before any node
+            entry = local_tags_entry(self.local)
+            merged[entry["name"]] = entry
         for node, answer in zip(nodes, answers, strict=True):
             if isinstance(answer, BaseException):
                 continue

@@ -31,6 +31,7 @@ from neurons.network.gateway import (
     Gateway,
     Upstream,
 )
+from neurons.network.local_models import LOCAL_NODE, local_answer
 
 __all__ = ["OpenAIGateway"]
 
@@ -62,6 +63,9 @@ class OpenAIGateway:
             body = await self._body(request)
             ollama_body = oa.embedding_request(body)
             encoding = oa.encoding_format(body)
+            local = self.gateway.local
+            if local is not None and local.serves(ollama_body["model"]):
+                return await self._local_embeddings(request, ollama_body, encoding, clock)
             upstream = await self._dispatch(request, "/api/embed", ollama_body, clock)
         except oa.OpenAIRequestError as exc:
             return self._json(exc.body(), clock, exc.status)
@@ -71,6 +75,21 @@ class OpenAIGateway:
         _spent(request, answer)
         result = oa.embedding_response(answer, model=ollama_body["model"], encoding_format=encoding)
         return self._json(result, clock, node=upstream.node.name)
+
+    async def _local_embeddings(
+        self, request: Request, ollama_body: dict[str, Any], encoding: str, clock: Clock
+    ) -> Response:
+        """The plane's own embedding model (seed 001), answered without a node."""
+        local = self.gateway.local
+        assert local is not None
+        try:
+            check_model(request.scope, ollama_body["model"])
+            answer = await local_answer(local, "/api/embed", ollama_body)
+        except NeuronsError as exc:
+            raise oa.OpenAIRequestError(exc.message, exc.http_status) from exc
+        _spent(request, answer)
+        result = oa.embedding_response(answer, model=ollama_body["model"], encoding_format=encoding)
+        return self._json(result, clock, node=LOCAL_NODE)
 
     async def models(self, request: Request) -> Response:
         clock = Clock()

@@ -48,6 +48,7 @@ from neurons.persistence import PersistenceService
 from neurons.plugins.loader import PluginHost, default_host
 from neurons.store import Store, open_store
 from neurons.system.core import Component
+from neurons.system.inference import InferenceComponent
 
 __all__ = [
     "AuthComponent",
@@ -106,6 +107,7 @@ def control_plane_components(
         monitor,
         plugins,
         LibraryComponent(state, settings, store, clients),
+        *([InferenceComponent(state, settings)] if settings.inference else []),
         GatewayComponent(state, settings, monitor, clients, plugins),
         OptimizationComponent(state, settings, store, events, monitor),
         FineTuningComponent(state, settings, store, events, monitor),
@@ -398,6 +400,8 @@ class GatewayComponent(Component):
         metrics = getattr(self.state, "metrics", None)
         if metrics is not None:  # None: metrics are off, the request path records nothing
             self.gateway.recorder = metrics.inference
+        # The plane's own embedding model (seed 001), answered without a node; None when off.
+        self.gateway.local = getattr(self.state, "inference", None)
         self.state.gateway = self.gateway
         self.state.model_ops = ModelOperations(self.gateway)
         self.state.openai = OpenAIGateway(self.gateway, bounds)

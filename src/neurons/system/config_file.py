@@ -19,6 +19,8 @@ persistence.db_path, database.path             database_url (sqlite:///...)
 database.url                                   database_url
 database.type                                  must be sqlite
 model.default / keep_alive / max_loaded        default_model / keep_alive / max_loaded_models
+model.model_path / model_type                  model_path / model_type (seed 001)
+model.max_length / device                      model_max_length / model_device (seed 001)
 distributed_learning.lease_s                   learning_lease_s
 =============================================  ===========================
 
@@ -91,6 +93,11 @@ KEYS: dict[str, dict[str, Key]] = {
         "default": Key("default_model"),
         "keep_alive": Key("keep_alive"),
         "max_loaded": Key("max_loaded_models"),
+        # Seed 001's model block: the embedding model of neurons.inference.
+        "model_path": Key("model_path", "path"),
+        "model_type": Key("model_type"),
+        "max_length": Key("model_max_length"),
+        "device": Key("model_device"),
     },
     "distributed_learning": {"lease_s": Key("learning_lease_s")},
     "learning_system": {},
