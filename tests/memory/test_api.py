@@ -117,8 +117,13 @@ def test_synthesize_with_a_real_neuron(plane: str) -> None:
     ]
     for note in notes:
         assert post(plane + "/api/ai/memory", {"text": note, "namespace": space}).status_code == 201
-    body = {"query": "When will the coffee machine work?", "model": MODEL, "k": 2,
-            "max_tokens": 24, "namespace": space}  # fmt: skip
+    body = {
+        "query": "When will the coffee machine work?",
+        "model": MODEL,
+        "k": 2,
+        "max_tokens": 24,
+        "namespace": space,
+    }
     response = post(plane + "/api/ai/memory/synthesize", body)
     assert response.status_code == 200, response.text
     data = response.json()
@@ -182,8 +187,9 @@ def test_namespaces_follow_keys(neuron: NeuronProcess, tmp_path: Path) -> None:
             "forbidden",
         )
         # Bob naming only the id finds nothing in his own namespace.
-        assert_error(httpx.delete(f"{memory}/{entry_id}", headers=bob), 404,
-                     "memory_entry_not_found")  # fmt: skip
+        assert_error(
+            httpx.delete(f"{memory}/{entry_id}", headers=bob), 404, "memory_entry_not_found"
+        )
         # The master key works in "default" and may name any namespace; so may an admin key.
         assert httpx.get(search, params=q, headers=master).json()["hits"] == []
         hits = httpx.get(search, params={**q, "namespace": "alice"}, headers=admin).json()

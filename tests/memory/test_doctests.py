@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["neurons.memory.service", "neurons.memory.synthesis"]
+MODULES = ["neurons.cli.memory", "neurons.memory.service", "neurons.memory.synthesis"]
 
 
 @pytest.mark.parametrize("name", MODULES)

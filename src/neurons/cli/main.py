@@ -13,6 +13,7 @@ from neurons.cli.finetune import finetune_app
 from neurons.cli.hardware import hardware_app
 from neurons.cli.keys import audit_command, keys_app
 from neurons.cli.learn import learn_app
+from neurons.cli.memory import memory_app
 from neurons.cli.modelfile import modelfile_app
 from neurons.cli.models import models_app
 from neurons.cli.network import network_app, node_app
@@ -58,6 +59,7 @@ app.add_typer(learn_app, name="learn")
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit_command)
 app.add_typer(state_app, name="state")
+app.add_typer(memory_app, name="memory")
 app.command("top")(top)
 # ollama's own commands, speaking the Ollama API to the control plane or any node
 _OLLAMA = "Ollama-style (talk to a server: --host, NEURONS_HOST, OLLAMA_HOST)"
