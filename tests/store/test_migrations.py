@@ -206,6 +206,7 @@ NAMES = [
     "m012_learning_run_leases",
     "m013_events",
     "m014_memory",
+    "m015_openai_node_kind",
 ]
 
 

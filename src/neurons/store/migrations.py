@@ -548,3 +548,28 @@ def m014_memory(conn: Connection) -> None:
         sqlite_autoincrement=True,
     )
     entries.create(conn)
+
+
+@migration
+def m015_openai_node_kind(conn: Connection) -> None:
+    """Nodes of kind ``openai`` (issue 23): OpenAI-compatible servers. Only m001's CHECK
+    changes. PostgreSQL replaces the constraint; SQLite cannot alter one, and rebuilding
+    ``nodes`` would cascade-delete its events, so its stored schema text is edited in place
+    (SQLite's documented way for a change no existing row can violate: it only widens)."""
+    old = "kind IN ('embedded', 'ollama')"
+    new = "kind IN ('embedded', 'ollama', 'openai')"
+    if conn.dialect.name != "sqlite":
+        conn.execute(text("ALTER TABLE nodes DROP CONSTRAINT ck_nodes_kind"))
+        conn.execute(text(f"ALTER TABLE nodes ADD CONSTRAINT ck_nodes_kind CHECK ({new})"))
+        return
+    version = conn.execute(text("PRAGMA schema_version")).scalar_one()
+    conn.execute(text("PRAGMA writable_schema=ON"))
+    conn.execute(
+        text(
+            "UPDATE sqlite_master SET sql = replace(sql, :old, :new)"
+            " WHERE type = 'table' AND name = 'nodes'"
+        ),
+        {"old": old, "new": new},
+    )
+    conn.execute(text(f"PRAGMA schema_version={int(version) + 1}"))  # others re-read it
+    conn.execute(text("PRAGMA writable_schema=OFF"))

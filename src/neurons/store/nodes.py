@@ -40,7 +40,8 @@ from neurons.store.engine import (
 
 __all__ = ["NODE_KINDS", "NodeRecord", "NodeRepository", "node_events_table", "nodes_table"]
 
-NODE_KINDS: tuple[str, ...] = ("embedded", "ollama")
+# "openai": an OpenAI-compatible server (neurons.network.openai_nodes).
+NODE_KINDS: tuple[str, ...] = ("embedded", "ollama", "openai")
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
 _metadata = MetaData()
