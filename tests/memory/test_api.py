@@ -107,6 +107,17 @@ def test_errors_in_the_envelope(
     assert_error(response, status, code)
 
 
+def test_a_lone_surrogate_is_refused(plane: str) -> None:
+    """JSON can carry half a surrogate pair; no database or tokenizer takes one."""
+    headers = {"Content-Type": "application/json"}
+    url = plane + "/api/ai/memory"
+    body = b'{"text": "half a pair: \\ud800"}'
+    assert_error(httpx.post(url, content=body, headers=headers), 422, "validation_error")
+    body = b'{"text": "ok", "metadata": {"k": "\\ud800"}}'
+    refused = assert_error(httpx.post(url, content=body, headers=headers), 400, "invalid_request")
+    assert "not valid Unicode" in refused["error"]
+
+
 def test_synthesize_with_a_real_neuron(plane: str) -> None:
     wait_for(lambda: httpx.get(plane + "/api/health").json()["status"] == "ok", timeout=60)
     space = "synth"

@@ -106,6 +106,8 @@ def test_delete(service: MemoryService) -> None:
         (lambda s: s.add("ns", "x", {"v": "y" * MAX_METADATA_BYTES}), "bytes of JSON"),
         (lambda s: s.add("ns", "x", ["not", "a", "mapping"]), "JSON object"),
         (lambda s: s.add("../x", "x"), "namespace"),
+        (lambda s: s.add("ns", "a\ud800b"), "not valid Unicode"),
+        (lambda s: s.add("ns", "x", {"k": "\udfff"}), "not valid Unicode"),
         (lambda s: s.search("ns", "q", 0), "k must be"),
         (lambda s: s.search("ns", "q", MAX_K + 1), "k must be"),
         (lambda s: s.search("ns", "", 1), "query is empty"),

@@ -110,7 +110,7 @@ async def search(
     return {"success": True, "namespace": space, "hits": [h.to_dict() for h in hits]}
 
 
-@router.delete("/{entry_id}", responses=errors(503))
+@router.delete("/{entry_id}", responses=errors(400, 503))
 async def delete(
     request: Request,
     entry_id: EntryId,

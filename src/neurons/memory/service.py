@@ -133,7 +133,16 @@ def _check_text(text: str, what: str, limit: int) -> str:
         raise InvalidRequestError(f"the {what} is empty")
     if len(text) > limit:
         raise InvalidRequestError(f"the {what} is {len(text)} characters; at most {limit}")
+    _check_unicode(text, what)
     return text
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """JSON may carry lone surrogates (``"\\ud800"``), which no database or tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(f"the {what} is not valid Unicode: {exc.reason}") from exc
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -145,6 +154,7 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRequestError(f"metadata must be plain JSON: {exc}") from exc
+    _check_unicode(encoded, "metadata")
     size = len(encoded.encode())
     if size > MAX_METADATA_BYTES:
         raise InvalidRequestError(f"metadata is {size} bytes of JSON; at most {MAX_METADATA_BYTES}")

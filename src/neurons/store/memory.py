@@ -20,7 +20,18 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, Row, Table, Text, func, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Row,
+    Table,
+    Text,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError, MemoryNotFoundError
@@ -50,6 +61,11 @@ memory_table = Table(
 )
 
 _VECTOR = np.dtype("<f4")
+_RESYNC_SEQUENCE = (
+    "SELECT setval(pg_get_serial_sequence('memory_entries', 'id'), "
+    "GREATEST((SELECT MAX(id) FROM memory_entries), "
+    "nextval(pg_get_serial_sequence('memory_entries', 'id'))))"
+)
 
 
 def encode_vector(vector: Sequence[float] | np.ndarray) -> bytes:
@@ -263,3 +279,8 @@ class MemoryRepository:
             conn.execute(memory_table.delete())
             if rows:
                 conn.execute(memory_table.insert(), rows)
+            if rows and conn.dialect.name == "postgresql":
+                # Explicit ids leave PostgreSQL's sequence where it was (SQLite's
+                # AUTOINCREMENT follows the largest id by itself): move it past them, never
+                # back, so an id is still never given out twice.
+                conn.execute(text(_RESYNC_SEQUENCE))
