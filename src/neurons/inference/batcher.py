@@ -101,40 +101,36 @@ class MicroBatcher(Generic[R]):
         loop = asyncio.get_running_loop()
         while True:
             items = [await self._queue.get()]
-            deadline = loop.time() + self.max_wait_s
-            while len(items) < self.max_batch:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    items.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
-            # A backlog beyond one batch: take more and group by length.
-            while len(items) < self.max_batch * _SORT_WINDOW and not self._queue.empty():
-                items.append(self._queue.get_nowait())
-            live = sorted((item for item in items if not item.future.done()), key=_length)
-            for start in range(0, len(live), self.max_batch):
-                await self._pass(live[start : start + self.max_batch])
+            try:
+                deadline = loop.time() + self.max_wait_s
+                while len(items) < self.max_batch:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        items.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                # A backlog beyond one batch: take more and group by length.
+                while len(items) < self.max_batch * _SORT_WINDOW and not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                live = sorted((item for item in items if not item.future.done()), key=_length)
+                for start in range(0, len(live), self.max_batch):
+                    await self._pass(live[start : start + self.max_batch])
+            except asyncio.CancelledError:
+                _fail(items, InferenceError("the inference service stopped"))
+                raise
 
     async def _pass(self, batch: list[_Item[R]]) -> None:
-        if not batch:
-            return
         try:
             results = await asyncio.to_thread(self._forward, [item.text for item in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for {len(batch)} texts")
         except asyncio.CancelledError:
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(InferenceError("the inference service stopped"))
             raise
         except Exception as error:
             logger.exception("embedding forward pass over %d texts failed", len(batch))
-            failure = InferenceError(f"the embedding forward pass failed: {error}")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(failure)
+            _fail(batch, InferenceError(f"the embedding forward pass failed: {error}"))
             return
         self.batches += 1
         self.items += len(batch)
@@ -148,6 +144,12 @@ class MicroBatcher(Generic[R]):
             item = self._queue.get_nowait()
             if not item.future.done():
                 item.future.set_exception(error)
+
+
+def _fail(items: list[_Item[Any]], error: InferenceError) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 def _length(item: _Item[Any]) -> int:

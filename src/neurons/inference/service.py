@@ -50,7 +50,9 @@ class _Vector:
 class InferenceService:
     """Loads the configured model on :meth:`start` and embeds texts until :meth:`stop`."""
 
-    def __init__(self, config: InferenceConfig) -> None:
+    def __init__(self, config: InferenceConfig, *, encoder: Encoder | None = None) -> None:
+        """``encoder``: an already loaded model to serve instead of loading ``config``'s (tests
+        and benchmarks share one; its settings must match ``config``)."""
         self.config = config
         self.name = config.name
         self.model_type = config.model_type
@@ -58,7 +60,7 @@ class InferenceService:
         self.quantization = config.quantization
         self.metrics = ModelMetrics()
         self._cache: TTLCache[_Vector] = TTLCache(config.cache_size, config.cache_ttl_s)
-        self._encoder: Encoder | None = None
+        self._encoder: Encoder | None = encoder
         self._batcher: MicroBatcher[_Vector] | None = None
 
     @property
