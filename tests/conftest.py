@@ -20,6 +20,7 @@ import pytest
 
 from neurons.neuron.process import NeuronProcess
 from neurons.store import Store, open_store
+from tests.pg import postgres_server  # noqa: F401  (session-scoped: one server, if any)
 
 EXAMPLE_PLUGIN = Path(__file__).parent / "fixtures" / "neurons-example-plugin"
 

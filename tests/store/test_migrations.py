@@ -1,4 +1,5 @@
-"""Schema migrations against real SQLite files: fresh, upgraded, newer and failing databases."""
+"""Schema migrations on real SQLite files and a real PostgreSQL server: fresh, upgraded, newer
+and failing databases."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from neurons.store import (
     migrate,
     open_store,
 )
+from neurons.store.engine import read_connection, write_transaction
+from tests.pg import CHECK_FAILED
 
 EXPECTED_COLUMNS = {
     "api_keys": {
@@ -191,6 +194,8 @@ EXPECTED_COLUMNS = {
         "created_at": ("TEXT", False),
     },
 }
+# SQLite's INTEGER is 64-bit: PostgreSQL's equal is BIGINT; BLOB is BYTEA there.
+_POSTGRESQL_TYPES = {"INTEGER": "BIGINT", "BLOB": "BYTEA"}
 NAMES = [
     "m001_nodes",
     "m002_node_events",
@@ -234,11 +239,14 @@ def test_fresh_migrate_creates_every_table_with_exact_columns(engine: Engine, db
 
     inspector = inspect(engine)
     assert set(inspector.get_table_names()) >= set(EXPECTED_COLUMNS)
+    types = _POSTGRESQL_TYPES if engine.dialect.name == "postgresql" else {}
     for table, expected in EXPECTED_COLUMNS.items():
         columns = {
             col["name"]: (str(col["type"]), col["nullable"]) for col in inspector.get_columns(table)
         }
-        assert columns == expected, table
+        assert columns == {
+            name: (types.get(kind, kind), nullable) for name, (kind, nullable) in expected.items()
+        }, table
 
     assert inspector.get_pk_constraint("nodes")["constrained_columns"] == ["id"]
     assert inspector.get_pk_constraint("kv")["constrained_columns"] == ["key"]
@@ -248,13 +256,18 @@ def test_fresh_migrate_creates_every_table_with_exact_columns(engine: Engine, db
     assert fk["constrained_columns"] == ["node_id"]
     assert fk["options"].get("ondelete") == "CASCADE"
     assert [i["column_names"] for i in inspector.get_indexes("node_events")] == [["node_id"]]
-    with engine.connect() as conn:
-        ddl = conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'node_events'"))
-    assert "AUTOINCREMENT" in ddl
+    # Ids are never reused: AUTOINCREMENT on SQLite, a sequence (BIGSERIAL) on PostgreSQL.
+    if engine.dialect.name == "postgresql":
+        (id_column,) = [c for c in inspector.get_columns("node_events") if c["name"] == "id"]
+        assert "nextval" in str(id_column["default"])
+    else:
+        with engine.connect() as conn:
+            ddl = conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'node_events'"))
+        assert "AUTOINCREMENT" in ddl
+        assert Path(db_url.removeprefix("sqlite:///")).is_file()
 
     assert _versions(engine) == list(enumerate(NAMES, start=1))
     assert current_version(engine) == len(MIGRATIONS)
-    assert Path(db_url.removeprefix("sqlite:///")).is_file()
 
 
 def test_defaults_and_kind_check_are_in_the_schema(engine: Engine) -> None:
@@ -268,7 +281,7 @@ def test_defaults_and_kind_check_are_in_the_schema(engine: Engine) -> None:
         )
         row = conn.execute(text("SELECT labels, priority, status FROM nodes")).one()
     assert tuple(row) == ("{}", 0, "unknown")
-    with pytest.raises(Exception, match="CHECK constraint failed"), engine.begin() as conn:
+    with pytest.raises(Exception, match=CHECK_FAILED), engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO nodes (id, name, url, kind, created_at, updated_at)"
@@ -279,6 +292,16 @@ def test_defaults_and_kind_check_are_in_the_schema(engine: Engine) -> None:
 
 def test_every_connection_is_configured(engine: Engine) -> None:
     migrate(engine)
+    if engine.dialect.name == "postgresql":
+        # No pragmas there: a writer holds the advisory lock, a reader one snapshot.
+        with write_transaction(engine) as conn:
+            locks = conn.scalar(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            )
+            assert locks == 1
+        with read_connection(engine) as conn:
+            assert conn.scalar(text("SHOW transaction_isolation")) == "repeatable read"
+        return
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -1,4 +1,4 @@
-"""NodeRepository against a real SQLite file."""
+"""NodeRepository against a real SQLite file and a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from neurons.errors import (
     NotFoundError,
 )
 from neurons.store import Store
+from tests.pg import FOREIGN_KEY_FAILED
 
 
 def test_add_and_get_by_id_or_name(store: Store) -> None:
@@ -162,7 +163,7 @@ def test_removing_a_node_cascades_to_its_events(store: Store) -> None:
 
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
-    with pytest.raises(Exception, match="FOREIGN KEY"), store.engine.begin() as conn:
+    with pytest.raises(Exception, match=FOREIGN_KEY_FAILED), store.engine.begin() as conn:
         conn.execute(
             text("INSERT INTO node_events (node_id, kind, created_at) VALUES ('nope', 'x', 't')")
         )

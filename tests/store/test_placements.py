@@ -1,4 +1,4 @@
-"""PlacementRepository on a real SQLite file: migration, round-trips, upserts and refusals."""
+"""PlacementRepository on SQLite and PostgreSQL: migration, round-trips, upserts and refusals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy import inspect, text
 
 from neurons.errors import InvalidModelNameError, InvalidRequestError, ModelNotFoundError
 from neurons.store import Placement, Store, create_engine_for, migrate, open_store
+from tests.pg import CHECK_FAILED
 
 
 def test_migration_creates_the_table_with_its_checks(db_url: str) -> None:
@@ -25,7 +26,7 @@ def test_migration_creates_the_table_with_its_checks(db_url: str) -> None:
             assert conn.scalar(text("SELECT labels FROM model_placements")) == "{}"
         # Neither labels nor replicas, or zero replicas: refused by the schema itself too.
         for values in ("('b:latest', '{}', NULL, 't', 't')", "('c:latest', '{}', 0, 't', 't')"):
-            with pytest.raises(Exception, match="CHECK constraint failed"), engine.begin() as conn:
+            with pytest.raises(Exception, match=CHECK_FAILED), engine.begin() as conn:
                 conn.execute(
                     text(
                         "INSERT INTO model_placements"

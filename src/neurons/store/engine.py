@@ -10,6 +10,14 @@ half-applied migration stick and reads unrepeatable. SQLAlchemy therefore emits 
 (the recipe from its SQLite documentation). Writers take the lock up front with
 ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes cannot wait for the lock
 in WAL mode and would fail with "database is locked" as soon as another process wrote first.
+
+PostgreSQL (``postgresql+psycopg://``) serves several control planes on several machines. The
+repositories were written against SQLite's one-writer-at-a-time rule (read, decide, write:
+an upsert, a compare-and-set move of a job's lease, an event id that must commit in order), so
+a write transaction there takes one transaction-scoped advisory lock first: the same rule,
+held until commit or rollback, with no retry loop in any repository. Writers stay in READ
+COMMITTED, so each statement after the lock sees every write committed before it; readers get
+REPEATABLE READ, the one consistent snapshot SQLite's read transaction gives.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -45,6 +53,10 @@ __all__ = [
 # plain readers and lock-taking writers.
 _BEGIN_OPTION = "neurons_sqlite_begin"
 
+# Any fixed number: every neurons process takes this one advisory lock for a write transaction
+# on PostgreSQL ("neur" in ASCII, so a DBA who sees it in pg_locks can tell whose it is).
+_PG_WRITE_LOCK = 0x6E657572
+
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
@@ -63,6 +75,15 @@ def create_engine_for(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            # Pre-ping: servers drop idle connections. A control plane holds few at once (a
+            # write waits on the advisory lock, not on the pool), so a small pool serves it.
+            return create_engine(
+                parsed, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800
+            )
+        except (ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot create a database engine for {url!r}: {exc}") from exc
     if parsed.get_backend_name() != "sqlite":
         try:
             return create_engine(parsed, pool_pre_ping=True)
@@ -103,6 +124,10 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
     """A connection for reads; its implicit transaction gives one consistent snapshot."""
     try:
         with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                # READ COMMITTED would take a new snapshot per statement; a read-only
+                # REPEATABLE READ transaction never fails to serialise, so this costs nothing.
+                conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from exc
@@ -110,7 +135,8 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction holding SQLite's write lock from its first statement.
+    """A transaction holding the database's write lock from its first statement: SQLite's
+    own, or on PostgreSQL the advisory lock every neurons writer takes (module docstring).
 
     Commits when the block ends, rolls back when it raises. Errors from the database become
     :class:`StoreError`; errors neurons raised on purpose inside the block pass unchanged.
@@ -119,6 +145,8 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as conn:
             conn.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
             with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(select(func.pg_advisory_xact_lock(_PG_WRITE_LOCK)))
                 yield conn
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc}") from exc

@@ -27,9 +27,13 @@ from sqlalchemy import (
     Text,
     case,
     func,
+    literal,
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from neurons.errors import InvalidRequestError, JobNotFoundError
 from neurons.store.engine import (
@@ -273,9 +277,36 @@ def log_appended(line: str) -> ColumnElement[Any]:
     """``line`` appended to the row's logs inside the UPDATE itself (the newest
     :data:`MAX_LOG_LINES` kept): a status move takes plain values, and this keeps the append
     in the move's own transaction."""
-    logs = jobs_table.c.logs
+    return _LogAppended(jobs_table.c.logs, literal(line, Text()))
+
+
+class _LogAppended(FunctionElement[str]):
+    """The JSON-array append of :func:`log_appended`, spelled per dialect: SQLite's JSON1
+    functions and PostgreSQL's ``jsonb`` operators differ, the stored text (a JSON list of
+    strings) does not."""
+
+    name = "neurons_log_appended"
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(_LogAppended)
+def _log_appended_sqlite(element: _LogAppended, compiler: SQLCompiler, **kw: Any) -> str:
+    logs, line = element.clauses
     added = func.json_insert(logs, "$[#]", line)
-    return case(
+    trimmed = case(
         (func.json_array_length(logs) >= MAX_LOG_LINES, func.json_remove(added, "$[0]")),
         else_=added,
+    )
+    return compiler.process(trimmed, **kw)
+
+
+@compiles(_LogAppended, "postgresql")
+def _log_appended_postgresql(element: _LogAppended, compiler: SQLCompiler, **kw: Any) -> str:
+    logs, line = (compiler.process(clause, **kw) for clause in element.clauses)
+    added = f"(CAST({logs} AS JSONB) || jsonb_build_array(CAST({line} AS TEXT)))"
+    # jsonb - 0 drops the first element: the oldest line.
+    return (
+        f"CAST(CASE WHEN jsonb_array_length(CAST({logs} AS JSONB)) >= {MAX_LOG_LINES}"
+        f" THEN {added} - 0 ELSE {added} END AS TEXT)"
     )

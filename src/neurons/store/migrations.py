@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -49,11 +50,16 @@ MigrationFn = Callable[[Connection], None]
 
 _NAME = re.compile(r"^m(\d{3})_[a-z0-9_]+$")
 
+# SQLite's INTEGER is 64 bits wide, PostgreSQL's 32: BIGINT there (BIGSERIAL for an id) keeps
+# ids and counters (a key's tokens) as wide as on SQLite. SQLite keeps INTEGER, the one
+# spelling that makes a primary key the rowid (and allows AUTOINCREMENT).
+_INT = BigInteger().with_variant(Integer(), "sqlite")
+
 _ledger_metadata = MetaData()
 schema_migrations = Table(
     "schema_migrations",
     _ledger_metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("version", _INT, primary_key=True, autoincrement=False),
     Column("name", Text, nullable=False),
     Column("applied_at", Text, nullable=False),
 )
@@ -172,6 +178,11 @@ def _applied_versions(conn: Connection) -> set[int]:
     return set(conn.scalars(select(schema_migrations.c.version)))
 
 
+def _int_sql(conn: Connection) -> str:
+    """:data:`_INT` as raw DDL spells it, for ``ALTER TABLE ... ADD COLUMN``."""
+    return "BIGINT" if conn.dialect.name == "postgresql" else "INTEGER"
+
+
 def _refuse_unknown(applied: set[int], known: set[int]) -> None:
     unknown = sorted(applied - known)
     if unknown:
@@ -193,7 +204,7 @@ def m001_nodes(conn: Connection) -> None:
         Column("url", Text, nullable=False),
         Column("kind", Text, nullable=False),
         Column("labels", Text, nullable=False, server_default=text("'{}'")),
-        Column("priority", Integer, nullable=False, server_default=text("0")),
+        Column("priority", _INT, nullable=False, server_default=text("0")),
         Column("status", Text, nullable=False, server_default=text("'unknown'")),
         Column("last_seen_at", Text, nullable=True),
         Column("created_at", Text, nullable=False),
@@ -213,7 +224,7 @@ def m002_node_events(conn: Connection) -> None:
     events = Table(
         "node_events",
         metadata,
-        Column("id", Integer, primary_key=True),
+        Column("id", _INT, primary_key=True),
         Column("node_id", Text, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
         Column("kind", Text, nullable=False),
         Column("detail", Text, nullable=False, server_default=text("'{}'")),
@@ -246,12 +257,12 @@ def m004_model_evaluations(conn: Connection) -> None:
     evaluations = Table(
         "model_evaluations",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("model", Text, nullable=False),
         Column("node", Text, nullable=False),
         Column("digest", Text, nullable=True),
         Column("evaluation_set", Text, nullable=False),
-        Column("items", Integer, nullable=False),
+        Column("items", _INT, nullable=False),
         Column("score", Text, nullable=True),  # decimal text: exact across backends
         Column("tokens_per_second", Text, nullable=True),
         Column("details", Text, nullable=False),
@@ -276,7 +287,7 @@ def m005_model_placements(conn: Connection) -> None:
         metadata,
         Column("model", Text, primary_key=True),
         Column("labels", Text, nullable=False, server_default=text("'{}'")),
-        Column("replicas", Integer, nullable=True),
+        Column("replicas", _INT, nullable=True),
         Column("created_at", Text, nullable=False),
         Column("updated_at", Text, nullable=False),
         CheckConstraint(
@@ -297,7 +308,7 @@ def m006_optimization_sessions(conn: Connection) -> None:
     sessions = Table(
         "optimization_sessions",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("model_name", Text, nullable=False),
         Column("objective", Text, nullable=False),
         Column("strategy", Text, nullable=False),
@@ -305,7 +316,7 @@ def m006_optimization_sessions(conn: Connection) -> None:
         Column("status", Text, nullable=False),
         Column("config", Text, nullable=False),  # the whole validated SessionConfig, JSON
         Column("study_name", Text, nullable=False),
-        Column("current_iteration", Integer, nullable=False, server_default=text("0")),
+        Column("current_iteration", _INT, nullable=False, server_default=text("0")),
         Column("best", Text, nullable=True),  # JSON: the best result so far
         Column("error", Text, nullable=True),
         Column("elapsed_s", Text, nullable=False, server_default=text("'0'")),
@@ -336,7 +347,7 @@ def m007_fine_tuning_jobs(conn: Connection) -> None:
     jobs = Table(
         "fine_tuning_jobs",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("base_model", Text, nullable=False),
         Column("target_model_name", Text, nullable=False),
         Column("data_type", Text, nullable=False),
@@ -350,8 +361,8 @@ def m007_fine_tuning_jobs(conn: Connection) -> None:
         Column("error", Text, nullable=True),
         Column("runner", Text, nullable=True),
         Column("heartbeat_at", Text, nullable=True),
-        Column("worker_pid", Integer, nullable=True),
-        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("worker_pid", _INT, nullable=True),
+        Column("attempts", _INT, nullable=False, server_default=text("0")),
         Column("created_at", Text, nullable=False),
         Column("started_at", Text, nullable=True),
         Column("finished_at", Text, nullable=True),
@@ -375,13 +386,13 @@ def m008_learning_runs(conn: Connection) -> None:
     runs = Table(
         "learning_runs",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("mode", Text, nullable=False),
         Column("dataset", Text, nullable=False),
         Column("status", Text, nullable=False),
         Column("config", Text, nullable=False),
-        Column("current_round", Integer, nullable=False, server_default=text("0")),
-        Column("total_rounds", Integer, nullable=False),
+        Column("current_round", _INT, nullable=False, server_default=text("0")),
+        Column("total_rounds", _INT, nullable=False),
         Column("result", Text, nullable=False, server_default=text("'{}'")),
         Column("error", Text, nullable=True),
         Column("created_at", Text, nullable=False),
@@ -398,14 +409,14 @@ def m008_learning_runs(conn: Connection) -> None:
     events = Table(
         "learning_events",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column(
             "run_id",
-            Integer,
+            _INT,
             ForeignKey("learning_runs.id", ondelete="CASCADE"),
             nullable=False,
         ),
-        Column("round", Integer, nullable=True),
+        Column("round", _INT, nullable=True),
         Column("kind", Text, nullable=False),
         Column("node_id", Text, nullable=True),
         Column("payload", Text, nullable=False),
@@ -432,13 +443,13 @@ def m009_api_keys_and_audit(conn: Connection) -> None:
         Column("secret_hash", Text, nullable=False),
         Column("scope", Text, nullable=False),
         Column("models", Text, nullable=False, server_default=text("'[]'")),
-        Column("rpm", Integer, nullable=True),
-        Column("tpm", Integer, nullable=True),
-        Column("max_parallel", Integer, nullable=True),
+        Column("rpm", _INT, nullable=True),
+        Column("tpm", _INT, nullable=True),
+        Column("max_parallel", _INT, nullable=True),
         Column("expires_at", Text, nullable=True),
         Column("revoked_at", Text, nullable=True),
-        Column("requests", Integer, nullable=False, server_default=text("0")),
-        Column("tokens", Integer, nullable=False, server_default=text("0")),
+        Column("requests", _INT, nullable=False, server_default=text("0")),
+        Column("tokens", _INT, nullable=False, server_default=text("0")),
         Column("last_used_at", Text, nullable=True),
         Column("created_at", Text, nullable=False),
         Column("updated_at", Text, nullable=False),
@@ -451,12 +462,12 @@ def m009_api_keys_and_audit(conn: Connection) -> None:
     audit = Table(
         "audit_events",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("at", Text, nullable=False),
         Column("actor", Text, nullable=False),
         Column("action", Text, nullable=False),
         Column("target", Text, nullable=False, server_default=text("''")),
-        Column("status", Integer, nullable=False),
+        Column("status", _INT, nullable=False),
         Column("detail", Text, nullable=False, server_default=text("'{}'")),
         Index("ix_audit_events_at", "at"),
         sqlite_autoincrement=True,
@@ -484,7 +495,7 @@ def m011_state_snapshots(conn: Connection) -> None:
     snapshots = Table(
         "state_snapshots",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("created_at", Text, nullable=False),
         Column("reason", Text, nullable=False),
         Column("components", Text, nullable=False),
@@ -502,7 +513,9 @@ def m012_learning_run_leases(conn: Connection) -> None:
     second process never runs it twice and a cancel from anywhere reaches the runner."""
     conn.execute(text("ALTER TABLE learning_runs ADD COLUMN runner TEXT"))
     conn.execute(text("ALTER TABLE learning_runs ADD COLUMN heartbeat_at TEXT"))
-    conn.execute(text("ALTER TABLE learning_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(
+        text(f"ALTER TABLE learning_runs ADD COLUMN attempts {_int_sql(conn)} NOT NULL DEFAULT 0")
+    )
 
 
 @migration
@@ -514,7 +527,7 @@ def m013_events(conn: Connection) -> None:
     events = Table(
         "events",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("at", Text, nullable=False),
         Column("kind", Text, nullable=False),
         Column("subject", Text, nullable=False, server_default=text("''")),
@@ -535,12 +548,12 @@ def m014_memory(conn: Connection) -> None:
     entries = Table(
         "memory_entries",
         metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("id", _INT, primary_key=True, autoincrement=True),
         Column("namespace", Text, nullable=False),
         Column("text", Text, nullable=False),
         Column("metadata", Text, nullable=False, server_default=text("'{}'")),
         Column("embedding", LargeBinary, nullable=False),
-        Column("dimensions", Integer, nullable=False),
+        Column("dimensions", _INT, nullable=False),
         Column("model", Text, nullable=False),
         Column("digest", Text, nullable=False),
         Column("created_at", Text, nullable=False),
