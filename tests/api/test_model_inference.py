@@ -154,3 +154,11 @@ def test_off_by_settings(tmp_path: Path) -> None:
         assert "off" in answer.json()["error"]
         tags = httpx.get(server.url + "/api/tags", timeout=10).json()["models"]
         assert all(m["name"] != "all-minilm:latest" for m in tags)
+
+
+def test_bytes_that_are_not_utf8_are_a_400(plane: str) -> None:
+    """Found by the API fuzz: it was a 500."""
+    for path in (ENDPOINT, "/api/embed"):
+        answer = httpx.post(plane + path, content=b"\xe0\xe0TR\xff\xfe", timeout=10)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "JSON" in answer.json()["error"]

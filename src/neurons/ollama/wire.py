@@ -37,6 +37,8 @@ async def read_json(request: Request) -> dict[str, Any]:
         body = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"invalid character in JSON body: {exc.msg}") from exc
+    except UnicodeDecodeError as exc:  # bytes in no encoding JSON allows
+        raise InvalidRequestError("invalid character in JSON body: not UTF-8") from exc
     if not isinstance(body, dict):
         raise InvalidRequestError("json: cannot unmarshal non-object into request body")
     return body
