@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, select
+from sqlalchemy import BigInteger, Column, MetaData, Table, Text, select
 from sqlalchemy.engine import Engine
 
 from neurons.store.engine import read_connection, to_db_time, utc_now, write_transaction
@@ -14,15 +14,16 @@ from neurons.store.engine import read_connection, to_db_time, utc_now, write_tra
 __all__ = ["EvaluationRecord", "EvaluationRepository", "evaluations_table"]
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 evaluations_table = Table(
     "model_evaluations",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("model", Text, nullable=False),
     Column("node", Text, nullable=False),
     Column("digest", Text, nullable=True),
     Column("evaluation_set", Text, nullable=False),
-    Column("items", Integer, nullable=False),
+    Column("items", BigInteger, nullable=False),
     Column("score", Text, nullable=True),
     Column("tokens_per_second", Text, nullable=True),
     Column("details", Text, nullable=False),

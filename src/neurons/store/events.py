@@ -7,9 +7,10 @@ not even after :meth:`EventRepository.prune` emptied the table, and a reader tha
 the last id it saw reads on with ``after=`` and misses nothing.
 
 "Misses nothing" needs ids to become visible in the order they were given. SQLite gives that
-(one writer at a time: an insert's id is committed before the next writer gets one). A server
-database with concurrent writers does not (two transactions can commit out of id order); a
-port to one has to serialise appends (e.g. a table lock in :meth:`EventRepository.append`).
+(one writer at a time: an insert's id is committed before the next writer gets one), and so
+does PostgreSQL here: concurrent transactions could commit out of id order, but every write
+transaction holds neurons' advisory lock (:func:`~neurons.store.engine.write_transaction`)
+from before it takes an id from the sequence until it commits.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, func, select
+from sqlalchemy import BigInteger, Column, MetaData, Row, Table, Text, func, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError
@@ -38,10 +39,11 @@ __all__ = ["MAX_LIMIT", "EventRepository", "StoredEvent", "events_table"]
 MAX_LIMIT = 5000  # events one read may return: a page, not the whole log
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 events_table = Table(
     "events",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("at", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("subject", Text, nullable=False),

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ColumnElement,
-    Integer,
     MetaData,
     Row,
     Table,
@@ -57,10 +57,11 @@ __all__ = [
 
 MAX_LOG_LINES = 200  # the row keeps the newest; the whole log is in the job's directory
 
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 jobs_table = Table(
     "fine_tuning_jobs",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("base_model", Text, nullable=False),
     Column("target_model_name", Text, nullable=False),
     Column("data_type", Text, nullable=False),
@@ -74,8 +75,8 @@ jobs_table = Table(
     Column("error", Text, nullable=True),
     Column("runner", Text, nullable=True),
     Column("heartbeat_at", Text, nullable=True),
-    Column("worker_pid", Integer, nullable=True),
-    Column("attempts", Integer, nullable=False),
+    Column("worker_pid", BigInteger, nullable=True),
+    Column("attempts", BigInteger, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("started_at", Text, nullable=True),
     Column("finished_at", Text, nullable=True),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, func, or_, select
+from sqlalchemy import BigInteger, Column, MetaData, Row, Table, Text, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from neurons.auth.keys import ApiKey, KeySpec
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 _metadata = MetaData()
 api_keys_table = Table(
     "api_keys",
@@ -50,13 +51,13 @@ api_keys_table = Table(
     Column("secret_hash", Text, nullable=False),
     Column("scope", Text, nullable=False),
     Column("models", Text, nullable=False),
-    Column("rpm", Integer, nullable=True),
-    Column("tpm", Integer, nullable=True),
-    Column("max_parallel", Integer, nullable=True),
+    Column("rpm", BigInteger, nullable=True),
+    Column("tpm", BigInteger, nullable=True),
+    Column("max_parallel", BigInteger, nullable=True),
     Column("expires_at", Text, nullable=True),
     Column("revoked_at", Text, nullable=True),
-    Column("requests", Integer, nullable=False),
-    Column("tokens", Integer, nullable=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
     Column("last_used_at", Text, nullable=True),
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
@@ -64,12 +65,12 @@ api_keys_table = Table(
 audit_events_table = Table(
     "audit_events",
     _metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("at", Text, nullable=False),
     Column("actor", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("target", Text, nullable=False),
-    Column("status", Integer, nullable=False),
+    Column("status", BigInteger, nullable=False),
     Column("detail", Text, nullable=False),
 )
 

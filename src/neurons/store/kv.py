@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Table, Text, select
+from sqlalchemy import Column, ColumnElement, MetaData, Table, Text, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError
@@ -43,8 +43,13 @@ class KeyValueRepository:
         if not prefix:
             raise InvalidRequestError("a prefix is needed")
         # A range instead of LIKE: no escaping of _ and %, and the primary key's index serves.
+        key: ColumnElement[str] = kv_table.c.key
+        if self._engine.dialect.name == "postgresql":
+            # The range needs code-point order; a database created with a language's collation
+            # (en_US.UTF-8) sorts "node:x" and "nodex" together and U+10FFFF nowhere useful.
+            key = key.collate("C")
         query = select(kv_table.c.key, kv_table.c.value).where(
-            kv_table.c.key >= prefix, kv_table.c.key < prefix + "\U0010ffff"
+            key >= prefix, key < prefix + "\U0010ffff"
         )
         with read_connection(self._engine) as conn:
             return {row.key: json.loads(row.value) for row in conn.execute(query)}
@@ -56,8 +61,8 @@ class KeyValueRepository:
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(f"value for {key!r} is not JSON-serialisable: {exc}") from exc
         now = to_db_time(utc_now())
-        # Update-then-insert under the write lock instead of a dialect-specific upsert, so the
-        # store keeps working on a non-SQLite database URL.
+        # Update-then-insert under the write lock (SQLite's, or PostgreSQL's advisory lock)
+        # instead of a dialect-specific upsert: no two writers can both find the key missing.
         with write_transaction(self._engine) as conn:
             updated = conn.execute(
                 kv_table.update().where(kv_table.c.key == key).values(value=encoded, updated_at=now)

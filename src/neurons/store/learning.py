@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy import BigInteger, Column, MetaData, Row, Table, Text, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError, LearningRunNotFoundError
@@ -38,17 +38,18 @@ __all__ = [
     "runs_table",
 ]
 
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 _metadata = MetaData()
 runs_table = Table(
     "learning_runs",
     _metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("mode", Text, nullable=False),
     Column("dataset", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("config", Text, nullable=False),
-    Column("current_round", Integer, nullable=False),
-    Column("total_rounds", Integer, nullable=False),
+    Column("current_round", BigInteger, nullable=False),
+    Column("total_rounds", BigInteger, nullable=False),
     Column("result", Text, nullable=False),
     Column("error", Text, nullable=True),
     Column("created_at", Text, nullable=False),
@@ -57,14 +58,14 @@ runs_table = Table(
     Column("updated_at", Text, nullable=False),
     Column("runner", Text, nullable=True),  # the lease (m012): who runs it, its heartbeat
     Column("heartbeat_at", Text, nullable=True),
-    Column("attempts", Integer, nullable=False),
+    Column("attempts", BigInteger, nullable=False),
 )
 events_table = Table(
     "learning_events",
     _metadata,
-    Column("id", Integer, primary_key=True),
-    Column("run_id", Integer, nullable=False),
-    Column("round", Integer, nullable=True),
+    Column("id", BigInteger, primary_key=True),
+    Column("run_id", BigInteger, nullable=False),
+    Column("round", BigInteger, nullable=True),
     Column("kind", Text, nullable=False),
     Column("node_id", Text, nullable=True),
     Column("payload", Text, nullable=False),

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ForeignKey,
-    Integer,
     MetaData,
     Row,
     Table,
@@ -44,6 +44,7 @@ __all__ = ["NODE_KINDS", "NodeRecord", "NodeRepository", "node_events_table", "n
 NODE_KINDS: tuple[str, ...] = ("embedded", "ollama", "openai")
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 _metadata = MetaData()
 nodes_table = Table(
     "nodes",
@@ -53,7 +54,7 @@ nodes_table = Table(
     Column("url", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("labels", Text, nullable=False),
-    Column("priority", Integer, nullable=False),
+    Column("priority", BigInteger, nullable=False),
     Column("status", Text, nullable=False),
     Column("last_seen_at", Text, nullable=True),
     Column("created_at", Text, nullable=False),
@@ -63,7 +64,7 @@ nodes_table = Table(
 node_events_table = Table(
     "node_events",
     _metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("node_id", Text, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
     Column("kind", Text, nullable=False),
     Column("detail", Text, nullable=False),

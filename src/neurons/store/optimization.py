@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy import BigInteger, Column, MetaData, Row, Table, Text, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError, SessionNotFoundError
@@ -33,10 +33,11 @@ from neurons.store.ids import row_id
 __all__ = ["OptimizationSessionRepository", "SessionRecord", "progress_columns", "sessions_table"]
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 sessions_table = Table(
     "optimization_sessions",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("model_name", Text, nullable=False),
     Column("objective", Text, nullable=False),
     Column("strategy", Text, nullable=False),
@@ -44,7 +45,7 @@ sessions_table = Table(
     Column("status", Text, nullable=False),
     Column("config", Text, nullable=False),
     Column("study_name", Text, nullable=False),
-    Column("current_iteration", Integer, nullable=False),
+    Column("current_iteration", BigInteger, nullable=False),
     Column("best", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("elapsed_s", Text, nullable=False),

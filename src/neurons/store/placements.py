@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy import BigInteger, Column, MetaData, Row, Table, Text, select
 from sqlalchemy.engine import Engine
 
 from neurons.errors import InvalidRequestError, ModelNotFoundError
@@ -24,12 +24,13 @@ from neurons.store.engine import read_connection, to_db_time, utc_now, write_tra
 __all__ = ["Placement", "PlacementRepository", "placements_table"]
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 placements_table = Table(
     "model_placements",
     MetaData(),
     Column("model", Text, primary_key=True),
     Column("labels", Text, nullable=False),
-    Column("replicas", Integer, nullable=True),
+    Column("replicas", BigInteger, nullable=True),
     Column("created_at", Text, nullable=False),
     Column("updated_at", Text, nullable=False),
 )

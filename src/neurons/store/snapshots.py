@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Row, Table, Text, select
+from sqlalchemy import BigInteger, Column, MetaData, Row, Table, Text, select
 from sqlalchemy.engine import Connection, Engine
 
 from neurons.errors import InvalidRequestError, SnapshotNotFoundError
@@ -37,13 +37,14 @@ SNAPSHOT_STATUSES: tuple[str, ...] = ("complete", "corrupt")
 # A node's status the operator set (neurons node drain), as opposed to measured health;
 # the one status a snapshot keeps. Spelled here: the store does not import the network.
 _DRAINING = "draining"
-_MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger number cannot name a version
+_MAX_ID = 2**63 - 1  # the largest INTEGER (SQLite) or BIGINT: a bigger number names none
 
 # The schema as of the latest migration, for queries; migrations.py owns how it came to be.
+# Integers are BigInteger as the migrations make them on PostgreSQL, so a large id binds.
 snapshots_table = Table(
     "state_snapshots",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger, primary_key=True),
     Column("created_at", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("components", Text, nullable=False),
@@ -197,12 +198,13 @@ class SnapshotRepository:
             if gone:
                 conn.execute(nodes_table.delete().where(c.id.in_(gone)))
             # Park the kept nodes' names first: names may move between nodes, and the unique
-            # constraint is checked per statement.
+            # constraint is checked per statement. \x01, not \x00: PostgreSQL's text holds no
+            # NUL, and no one types either.
             for node_id in set(current) & set(ids):
                 conn.execute(
                     nodes_table.update()
                     .where(c.id == node_id)
-                    .values(name=f"\x00restoring:{node_id}")
+                    .values(name=f"\x01restoring:{node_id}")
                 )
             for entry in wanted:
                 old = current.get(entry["id"])
