@@ -5,10 +5,10 @@ and the key's limits apply (its tokens are the inputs' tokens).
 It takes ``{"text": "..."}`` or ``{"texts": [...]}`` (and ``"truncate": false`` to refuse an
 input longer than the model's ``max_length`` instead of cutting it) and answers the seed's
 shape: ``input_text`` (or ``input_texts``), ``embeddings`` (one vector per input),
-``model_type``, ``model_version`` (the weights' digest), ``dimensions``, ``truncated`` and
-``cached`` (a bool for one text, a list for several). Errors answer like the seed's,
-``{"error": "..."}``: 400 for bad input (``No input text provided`` for none), 404 when the
-module is off, 503 when the model cannot be loaded.
+``model_type``, ``model_version`` (the weights' digest), ``dimensions``, ``prompt_tokens``,
+``truncated`` and ``cached`` (a bool for one text, a list for several). Errors answer like
+the seed's, ``{"error": "..."}``: 400 for bad input (``No input text provided`` for none),
+404 when the module is off, 500 when the model cannot be loaded.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class InferenceResponse(BaseModel):
     model_type: str
     model_version: str = Field(description="The digest of the model's weights.")
     dimensions: int
+    prompt_tokens: int = Field(description="Tokens of the inputs, after truncation.")
     truncated: bool | list[bool]
     cached: bool | list[bool]
 
@@ -76,7 +77,7 @@ def _local(request: Request) -> LocalInference:
     responses={
         400: {"description": "Bad input: none, not text, too many or (truncate false) too long."},
         404: {"description": "The inference module is off."},
-        503: {"description": "The model could not be loaded."},
+        500: {"description": "The model could not be loaded (the message says why)."},
     },
 )
 async def model_inference(request: Request) -> Any:
@@ -104,6 +105,7 @@ async def _answer(request: Request) -> dict[str, Any]:
         "model_type": service.model_type,
         "model_version": service.digest,
         "dimensions": service.dimensions,
+        "prompt_tokens": embedded.prompt_tokens,
     }
     if single:
         answer.update(
