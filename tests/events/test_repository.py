@@ -1,5 +1,6 @@
-"""EventRepository on a real SQLite file: ids in order, ``after``, the kinds filter, the limit's
-bounds, pruning (ids are never given out again) and what ``to_dict`` shows."""
+"""EventRepository on a real SQLite file and a real PostgreSQL server: ids in order,
+``after``, the kinds filter, the limit's bounds, pruning (ids are never given out again) and
+what ``to_dict`` shows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 
 from neurons.errors import InvalidRequestError
 from neurons.store import Store
+from tests.pg import db_url
+
+__all__ = ["db_url"]  # the fixture, run on both backends (tests/pg.py)
 
 
 def test_appended_events_get_growing_ids_and_read_back_in_order(store: Store) -> None:

@@ -17,6 +17,9 @@ from neurons.jobs import JobRuntime, Lease, StopReason, StopSignal
 from neurons.store import Store
 from tests.jobs import kit
 from tests.jobs.ticker import LEASE_S, Ticker, new_job
+from tests.pg import db_url
+
+__all__ = ["db_url"]  # the fixture, run on both backends (tests/pg.py)
 
 
 @pytest.fixture
