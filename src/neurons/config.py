@@ -38,7 +38,11 @@ class Settings(BaseSettings):
         description="Least severe log messages shown: debug, info, warning, error or critical.",
     )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default sqlite:///$NEURONS_HOME/neurons.db."
+        default=None,
+        description=(
+            "SQLAlchemy URL: sqlite:///... (default sqlite:///$NEURONS_HOME/neurons.db) or"
+            " postgresql+psycopg://user:password@host:5432/database."
+        ),
     )
     models_dir: Path | None = Field(
         default=None,

@@ -1,4 +1,5 @@
-"""Persistent state shared by every neurons process: one SQLite database under NEURONS_HOME.
+"""Persistent state shared by every neurons process: one SQLite database under NEURONS_HOME,
+or a PostgreSQL database that several control planes share (``NEURONS_DATABASE_URL``).
 
 Open it with :func:`open_store`, which also migrates the schema, so no caller can forget to.
 """
