@@ -103,3 +103,18 @@ def test_metadata_must_be_plain_json(memory: MemoryRepository) -> None:
         memory.add("ns", "x", {"bad": float("nan")}, _unit(1, 0), "m", "sha256:1")
     with pytest.raises(InvalidRequestError, match="non-empty vector"):
         memory.add("ns", "x", {}, np.zeros((0,), dtype=np.float32), "m", "sha256:1")
+
+
+def test_an_id_past_any_integer_is_not_found(db_url: str) -> None:
+    """On PostgreSQL the column is BIGINT: a huge id binds and is simply not there."""
+    from neurons.errors import MemoryNotFoundError
+    from neurons.store import open_store
+    from neurons.store.memory import MemoryRepository
+
+    store = open_store(db_url)
+    try:
+        repository = MemoryRepository(store.engine)
+        with pytest.raises(MemoryNotFoundError):
+            repository.get("default", 2**62)
+    finally:
+        store.close()

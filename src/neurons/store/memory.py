@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Column,
     Integer,
     LargeBinary,
@@ -49,7 +50,8 @@ __all__ = ["MemoryEntry", "MemoryRepository", "decode_vector", "encode_vector", 
 memory_table = Table(
     "memory_entries",
     MetaData(),
-    Column("id", Integer, primary_key=True),
+    # BigInteger as the migrations make it on PostgreSQL, so a huge id binds (and is a 404).
+    Column("id", BigInteger, primary_key=True),
     Column("namespace", Text, nullable=False),
     Column("text", Text, nullable=False),
     Column("metadata", Text, nullable=False),
