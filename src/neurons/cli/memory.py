@@ -5,18 +5,17 @@ plane; ``NEURONS_API_KEY`` as a Bearer key, whose name is then the namespace).""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from neurons.cli.common import INTERRUPTED, JsonFlag, emit
-from neurons.cli.ollama_client import OllamaAPI, reaching, resolve_host
+from neurons.cli.common import JsonFlag, emit
+from neurons.cli.ollama_client import OllamaAPI, call_with, resolve_host
 from neurons.cli.ollama_style import HostOption
 from neurons.errors import InvalidRequestError
 
@@ -43,12 +42,6 @@ KOption = Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="How man
 class MemoryAPI(OllamaAPI):
     """The management API's memory routes, over the CLI's client for a server."""
 
-    @classmethod
-    def connect(cls, url: str, environ: Mapping[str, str] | None = None) -> MemoryAPI:
-        api = super().connect(url, environ)
-        assert isinstance(api, MemoryAPI)  # connect() builds with cls
-        return api
-
     async def add(
         self, text: str, metadata: dict[str, Any], namespace: str | None
     ) -> dict[str, Any]:
@@ -74,23 +67,9 @@ class MemoryAPI(OllamaAPI):
 
 
 def _call(host: str | None, work: Callable[[MemoryAPI], Awaitable[dict[str, Any]]]) -> Any:
-    """Open a client on the plane, await ``work``, close it; a refused connection names the
-    server (exit 1 through ``neurons.cli.main``), Ctrl-C exits with the shell's status."""
-    url = resolve_host(host)
-
-    async def main() -> dict[str, Any]:
-        api = MemoryAPI.connect(url)
-        try:
-            return await work(api)
-        finally:
-            await api.aclose()
-
-    try:
-        with reaching(url):
-            return asyncio.run(main())
-    except KeyboardInterrupt:
-        typer.echo("", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+    """:func:`neurons.cli.ollama_client.call_with` :class:`MemoryAPI` on the plane ``host``
+    names (a refused connection names the server: exit 1)."""
+    return call_with(MemoryAPI, resolve_host(host), work)
 
 
 def parse_meta(pairs: list[str]) -> dict[str, Any]:

@@ -9,16 +9,13 @@ key), so a refused connection says the same thing and exits 1 through ``neurons.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
-from neurons.cli.common import INTERRUPTED
-from neurons.cli.ollama_client import OllamaAPI, reaching
+from neurons.cli.ollama_client import OllamaAPI, call_with
 from neurons.errors import ModelNotFoundError, NeuronsError
 
 __all__ = [
@@ -42,12 +39,6 @@ MODELS_PATH = "/api/ai/metrics/models"
 
 class PlaneAPI(OllamaAPI):
     """The Ollama-style client plus the management API's two metrics reads."""
-
-    @classmethod
-    def connect(cls, url: str, environ: Mapping[str, str] | None = None) -> PlaneAPI:
-        api = super().connect(url, environ)
-        assert isinstance(api, PlaneAPI)  # connect() builds with cls
-        return api
 
     async def metrics_summary(self, window_s: int = 60) -> dict[str, Any]:
         data: dict[str, Any] = await self._get(SUMMARY_PATH, {"window_s": window_s})
@@ -75,22 +66,8 @@ class PlaneAPI(OllamaAPI):
 
 
 def plane_call(url: str, work: Callable[[PlaneAPI], Awaitable[T]]) -> T:
-    """:func:`neurons.cli.ollama_client.call` with :class:`PlaneAPI`: open, await, close;
-    a refused connection names the server, Ctrl-C exits with the shell's status."""
-
-    async def main() -> T:
-        client = PlaneAPI.connect(url)
-        try:
-            return await work(client)
-        finally:
-            await client.aclose()
-
-    try:
-        with reaching(url):
-            return asyncio.run(main())
-    except KeyboardInterrupt:
-        typer.echo("", err=True)
-        raise typer.Exit(INTERRUPTED) from None
+    """:func:`neurons.cli.ollama_client.call_with` :class:`PlaneAPI`."""
+    return call_with(PlaneAPI, url, work)
 
 
 def fetch_model_metrics(url: str, model: str | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 import typer
@@ -27,7 +27,7 @@ from neurons.client import NodeClient
 from neurons.config import Settings
 from neurons.errors import ModelNotFoundError, NodeUnreachableError
 
-__all__ = ["OllamaAPI", "call", "reaching", "resolve_host"]
+__all__ = ["OllamaAPI", "call", "call_with", "reaching", "resolve_host"]
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class OllamaAPI(NodeClient):
     load and unload."""
 
     @classmethod
-    def connect(cls, url: str, environ: Mapping[str, str] | None = None) -> OllamaAPI:
+    def connect(cls, url: str, environ: Mapping[str, str] | None = None) -> Self:
         """A client for ``url`` that sends ``NEURONS_API_KEY`` (when set) as a Bearer key,
         as the ollama and OpenAI clients send theirs."""
         key = (os.environ if environ is None else environ).get("NEURONS_API_KEY", "").strip()
@@ -103,12 +103,21 @@ def reaching(url: str) -> Iterator[None]:
         ) from exc
 
 
+A = TypeVar("A", bound=OllamaAPI)
+
+
 def call(url: str, work: Callable[[OllamaAPI], Awaitable[T]]) -> T:
-    """Open a client on ``url``, await ``work(client)``, close it. Ctrl-C ends the command
-    with the shell's interrupted status instead of click's ``Aborted!``."""
+    """Open a client on ``url``, await ``work(client)``, close it (:func:`call_with`)."""
+    return call_with(OllamaAPI, url, work)
+
+
+def call_with(api: type[A], url: str, work: Callable[[A], Awaitable[T]]) -> T:
+    """Open an ``api`` client on ``url``, await ``work(client)``, close it. A refused
+    connection names the server; Ctrl-C ends the command with the shell's interrupted status
+    instead of click's ``Aborted!``."""
 
     async def main() -> T:
-        client = OllamaAPI.connect(url)
+        client = api.connect(url)
         try:
             return await work(client)
         finally:
