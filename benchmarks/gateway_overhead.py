@@ -307,9 +307,23 @@ def auth_table(off: str, on: str, key: str, args: argparse.Namespace) -> None:
     print()
     print("in-process, per request: " + ", ".join(f"{k} {v:.1f} us" for k, v in cost.items()))
     print(f"keys and limits add {cost['keys+limits'] - cost['keys off']:.1f} us over keys off")
+    headers = {"Authorization": f"Bearer {key}"}
+    pair_table(off, on, args, ("auth off", "keys+limits"), headers)
+    print("all times in ms; target: keys and limits add p50 <= 0.2 ms")
+
+
+def pair_table(
+    off: str,
+    on: str,
+    args: argparse.Namespace,
+    names: tuple[str, str],
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Each request and concurrency through both planes, the feature off then on."""
+    a, b = (f"{name} p50" for name in names)
     header = (
-        f"{'request':9} {'conc':>4} | {'auth off p50':>12} {'p95':>7} | "
-        f"{'keys+limits p50':>15} {'p95':>7} | {'added p50':>9} {'p95':>7}"
+        f"{'request':9} {'conc':>4} | {a:>{len(a)}} {'p95':>7} | "
+        f"{b:>{len(b)}} {'p95':>7} | {'added p50':>9} {'p95':>7}"
     )
     print()
     print(header)
@@ -317,14 +331,12 @@ def auth_table(off: str, on: str, key: str, args: argparse.Namespace) -> None:
     for name in REQUESTS:
         for concurrency in args.concurrency:
             n = args.requests if name == "show" else max(40, args.requests // 4)
-            headers = {"Authorization": f"Bearer {key}"}
             r = asyncio.run(measure_pair(off, on, name, n, concurrency, headers))
             print(
-                f"{name:9} {concurrency:>4} | {r['off_p50']:>12.2f} {r['off_p95']:>7.2f} | "
-                f"{r['on_p50']:>15.2f} {r['on_p95']:>7.2f} | {r['added_p50']:>9.2f} "
+                f"{name:9} {concurrency:>4} | {r['off_p50']:>{len(a)}.2f} {r['off_p95']:>7.2f} | "
+                f"{r['on_p50']:>{len(b)}.2f} {r['on_p95']:>7.2f} | {r['added_p50']:>9.2f} "
                 f"{r['added_p95']:>7.2f}"
             )
-    print("all times in ms; target: keys and limits add p50 <= 0.2 ms")
 
 
 def _recording_cost(n: int = 20000) -> dict[str, float]:
@@ -380,22 +392,7 @@ def metrics_table(off: str, on: str, args: argparse.Namespace) -> None:
     print()
     print("in-process, per request: " + ", ".join(f"{k} {v:.1f} us" for k, v in cost.items()))
     print(f"metrics add {added:.1f} us per inference (middleware over bare app + recorder)")
-    header = (
-        f"{'request':9} {'conc':>4} | {'metrics off p50':>15} {'p95':>7} | "
-        f"{'metrics on p50':>14} {'p95':>7} | {'added p50':>9} {'p95':>7}"
-    )
-    print()
-    print(header)
-    print("-" * len(header))
-    for name in REQUESTS:
-        for concurrency in args.concurrency:
-            n = args.requests if name == "show" else max(40, args.requests // 4)
-            r = asyncio.run(measure_pair(off, on, name, n, concurrency))
-            print(
-                f"{name:9} {concurrency:>4} | {r['off_p50']:>15.2f} {r['off_p95']:>7.2f} | "
-                f"{r['on_p50']:>14.2f} {r['on_p95']:>7.2f} | {r['added_p50']:>9.2f} "
-                f"{r['added_p95']:>7.2f}"
-            )
+    pair_table(off, on, args, ("metrics off", "metrics on"))
     print("all times in ms; target: metrics add p50 <= 0.1 ms")
 
 
