@@ -34,7 +34,13 @@ class NewNode(BaseModel):
     name: str | None = Field(default=None, description="Default: host-port of the URL.")
     labels: dict[str, str] = Field(default_factory=dict)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
-    kind: str | None = Field(default=None, description="embedded | ollama; default: detected.")
+    kind: str | None = Field(
+        default=None,
+        description=(
+            "embedded | ollama | openai (an OpenAI-compatible server; its API key as the"
+            " token); default: detected."
+        ),
+    )
     token: str | None = Field(
         default=None,
         max_length=512,

@@ -94,7 +94,13 @@ def add(
     name: Annotated[str | None, typer.Option(help="Node name (default: host-port).")] = None,
     label: LabelOption = None,
     priority: Annotated[int, typer.Option(help="Higher tiers take traffic first.")] = 0,
-    kind: Annotated[str | None, typer.Option(help="embedded | ollama (default: detected).")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="embedded | ollama | openai (an OpenAI-compatible server, --token its API key);"
+            " default: detected."
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option(

@@ -26,6 +26,7 @@ from neurons.library.performance import Measurement
 from neurons.library.search import Library, parse_parameter_count
 from neurons.modelfile.convert import to_create_request
 from neurons.modelfile.parser import parse
+from neurons.network.openai_nodes import OPENAI, skip_reason
 from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
 
@@ -267,10 +268,15 @@ class LibraryService:
         models = [e.details() for e in library.entries() if e.installed_on]
         return {"models": sorted(models, key=lambda m: m["name"]), "count": len(models)}
 
-    async def _op_targets(self, node: str | None) -> list[NodeRecord]:
+    async def _op_targets(self, node: str | None, operation: str = "") -> list[NodeRecord]:
+        """``node``, or every online node; never an OpenAI-compatible one, which has no Ollama
+        API for model operations (named, it is a 400 that says so)."""
         if node is not None:
-            return [await self._node(node)]
-        records = await self._records()
+            record = await self._node(node)
+            if record.kind == OPENAI:
+                raise InvalidRequestError(f"{record.name}: {skip_reason(operation or 'models')}")
+            return [record]
+        records = [r for r in await self._records() if r.kind != OPENAI]
         if not records:
             raise NodeError("no node is online: start one with `neurons up`")
         return records
@@ -284,12 +290,18 @@ class LibraryService:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         results: dict[str, str] = {}
-        for record in await self._op_targets(node):
+        for record in await self._op_targets(node, "/api/pull"):
             async for item in self._client(record).pull(model, insecure=insecure):
                 if progress is not None:
                     progress(record.name, item)
             results[record.name] = "success"
+        if node is None:
+            results.update(await self._skipped("/api/pull"))
         return {"model": model, "results": results}
+
+    async def _skipped(self, operation: str) -> dict[str, str]:
+        """Each online OpenAI-compatible node, with why an operation passed it over."""
+        return {r.name: skip_reason(operation) for r in await self._records() if r.kind == OPENAI}
 
     async def _on_holders(
         self, model: str, node: str | None, action: Callable[[NodeClient], Awaitable[None]]
@@ -333,11 +345,13 @@ class LibraryService:
         machine's disk: FROM names a model or an ``@sha256:`` blob the node holds."""
         body, _ = to_create_request(parse(modelfile), name, local_files=False)
         results: dict[str, str] = {}
-        for record in await self._op_targets(node):
+        for record in await self._op_targets(node, "/api/create"):
             async for item in self._client(record).create(body):
                 if progress is not None:
                     progress(record.name, item)
             results[record.name] = "success"
+        if node is None:
+            results.update(await self._skipped("/api/create"))
         return {"model": name, "results": results}
 
     async def evaluate(

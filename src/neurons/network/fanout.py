@@ -10,6 +10,10 @@ succeeded, else with an ``{"error": ...}`` line naming the nodes that failed.
 Blob uploads are spooled to a temp file and hashed first (a wrong digest is refused before
 any node sees a byte), then pushed to each node that lacks the blob.
 
+OpenAI-compatible nodes (:mod:`neurons.network.openai_nodes`) have no Ollama API to run
+these on: they are skipped, each with its reason (an ``X-Neurons-Skipped`` header, and a
+progress line in a stream); an operation whose only targets they are is a 400 that says so.
+
 A pull, create or copy that succeeded on at least one node is announced as ``model.created``
 and a delete as ``model.deleted``, naming the nodes it succeeded on (through the health
 monitor's ``emit``, so only when the control plane runs an event bus). A streamed answer
@@ -23,7 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +38,14 @@ from fastapi.responses import Response, StreamingResponse
 from neurons.client import NodeClient, error_message
 from neurons.errors import (
     DigestMismatchError,
+    InvalidRequestError,
     ModelNotFoundError,
     NeuronsError,
     NoNodeAvailableError,
 )
 from neurons.events.kinds import MODEL_CREATED, MODEL_DELETED
 from neurons.network.gateway import NODE_HEADER, OVERHEAD_HEADER, Clock, Gateway
+from neurons.network.openai_nodes import OPENAI, skip_reason
 from neurons.network.routing import NodeView
 from neurons.ollama.names import canonical_name, normalize_digest
 from neurons.ollama.wire import NDJSON, line, read_json, required_model, wants_stream
@@ -48,6 +54,8 @@ __all__ = ["ModelOperations"]
 
 _CHUNK = 1 << 20
 _TAIL = 4096  # bytes of a relayed answer kept to read its last line
+# Which targets an operation skipped and why (OpenAI-compatible nodes have no Ollama API).
+SKIPPED_HEADER = "X-Neurons-Skipped"
 Announce = Callable[[list[NodeView]], None]
 
 
@@ -124,17 +132,17 @@ class ModelOperations:
         clock = Clock()
         try:
             body = await read_json(request)
-            nodes = choose(body)
+            nodes, skipped = _without_openai(choose(body), path)
         except NeuronsError as exc:
             return self._error(exc, clock)
         payload = await request.body()
         announce = self._announcer(path, body)
-        if len(nodes) == 1:
+        if len(nodes) == 1 and not skipped:
             return await self._forward(nodes[0], method, path, payload, clock, announce)
         if streams and wants_stream(body):
-            headers = {OVERHEAD_HEADER: clock.overhead_ms()}
+            headers = {OVERHEAD_HEADER: clock.overhead_ms(), SKIPPED_HEADER: "; ".join(skipped)}
             return StreamingResponse(
-                self._merged(nodes, method, path, payload, announce),
+                self._merged(nodes, method, path, payload, announce, skipped),
                 headers=headers,
                 media_type=NDJSON,
             )
@@ -146,11 +154,14 @@ class ModelOperations:
         failed = [(n, status, msg) for n, (status, msg) in zip(nodes, results, strict=True) if msg]
         if failed:
             status = failed[0][1]
-            message = "; ".join(f"{n.name}: {msg}" for n, _, msg in failed)
+            message = "; ".join([*(f"{n.name}: {msg}" for n, _, msg in failed), *skipped])
             return self._json({"error": message}, clock, status)
+        said = {SKIPPED_HEADER: "; ".join(skipped)} if skipped else {}
         if streams:
-            return self._json({"status": "success"}, clock)
-        return Response(status_code=200, headers={OVERHEAD_HEADER: clock.overhead_ms()})
+            answer = self._json({"status": "success"}, clock)
+            answer.headers.update(said)
+            return answer
+        return Response(status_code=200, headers={OVERHEAD_HEADER: clock.overhead_ms(), **said})
 
     async def _forward(
         self,
@@ -208,9 +219,19 @@ class ModelOperations:
         return response.status_code, None
 
     async def _merged(
-        self, nodes: list[NodeView], method: str, path: str, payload: bytes, announce: Announce
+        self,
+        nodes: list[NodeView],
+        method: str,
+        path: str,
+        payload: bytes,
+        announce: Announce,
+        skipped: Sequence[str] = (),
     ) -> AsyncIterator[bytes]:
-        """Every node's progress lines as they come, tagged with the node's name."""
+        """Every node's progress lines as they come, tagged with the node's name (a skipped
+        node's reason first)."""
+        for reason in skipped:
+            name, _, status = reason.partition(": ")
+            yield line({"status": status, "node": name})
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         errors: dict[str, str] = {}
 
@@ -278,7 +299,7 @@ class ModelOperations:
     def _blob_targets(self, request: Request) -> tuple[str, list[NodeClient]]:
         """The checked digest from the path, and a client for each target node."""
         digest = normalize_digest(request.path_params["digest"])
-        nodes = self._all(request)
+        nodes, _ = _without_openai(self._all(request), "/api/blobs")
         return digest, [NodeClient(n.url, name=n.name, client=self.http) for n in nodes]
 
     async def blob_exists(self, request: Request) -> Response:
@@ -325,6 +346,16 @@ class ModelOperations:
 
     def _error(self, exc: NeuronsError, clock: Clock) -> Response:
         return self.gateway.error_response(exc, clock)
+
+
+def _without_openai(nodes: list[NodeView], path: str) -> tuple[list[NodeView], list[str]]:
+    """The nodes with Ollama's API, and ``"name: why"`` for each OpenAI-compatible node the
+    operation skips; a 400 when that leaves none."""
+    kept = [n for n in nodes if n.kind != OPENAI]
+    skipped = [f"{n.name}: {skip_reason(path)}" for n in nodes if n.kind == OPENAI]
+    if not kept and skipped:
+        raise InvalidRequestError("; ".join(skipped))
+    return kept, skipped
 
 
 def _model(body: dict[str, Any], *fields: str) -> str:

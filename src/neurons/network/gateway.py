@@ -13,7 +13,8 @@ of its copies'); model operations are fanned out or targeted (:mod:`neurons.netw
 the OpenAI API is translated on top of the same dispatch
 (:mod:`neurons.network.gateway_openai`). A node older than an API gets the request in a
 form it knows (:mod:`neurons.network.versions`): ``/api/embed`` as ``/api/embeddings``
-calls, by the version its health probe read.
+calls, by the version its health probe read. An OpenAI-compatible node gets it in the
+OpenAI API (:mod:`neurons.network.openai_nodes`).
 
 Every response carries ``X-Neurons-Overhead-Ms``: the time the gateway spent on the request
 itself, that is the wall time minus the time spent waiting for nodes.
@@ -45,6 +46,7 @@ from neurons.metrics.inference import FINAL_BYTES, Finished, InferenceRecorder
 from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
 from neurons.network.local_models import LOCAL_PATHS, local_answer, local_tags_entry
+from neurons.network.openai_nodes import OPENAI, Translated, send, tags_answer
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy, canonical_label
 from neurons.network.versions import EMBED, embed_via_embeddings, supports
 from neurons.ollama import OLLAMA_COMPAT_VERSION
@@ -148,6 +150,7 @@ class Upstream:
     first: bytes = b""
     first_byte: float | None = None  # perf_counter when a stream's first chunk came
     cut: bool = False  # the stream broke after its status line went out
+    media_type: str | None = None  # of an answer translated here, not the node's own
     _rest: AsyncIterator[bytes] | None = None
     _release: Callable[[], None] | None = None
     _watch: _Watch | None = None
@@ -159,7 +162,9 @@ class Upstream:
 
     def headers(self, clock: Clock) -> dict[str, str]:
         return {
-            "content-type": self.response.headers.get("Content-Type", "application/json"),
+            "content-type": self.media_type
+            or self.response.headers.get("Content-Type")
+            or "application/json",
             NODE_HEADER: self.node.name,
             OVERHEAD_HEADER: clock.overhead_ms(),
         }
@@ -359,8 +364,12 @@ class Gateway:
         t0 = time.perf_counter()
         headers = self.monitor.tokens.headers(node.url)
         bridged: bytes | None = None  # an answer translated for a node older than the API
+        translated: Translated | None = None  # for a node with another API (openai_nodes)
         try:
-            if path == "/api/embed" and not supports(node.version, EMBED):
+            if node.kind == OPENAI:
+                response, translated = await send(self.session, node, path, payload, headers)
+                bridged = translated.body
+            elif path == "/api/embed" and not supports(node.version, EMBED):
                 response, bridged = await embed_via_embeddings(
                     self.session, node.url, payload, headers
                 )
@@ -375,8 +384,14 @@ class Gateway:
             release()
             raise
         upstream = Upstream(node, response, _release=release)
+        if translated is not None:
+            upstream.media_type = translated.media_type
         try:
-            if bridged is not None:
+            if translated is not None and translated.stream is not None:
+                upstream._rest = translated.stream
+                upstream.first = await anext(upstream._rest, b"")
+                upstream.first_byte = time.perf_counter()
+            elif bridged is not None:
                 upstream.body = bridged
                 await upstream.aclose()
             elif NDJSON in response.headers.get("Content-Type", "") and response.status < 400:
@@ -497,6 +512,8 @@ class Gateway:
         return list(merged.values())
 
     async def _models(self, node: NodeView, path: str) -> list[dict[str, Any]]:
+        if node.kind == OPENAI:  # no /api/tags there: what its probe read from /v1/models
+            return tags_answer(node)
         response = await self.http.get(node.url + path, timeout=10.0)
         response.raise_for_status()
         models = response.json().get("models") or []

@@ -1,9 +1,11 @@
 """The OpenAI API on the gateway: ``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings`` and ``/v1/models``.
 
-Each request is translated to the Ollama API (:mod:`neurons.network.openai_compat`) and sent
-through the same dispatch as native requests, so routing, retries before the first byte and
-the overhead header behave identically. A chat whose ``tool_choice`` forces a call is answered
+A request for a model only OpenAI-compatible nodes hold is sent to them as it is
+(:mod:`neurons.network.openai_nodes`). Any other is translated to the Ollama API
+(:mod:`neurons.network.openai_compat`) and sent through the same dispatch as native
+requests, so routing, retries before the first byte and the overhead header behave
+identically. A chat whose ``tool_choice`` forces a call is answered
 with the call the node decoded under a grammar (:mod:`neurons.network.openai_tools`). Streams
 become server-sent events; a node that dies mid-stream produces an SSE error event, which the
 ``openai`` client raises as an APIError.
@@ -32,10 +34,13 @@ from neurons.network.gateway import (
     Upstream,
 )
 from neurons.network.local_models import LOCAL_NODE, local_answer
+from neurons.network.openai_nodes import OPENAI
 
 __all__ = ["OpenAIGateway"]
 
 Translate = Callable[[object], dict[str, Any]]
+# The OpenAI route of each Ollama route a generation is translated to.
+_V1 = {"/api/chat": "/chat/completions", "/api/generate": "/completions"}
 
 
 class OpenAIGateway:
@@ -61,6 +66,9 @@ class OpenAIGateway:
         clock = Clock()
         try:
             body = await self._body(request)
+            passed = await self._passthrough(request, "/v1/embeddings", body, clock)
+            if passed is not None:
+                return passed
             ollama_body = oa.embedding_request(body)
             encoding = oa.encoding_format(body)
             local = self.gateway.local
@@ -119,6 +127,9 @@ class OpenAIGateway:
         clock = Clock()
         try:
             body = await self._body(request)
+            passed = await self._passthrough(request, "/v1" + _V1[path], body, clock)
+            if passed is not None:
+                return passed
             ollama_body = translate(body)
             upstream = await self._dispatch(request, path, ollama_body, clock)
         except oa.OpenAIRequestError as exc:
@@ -185,6 +196,31 @@ class OpenAIGateway:
         if not failed:
             yield oa.SSE_DONE
 
+    async def _passthrough(
+        self, request: Request, path: str, body: object, clock: Clock
+    ) -> Response | None:
+        """Send the request as it is when only OpenAI-compatible nodes hold its model
+        (:mod:`neurons.network.openai_nodes`); None: take the translated path."""
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or not model:
+            return None
+        holders = [n for n in self.gateway.monitor.routable() if n.has(model)]
+        if not holders or any(n.kind != OPENAI for n in holders):
+            return None
+        try:
+            check_model(request.scope, model)
+            upstream = await self.gateway.dispatch(
+                path, json.dumps(body).encode(), model, clock, targets=holders
+            )
+        except NeuronsError as exc:
+            raise oa.OpenAIRequestError(exc.message, exc.http_status) from exc
+        if upstream.body is not None:
+            try:
+                _spent(request, oa_usage(json.loads(upstream.body)))
+            except ValueError:
+                pass  # not JSON: nothing to count
+        return self.gateway.respond(upstream, clock)
+
     async def _tags(self, clock: Clock) -> list[dict[str, Any]]:
         try:
             return await self.gateway.union("/api/tags", clock)
@@ -240,6 +276,17 @@ class OpenAIGateway:
 def _count(answer: dict[str, Any], field: str) -> int:
     value = answer.get(field)
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def oa_usage(answer: object) -> dict[str, int]:
+    """An OpenAI answer's ``usage`` as Ollama's counts (what :func:`_spent` reads)."""
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {
+        "prompt_eval_count": _count(usage, "prompt_tokens"),
+        "eval_count": _count(usage, "completion_tokens"),
+    }
 
 
 def _spent(request: Request, answer: object) -> None:

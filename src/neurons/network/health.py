@@ -3,11 +3,11 @@
 The store is the registry (the CLI may add or remove nodes while the control plane runs); the
 monitor re-reads it on every pass, probes each node with cheap calls (``/api/version``, then
 ``/api/ps`` and ``/api/tags`` for its inventory, and ``/api/neuron/status`` on embedded
-neurons for their slot count), and applies the transition tables of
-:mod:`neurons.network.states`. What each copy of a model can do comes with its ``/api/tags``
-entry (embedded neurons, recent Ollama); an older Ollama lists it only in ``/api/show``,
-which is read once per model digest and cached. The gateway reports what real requests saw
-(passive detection), which feeds the breakers between probes.
+neurons for their slot count; an OpenAI-compatible node, ``/v1/models``), and applies the
+transition tables of :mod:`neurons.network.states`. What each copy of a model can do comes
+with its ``/api/tags`` entry (embedded neurons, recent Ollama); an older Ollama lists it only
+in ``/api/show``, which is read once per model digest and cached. The gateway reports what
+real requests saw (passive detection), which feeds the breakers between probes.
 
 With a ``publish`` callable (the control plane's event bus) the monitor announces a node
 coming up (``node.up``), going offline (``node.down``) and its breaker moving
@@ -33,6 +33,7 @@ from neurons.auth.node_tokens import NodeTokens
 from neurons.auth.sealing import Sealer
 from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
 from neurons.events.kinds import NODE_BREAKER, NODE_DOWN, NODE_UP
+from neurons.network.openai_nodes import OPENAI, tags_of
 from neurons.network.routing import NodeView
 from neurons.network.states import (
     BreakerState,
@@ -227,15 +228,21 @@ class HealthMonitor:
     async def probe(self, view: NodeView) -> bool:
         started = time.perf_counter()
         try:
-            version = await self._get(view, "/api/version")
-            latency_ms = (time.perf_counter() - started) * 1000
-            reported = str(version.get("version") or "") or None
-            # An Ollama older than /api/ps (0.1.38) is asked only what it knows.
-            ps = self._get(view, "/api/ps") if supports(reported, PS) else _no_models()
-            calls = [ps, self._get(view, "/api/tags")]
-            if view.kind == "embedded":
-                calls.append(self._get(view, "/api/neuron/status"))
-            results = await asyncio.gather(*calls)
+            if view.kind == OPENAI:  # no Ollama API: /v1/models is its inventory, all served
+                tags = tags_of(await self._get(view, "/v1/models"))
+                latency_ms = (time.perf_counter() - started) * 1000
+                reported, results = None, [tags, tags]
+                view.served = {canonical_name(n): n for n in _served_names(tags)}
+            else:
+                version = await self._get(view, "/api/version")
+                latency_ms = (time.perf_counter() - started) * 1000
+                reported = str(version.get("version") or "") or None
+                # An Ollama older than /api/ps (0.1.38) is asked only what it knows.
+                ps = self._get(view, "/api/ps") if supports(reported, PS) else _no_models()
+                calls = [ps, self._get(view, "/api/tags")]
+                if view.kind == "embedded":
+                    calls.append(self._get(view, "/api/neuron/status"))
+                results = await asyncio.gather(*calls)
         except (httpx.HTTPError, ValueError) as exc:
             has_token = self.tokens.token(view.url) is not None
             await self._probe_failed(view, _probe_error(view, exc, has_token))
@@ -245,6 +252,8 @@ class HealthMonitor:
         view.models = frozenset(_names(results[1]))
         await self._record_manifests(view, results[1])
         unlisted = self._listed_capabilities(view, results[1])
+        if view.kind == OPENAI:  # it has no /api/show: unknown, and the node refuses
+            unlisted = []
         label_slots = _label_slots(view.labels)
         if label_slots:
             view.slots = label_slots
@@ -546,6 +555,11 @@ def manifests_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _names(payload: dict[str, Any]) -> list[str]:
     return [canonical_name(str(i.get("name") or i.get("model"))) for i in _entries(payload)]
+
+
+def _served_names(payload: dict[str, Any]) -> list[str]:
+    """The names as the node spells them (an OpenAI-compatible node's own model ids)."""
+    return [str(i.get("name") or i.get("model")) for i in _entries(payload)]
 
 
 def _capability_list(payload: dict[str, Any]) -> tuple[str, ...] | None:

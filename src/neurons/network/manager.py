@@ -29,6 +29,7 @@ from neurons.auth.sealing import Sealer
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError
 from neurons.network.health import PROBE_TIMEOUT_S, HealthMonitor
+from neurons.network.openai_nodes import OPENAI
 from neurons.network.routing import NodeView
 from neurons.network.sync import SyncProgress, SyncReport, synchronize
 from neurons.store import NODE_KINDS, Store
@@ -57,12 +58,21 @@ def check_url(url: str) -> str:
 
 
 async def detect_kind(http: httpx.AsyncClient, url: str) -> str:
-    """``embedded`` when the node answers our extension route, else ``ollama``."""
+    """``embedded`` when the node answers our extension route; ``openai`` when it has no
+    ``/api/version`` but lists ``/v1/models`` (Ollama has both); else ``ollama`` (also for a
+    node that cannot be reached now)."""
     try:
         response = await http.get(url + "/api/neuron/status", timeout=PROBE_TIMEOUT_S)
-    except httpx.HTTPError:
-        return "ollama"
-    return "embedded" if response.status_code == 200 else "ollama"
+        if response.status_code == 200:
+            return "embedded"
+        version = await http.get(url + "/api/version", timeout=PROBE_TIMEOUT_S)
+        if version.status_code == 404:
+            models = await http.get(url + "/v1/models", timeout=PROBE_TIMEOUT_S)
+            if models.status_code == 200 and isinstance(models.json().get("data"), list):
+                return OPENAI
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return "ollama"
 
 
 class NetworkManager:

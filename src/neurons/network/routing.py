@@ -59,6 +59,9 @@ class NodeView:
     # Canonical name -> what the node's copy can do, in the order the node lists it; a model
     # missing here is not known yet (its /api/show not read, or it failed).
     capabilities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Canonical name -> the node's own id for it, on a node whose ids are not Ollama names
+    # (an OpenAI-compatible node: neurons.network.openai_nodes); requests carry that id.
+    served: dict[str, str] = field(default_factory=dict)
     slots: int = 1  # requests the node runs at once (its num_parallel)
     in_flight: int = 0  # requests the gateway has open on it
     latency_ms: float | None = None  # smoothed probe/first-byte latency

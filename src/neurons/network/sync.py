@@ -46,6 +46,7 @@ from neurons.errors import (
 from neurons.events.kinds import MODEL_SYNCED
 from neurons.modelfile.parser import Modelfile, parse
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, coerce_parameter
+from neurons.network.openai_nodes import OPENAI, skip_reason
 from neurons.network.routing import NodeView
 from neurons.network.states import NodeState
 from neurons.ollama.names import canonical_name, digest_to_filename, normalize_digest
@@ -482,11 +483,14 @@ class SyncReport:
     skipped: list[tuple[str, str]]
     problems: list[str]
     seconds: float
+    # (node, why) for the nodes sync cannot copy to or from: OpenAI-compatible ones.
+    nodes_skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "transfers": [t.to_dict() for t in self.transfers],
             "skipped": [{"model": m, "node": n, "reason": "present"} for m, n in self.skipped],
+            "nodes_skipped": [{"node": n, "reason": why} for n, why in self.nodes_skipped],
             "problems": list(self.problems),
             "bytes_copied": sum(t.bytes_copied for t in self.transfers),
             "seconds": round(self.seconds, 3),
@@ -538,6 +542,8 @@ async def synchronize(
     started = time.monotonic()
     placements = [store.placements.get(model)] if model else store.placements.list()
     records = [r for r in store.nodes.list() if r.status not in _OUT_OF_SERVICE]
+    passed_over = [(r.name, skip_reason("sync")) for r in records if r.kind == OPENAI]
+    records = [r for r in records if r.kind != OPENAI]  # no Ollama API: no blobs to copy
     problems: list[str] = []
     inventories: list[NodeInventory] = []
     for record, found in zip(
@@ -568,4 +574,4 @@ async def synchronize(
             continue
         done.append(copied)
         _announce(publish, copied)
-    return SyncReport(done, planned.in_place, problems, time.monotonic() - started)
+    return SyncReport(done, planned.in_place, problems, time.monotonic() - started, passed_over)
