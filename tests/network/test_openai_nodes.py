@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import subprocess
 import sys
 import time
@@ -19,10 +20,12 @@ import httpx
 import ollama
 import openai
 import pytest
+from typer.testing import CliRunner
 
 from neurons.api.app import create_control_plane
 from neurons.api.server import ServerThread
 from neurons.auth.node_tokens import NodeTokens, node_http_client
+from neurons.cli.network import node_app
 from neurons.config import Settings
 from neurons.network.manager import detect_kind
 from tests.conftest import free_port, wait_for
@@ -113,6 +116,22 @@ def test_the_kind_is_detected_when_not_given(server: subprocess.Popen[bytes]) ->
             return await detect_kind(http, server.url)  # type: ignore[attr-defined]
 
     assert asyncio.run(detect()) == "openai"
+
+
+def test_the_cli_adds_it_with_its_key(
+    server: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEURONS_HOME", str(tmp_path / "home"))
+    url = server.url  # type: ignore[attr-defined]
+    args = ["add", url, "--name", "lcpp", "--kind", "openai", "--token", KEY, "--json"]
+    result = CliRunner().invoke(node_app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    node = json.loads(result.stdout)["node"]
+    assert node["kind"] == "openai" and node["state"] == "online" and node["has_token"]
+    assert node["models"] == [MODEL] and KEY not in result.stdout
+    wrong = CliRunner().invoke(node_app, ["add", url, "--name", "nokey", "--kind", "openai",
+                                          "--json"])  # fmt: skip
+    assert json.loads(wrong.stdout)["node"]["state"] != "online"  # 401 without the key
 
 
 def test_the_ollama_client_chats_streams_generates_and_embeds(plane: str) -> None:
