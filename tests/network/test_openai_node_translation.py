@@ -20,6 +20,7 @@ from neurons.network.openai_nodes import (
     generate_answer,
     generate_body,
     tags_of,
+    translatable,
 )
 from neurons.network.routing import NodeView
 
@@ -179,3 +180,15 @@ def test_inventory_and_skips() -> None:
     assert kept == [ollama_node] and skipped[0].startswith("b: skipped")
     with pytest.raises(InvalidRequestError, match="OpenAI-compatible"):
         _without_openai([openai_node], "/api/copy")
+
+
+def test_a_request_such_a_node_would_refuse_goes_to_one_that_can_take_it() -> None:
+    ollama_node = NodeView("1", "a", "http://a", "ollama")
+    openai_node = NodeView("2", "b", "http://b", "openai")
+    both = [openai_node, ollama_node]
+    plain = json.dumps(CHAT).encode()
+    with_num_ctx = json.dumps({**CHAT, "options": {"num_ctx": 8192}}).encode()
+    assert translatable(both, "/api/chat", plain) == both
+    assert translatable(both, "/api/chat", with_num_ctx) == [ollama_node]
+    assert translatable(both, "/api/show", b'{"model": "m"}') == [ollama_node]
+    assert translatable([openai_node], "/api/chat", with_num_ctx) == [openai_node]  # its 400

@@ -46,7 +46,7 @@ from neurons.metrics.inference import FINAL_BYTES, Finished, InferenceRecorder
 from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
 from neurons.network.local_models import LOCAL_PATHS, local_answer, local_tags_entry
-from neurons.network.openai_nodes import OPENAI, Translated, send, tags_answer
+from neurons.network.openai_nodes import OPENAI, Translated, send, tags_answer, translatable
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy, canonical_label
 from neurons.network.versions import EMBED, embed_via_embeddings, supports
 from neurons.ollama import OLLAMA_COMPAT_VERSION
@@ -315,7 +315,7 @@ class Gateway:
         ``needed`` (or of ``targets``, the nodes the request named, which check for
         themselves), moving on after failures."""
         action = _CHECKED_ACTIONS.get(path, "generate")
-        candidates = targets or self.candidates(model, needed, action)
+        candidates = translatable(targets or self.candidates(model, needed, action), path, payload)
         order = self.policy.order(RouteRequest(model, prefix), candidates)
         tries = order[: self.attempts]
         failures: list[str] = []

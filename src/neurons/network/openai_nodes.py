@@ -42,7 +42,9 @@ like any node; what is sent differs:
   template: Ollama's ``raw`` mode, whatever ``raw`` says); embed's ``options`` and
   ``truncate: true`` (such a server fails an input past its context instead); message
   fields other than ``role``, ``content``, ``tool_calls`` and ``tool_name``; any field this
-  module does not know. Other Ollama routes (``/api/show``, ...) are refused too.
+  module does not know. Other Ollama routes (``/api/show``, ...) are refused too. Where a
+  node with Ollama's API holds the model as well, such a request goes to it instead
+  (:func:`translatable`).
 
 * OpenAI-API requests for a model that only OpenAI-compatible nodes hold pass straight
   through, body and answer as they are (:mod:`neurons.network.gateway_openai`); where an
@@ -101,6 +103,7 @@ __all__ = [
     "skip_reason",
     "tags_answer",
     "tags_of",
+    "translatable",
 ]
 
 OPENAI = "openai"
@@ -535,6 +538,24 @@ ROUTES: dict[str, tuple[str, Build]] = {
     "/api/embed": ("/v1/embeddings", embed_body),
     "/api/embeddings": ("/v1/embeddings", embed_body),
 }
+
+
+def translatable(nodes: list[NodeView], path: str, payload: bytes) -> list[NodeView]:
+    """The candidates for a request, less the OpenAI-compatible ones that would refuse it
+    while a node with Ollama's API could take it (``num_ctx`` goes to the Ollama node).
+    When only such nodes remain they stay, and refuse it with the 400 that says why."""
+    kinds = {n.kind == OPENAI for n in nodes}
+    if kinds != {True, False} or path.startswith("/v1/"):
+        return nodes  # nothing to choose between: no parsing on the common path
+    others = [n for n in nodes if n.kind != OPENAI]
+    if path not in ROUTES:
+        return others
+    try:
+        body = json.loads(payload)
+        ROUTES[path][1](body)
+    except (InvalidRequestError, ValueError, AttributeError):
+        return others
+    return nodes
 
 
 @dataclass
