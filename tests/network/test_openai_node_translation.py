@@ -91,6 +91,9 @@ def test_generate_and_embed_bodies() -> None:
     embed = embed_body({"model": "m", "input": "a", "dimensions": 4})
     assert embed == {"model": "m", "input": ["a"]}  # dimensions: cut here, from the answer
     assert embed_body({"model": "m", "prompt": "a"})["input"] == ["a"]  # /api/embeddings
+    assert embed_body({"model": "m", "input": []})["input"] == [""]  # loads, as Ollama's
+    loaded = embedding_answer({"data": [{"embedding": [1.0]}]}, {"input": []}, "/api/embed", 1)
+    assert loaded["embeddings"] == []
     with pytest.raises(InvalidRequestError, match="truncate"):
         embed_body({"model": "m", "input": "a", "truncate": True})
     with pytest.raises(InvalidRequestError, match="options"):
@@ -135,11 +138,13 @@ def test_answers_and_errors() -> None:
         {"data": [{"index": 1, "embedding": [0.0, 2.0]},
                   {"index": 0, "embedding": [[3.0, 0.0], [3.0, 8.0]]}],
          "usage": {"prompt_tokens": 3}},
-        {"model": "m"}, "/api/embed", 1,
+        {"model": "m", "input": ["a", "b"]}, "/api/embed", 1,
     )  # fmt: skip
     assert embedded["embeddings"] == [[0.6, 0.8], [0.0, 1.0]]
     assert embedded["prompt_eval_count"] == 3
-    legacy = embedding_answer({"data": [{"embedding": [3.0, 4.0]}]}, {}, "/api/embeddings", 1)
+    legacy = embedding_answer(
+        {"data": [{"embedding": [3.0, 4.0]}]}, {"prompt": "a"}, "/api/embeddings", 1
+    )
     assert legacy == {"embedding": [3.0, 4.0]}
     assert json.loads(error_answer(b'{"error": {"message": "bad"}}', 400)) == {"error": "bad"}
     assert json.loads(error_answer(b'{"detail": "Invalid API key"}', 401)) == {

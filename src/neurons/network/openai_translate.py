@@ -191,8 +191,8 @@ def embed_body(body: Mapping[str, Any]) -> dict[str, Any]:
         raise _refuse("truncate", "such a node fails an input past its context instead")
     _check_fields(body, _EMBED_FIELDS | {"options"})
     raw = body.get("input", body.get("prompt"))
-    if raw is None or raw == "":
-        texts: list[str] = []
+    if raw is None or raw == "" or raw == []:
+        texts = [""]  # Ollama loads the model and answers no vectors: the same call, here
     elif isinstance(raw, str):
         texts = [raw]
     elif isinstance(raw, list) and all(isinstance(t, str) for t in raw):
@@ -307,6 +307,8 @@ def embedding_answer(
         key=lambda d: int(d.get("index") or 0),
     )
     vectors = [mean_pooled(d.get("embedding") or []) for d in items]
+    if request.get("input", request.get("prompt")) in (None, "", []):
+        vectors = []  # the one empty text sent only to load the model (embed_body)
     model = str(request.get("model"))
     if path == "/api/embeddings":
         return {"embedding": vectors[0] if vectors else []}
