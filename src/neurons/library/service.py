@@ -26,7 +26,7 @@ from neurons.library.performance import Measurement
 from neurons.library.search import Library, parse_parameter_count
 from neurons.modelfile.convert import to_create_request
 from neurons.modelfile.parser import parse
-from neurons.network.openai_nodes import OPENAI, skip_reason
+from neurons.network.openai_inventory import OPENAI, skip_reason
 from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
 

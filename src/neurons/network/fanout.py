@@ -45,7 +45,7 @@ from neurons.errors import (
 )
 from neurons.events.kinds import MODEL_CREATED, MODEL_DELETED
 from neurons.network.gateway import NODE_HEADER, OVERHEAD_HEADER, Clock, Gateway
-from neurons.network.openai_nodes import OPENAI, skip_reason
+from neurons.network.openai_inventory import OPENAI, skip_reason
 from neurons.network.routing import NodeView
 from neurons.ollama.names import canonical_name, normalize_digest
 from neurons.ollama.wire import NDJSON, line, read_json, required_model, wants_stream

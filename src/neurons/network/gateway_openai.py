@@ -34,7 +34,7 @@ from neurons.network.gateway import (
     Upstream,
 )
 from neurons.network.local_models import LOCAL_NODE, local_answer
-from neurons.network.openai_nodes import OPENAI
+from neurons.network.openai_inventory import OPENAI
 
 __all__ = ["OpenAIGateway"]
 

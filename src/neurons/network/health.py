@@ -33,7 +33,7 @@ from neurons.auth.node_tokens import NodeTokens
 from neurons.auth.sealing import Sealer
 from neurons.errors import NeuronsError, NodeNotFoundError, NoNodeAvailableError
 from neurons.events.kinds import NODE_BREAKER, NODE_DOWN, NODE_UP
-from neurons.network.openai_nodes import OPENAI, tags_of
+from neurons.network.openai_inventory import OPENAI, tags_of
 from neurons.network.routing import NodeView
 from neurons.network.states import (
     BreakerState,

@@ -29,7 +29,7 @@ from neurons.auth.sealing import Sealer
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError
 from neurons.network.health import PROBE_TIMEOUT_S, HealthMonitor
-from neurons.network.openai_nodes import OPENAI
+from neurons.network.openai_inventory import OPENAI
 from neurons.network.routing import NodeView
 from neurons.network.sync import SyncProgress, SyncReport, synchronize
 from neurons.store import NODE_KINDS, Store

@@ -83,6 +83,7 @@ from typing import Any
 import aiohttp
 
 from neurons.errors import InvalidRequestError
+from neurons.network.openai_inventory import OPENAI, skip_reason, tags_of
 from neurons.network.openai_translate import (
     SseToNdjson,
     chat_answer,
@@ -117,13 +118,7 @@ __all__ = [
     "translatable",
 ]
 
-OPENAI = "openai"
 _JSON = "application/json"
-
-
-def skip_reason(path: str) -> str:
-    """Why a model operation skips an OpenAI-compatible node (its per-node result)."""
-    return f"skipped: an OpenAI-compatible node has no Ollama API for {path}"
 
 
 # -- the gateway's per-node attempt ---------------------------------------------------------
@@ -273,14 +268,6 @@ async def _passthrough(
 
 
 # -- inventory ------------------------------------------------------------------------------
-
-
-def tags_of(models: Mapping[str, Any]) -> dict[str, Any]:
-    """``GET /v1/models``' answer as an ``/api/tags`` answer (names only: no digest, size or
-    details, which such a server does not tell)."""
-    data = models.get("data")
-    ids = [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")] if data else []
-    return {"models": [{"name": i, "model": i} for i in ids]}
 
 
 def tags_answer(node: NodeView) -> list[dict[str, Any]]:

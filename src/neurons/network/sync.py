@@ -46,7 +46,7 @@ from neurons.errors import (
 from neurons.events.kinds import MODEL_SYNCED
 from neurons.modelfile.parser import Modelfile, parse
 from neurons.modelfile.schema import DEPRECATED_PARAMETERS, coerce_parameter
-from neurons.network.openai_nodes import OPENAI, skip_reason
+from neurons.network.openai_inventory import OPENAI, skip_reason
 from neurons.network.routing import NodeView
 from neurons.network.states import NodeState
 from neurons.ollama.names import canonical_name, digest_to_filename, normalize_digest
