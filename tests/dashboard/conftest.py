@@ -56,11 +56,15 @@ def control_plane(home: Path, neuron: NeuronProcess, **settings: Any) -> Iterato
         yield server.url
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session: Playwright's sync API runs an event loop in the main thread
+# while it is open, and every later test's asyncio.run() would fail with "cannot be called
+# from a running event loop". It closes after the last dashboard test.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api  # a dev dependency: scripts/setup installs it
+
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (set NEURONS_TEST_CHROMIUM)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/setup (or set NEURONS_TEST_CHROMIUM)")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
