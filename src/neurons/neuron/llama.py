@@ -98,9 +98,17 @@ def grammar_for_format(fmt: Any) -> str:
     if fmt == "json":
         return str(JSON_GBNF)
     try:
-        return str(json_schema_to_gbnf(json.dumps(fmt)))
+        grammar = str(json_schema_to_gbnf(json.dumps(fmt)))
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise EngineError(f"invalid format: {exc}") from exc
+    # llama-cpp-python's converter lets a string hold raw control characters (a newline), which
+    # JSON forbids: a model once answered {"name": ", <newline>"} that no parser reads. Its own
+    # JSON_GBNF and llama.cpp's converter exclude them; so does this.
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 class Vocabulary:
