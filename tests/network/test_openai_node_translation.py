@@ -10,7 +10,9 @@ import pytest
 
 from neurons.errors import InvalidRequestError
 from neurons.network.fanout import _without_openai
-from neurons.network.openai_nodes import (
+from neurons.network.openai_inventory import tags_of
+from neurons.network.openai_nodes import translatable
+from neurons.network.openai_translate import (
     SseToNdjson,
     chat_answer,
     chat_body,
@@ -19,8 +21,6 @@ from neurons.network.openai_nodes import (
     error_answer,
     generate_answer,
     generate_body,
-    tags_of,
-    translatable,
 )
 from neurons.network.routing import NodeView
 

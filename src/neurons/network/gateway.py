@@ -46,7 +46,8 @@ from neurons.metrics.inference import FINAL_BYTES, Finished, InferenceRecorder
 from neurons.network.bounds import Bounds, check_ollama
 from neurons.network.health import HealthMonitor
 from neurons.network.local_models import LOCAL_PATHS, local_answer, local_tags_entry
-from neurons.network.openai_nodes import OPENAI, Translated, send, tags_answer, translatable
+from neurons.network.openai_inventory import OPENAI
+from neurons.network.openai_nodes import Translated, send, tags_answer, translatable
 from neurons.network.routing import NodeView, RouteRequest, RoutingPolicy, canonical_label
 from neurons.network.versions import EMBED, embed_via_embeddings, supports
 from neurons.ollama import OLLAMA_COMPAT_VERSION

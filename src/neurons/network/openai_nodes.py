@@ -83,7 +83,7 @@ from typing import Any
 import aiohttp
 
 from neurons.errors import InvalidRequestError
-from neurons.network.openai_inventory import OPENAI, skip_reason, tags_of
+from neurons.network.openai_inventory import OPENAI
 from neurons.network.openai_translate import (
     SseToNdjson,
     chat_answer,
@@ -93,28 +93,15 @@ from neurons.network.openai_translate import (
     error_answer,
     generate_answer,
     generate_body,
-    mean_pooled,
 )
 from neurons.network.routing import NodeView
 from neurons.ollama.names import canonical_name
 from neurons.ollama.wire import NDJSON, line
 
 __all__ = [
-    "OPENAI",
     "ROUTES",
-    "SseToNdjson",
-    "chat_answer",
-    "chat_body",
-    "embed_body",
-    "embedding_answer",
-    "error_answer",
-    "generate_answer",
-    "generate_body",
-    "mean_pooled",
     "send",
-    "skip_reason",
     "tags_answer",
-    "tags_of",
     "translatable",
 ]
 
