@@ -21,15 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from neurons.api.surfaces import error_response
 from neurons.auth.context import usage_of
 from neurons.errors import InvalidRequestError, NeuronsError, NotFoundError
+from neurons.inference.service import MAX_TEXTS, NO_INPUT
 from neurons.ollama.wire import read_json
 from neurons.system.inference import LocalInference
 
-__all__ = ["MAX_TEXTS", "InferenceRequest", "InferenceResponse", "router"]
+__all__ = ["InferenceRequest", "InferenceResponse", "router"]
 
 router = APIRouter(tags=["inference"])
-
-MAX_TEXTS = 2048
-NO_INPUT = "No input text provided"  # seed 001's message
 
 
 class InferenceRequest(BaseModel):
@@ -129,8 +127,4 @@ def _texts(body: dict[str, Any]) -> tuple[list[str], bool]:
         return [text], True
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise InvalidRequestError("texts must be a list of strings")
-    if not texts:
-        raise InvalidRequestError(NO_INPUT)
-    if len(texts) > MAX_TEXTS:
-        raise InvalidRequestError(f"at most {MAX_TEXTS} texts per request (got {len(texts)})")
-    return list(texts), False
+    return list(texts), False  # the service refuses none, too many and blank ones

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from neurons.config import Settings
 from neurons.inference.config import InferenceConfig
+from neurons.inference.service import Embedded, InferenceService
 from neurons.metrics.models import ModelMetrics
 from neurons.ollama.names import canonical_name
 from neurons.system.core import Component
-
-if TYPE_CHECKING:  # the service pulls in torch: imported on first use, not with the plane
-    from neurons.inference.service import Embedded, InferenceService
 
 __all__ = ["InferenceComponent", "LocalInference", "inference_config"]
 
@@ -66,8 +64,6 @@ class LocalInference:
             return self._service
         async with self._lock:
             if self._service is None:
-                from neurons.inference.service import InferenceService
-
                 service = InferenceService(self.config)
                 await service.start()  # raises with the reason; the next call tries again
                 self._service = service
