@@ -425,6 +425,34 @@ def test_automatic_saves_and_the_one_at_shutdown(store: Store, tmp_path: Path) -
     assert [n["name"] for n in last] == ["one", "three", "two"]
 
 
+def test_a_write_landing_between_two_components_reads_does_not_tear_a_version(
+    store: Store, tmp_path: Path
+) -> None:
+    """Each component reads in its own transaction. A node added after "nodes" was read
+    but before "node_models" was (what the CI run caught, an autosave racing an add) must
+    not leave a version holding half of it: the save reads again until two reads agree."""
+    from neurons.persistence.components import Component
+
+    class AddsANodeOnceWhileRead(Component):
+        name = "racing_writer"
+        key = None
+        calls = 0
+
+        def collect(self, store: Store, settings: Settings) -> object:
+            type(self).calls += 1
+            if type(self).calls == 1:
+                store.nodes.add("late", "http://10.0.0.9:11434", "ollama")
+            return {}
+
+    settings = Settings(home=tmp_path / "home", ollama_base_url="")
+    store.nodes.add("early", "http://10.0.0.1:11434", "ollama")
+    service = PersistenceService(store, settings, [*COMPONENTS, AddsANodeOnceWhileRead()])
+    saved = service.save()
+    names = [n["name"] for n in service.show(saved.version, "nodes")["data"]]
+    assert names == ["early", "late"]
+    assert service.save_if_changed() is None  # the version held the whole state
+
+
 def test_an_interval_of_zero_saves_nothing_by_itself(store: Store, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", ollama_base_url="", snapshot_interval_s=0)
     service = PersistenceService(store, settings)

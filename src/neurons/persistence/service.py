@@ -60,6 +60,8 @@ TMP_PREFIX = ".tmp-"
 _VERSION_DIR = re.compile(r"^v(\d{6,})$")
 _TMP_DIR = re.compile(r"^\.tmp-(\d+)-[0-9a-f]+$")
 _REASON = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# How many times a save reads the state again, at most, to get two reads that agree.
+_STABLE_READS = 3
 # A temporary directory older than this is a leftover even if its pid is alive again
 # (reused by another process).
 _TMP_MAX_AGE_S = 3600.0
@@ -119,15 +121,19 @@ class PersistenceService:
                 f"starting with a letter; not {reason!r}"
             )
         with self._save_lock:
-            files = {
-                name: _encode(name, component.collect(self.store, self.settings))
-                for name, component in self.components.items()
-            }
-            meta = {name: SnapshotFile(sha256_of(data), len(data)) for name, data in files.items()}
+            files, meta = self._collect()
             if if_changed:
                 latest = self.store.snapshots.latest(status=None)
                 if latest is not None and latest.status == "complete" and latest.components == meta:
                     return None
+            # Each component reads in its own transaction, so a write landing between two
+            # reads (a node added between "nodes" and "node_models") tears the version.
+            # Collecting again until two reads agree keeps a version one consistent state.
+            for _ in range(_STABLE_READS):
+                again, again_meta = self._collect()
+                if again_meta == meta:
+                    break
+                files, meta = again, again_meta
             record = self._write(reason, files, meta)
         log.info("state snapshot v%d saved (%s)", record.version, reason)
         self._announce(record)
@@ -136,6 +142,13 @@ class PersistenceService:
         except (NeuronsError, OSError):
             log.warning("pruning state snapshots after v%d failed", record.version, exc_info=True)
         return record
+
+    def _collect(self) -> tuple[dict[str, bytes], dict[str, SnapshotFile]]:
+        files = {
+            name: _encode(name, component.collect(self.store, self.settings))
+            for name, component in self.components.items()
+        }
+        return files, {name: SnapshotFile(sha256_of(d), len(d)) for name, d in files.items()}
 
     def _announce(self, record: SnapshotRecord) -> None:
         """Tell the event bus a version is committed: its number, reason and size only."""
