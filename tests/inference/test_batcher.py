@@ -34,6 +34,27 @@ def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
 
     asyncio.run(main())
     assert threading.get_ident() not in threads  # forward passes ran off the event loop
+    assert len(threads) == 1  # always the same worker thread (torch's per-thread state)
+
+
+def test_a_backlog_runs_as_even_batches_sorted_by_length() -> None:
+    calls: list[list[str]] = []
+
+    def forward(texts: list[str]) -> list[str]:
+        calls.append(texts)
+        return texts
+
+    async def main() -> None:
+        batcher = MicroBatcher(forward, max_batch=16, max_wait_s=0.05)
+        await batcher.start()
+        texts = ["x" * (1 + (i * 37) % 57) for i in range(57)]  # 57 lengths, shuffled
+        assert await batcher.submit(texts) == texts
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert [len(call) for call in calls] == [15, 14, 14, 14]  # not 16+16+16+9
+    lengths = [len(text) for call in calls for text in call]
+    assert lengths == sorted(lengths)
 
 
 def test_a_failing_forward_pass_fails_every_waiting_caller() -> None:
