@@ -21,11 +21,12 @@ from neurons.errors import (
     BlobNotFoundError,
     InvalidRequestError,
     ModelNotFoundError,
+    NeuronsError,
     NodeError,
     NodeUnreachableError,
 )
 
-__all__ = ["BlobStream", "NodeClient"]
+__all__ = ["BlobStream", "NodeClient", "error_message", "node_error"]
 
 _CHUNK = 1 << 20
 
@@ -65,6 +66,16 @@ def error_message(body: bytes, fallback: str) -> str:
     return text or fallback
 
 
+def node_error(node: str, status: int, message: str) -> NeuronsError:
+    """A node's error answer as the library's error: the one mapping, for this client and
+    the operations layer (:mod:`neurons.network.operations`)."""
+    if status == 404:
+        return ModelNotFoundError(message)
+    if status == 400:
+        return InvalidRequestError(message)
+    return NodeError(f"{node}: {message} (HTTP {status})")
+
+
 class NodeClient:
     """``async with NodeClient(url) as node: await node.tags()``."""
 
@@ -95,11 +106,7 @@ class NodeClient:
 
     def _error(self, response: httpx.Response) -> Exception:
         message = error_message(response.content, response.reason_phrase)
-        if response.status_code == 404:
-            return ModelNotFoundError(message)
-        if response.status_code == 400:
-            return InvalidRequestError(message)
-        return NodeError(f"{self.name}: {message} (HTTP {response.status_code})")
+        return node_error(self.name, response.status_code, message)
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
