@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from neurons.errors import InvalidRequestError
-from neurons.network.fanout import _without_openai
 from neurons.network.openai_inventory import tags_of
 from neurons.network.openai_nodes import translatable
 from neurons.network.openai_translate import (
@@ -22,6 +21,7 @@ from neurons.network.openai_translate import (
     generate_answer,
     generate_body,
 )
+from neurons.network.operations import Candidate, Operation, choose
 from neurons.network.routing import NodeView
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -179,12 +179,15 @@ def test_inventory_and_skips() -> None:
     assert tags_of({"data": [{"id": "org/Model-7B"}, {"object": "model"}]}) == {
         "models": [{"name": "org/Model-7B", "model": "org/Model-7B"}]
     }
-    ollama_node = NodeView("1", "a", "http://a", "ollama")
-    openai_node = NodeView("2", "b", "http://b", "openai")
-    kept, skipped = _without_openai([ollama_node, openai_node], "/api/pull")
-    assert kept == [ollama_node] and skipped[0].startswith("b: skipped")
+    ollama_node = Candidate("a", "http://a", "ollama", "online")
+    openai_node = Candidate("b", "http://b", "openai", "online", frozenset({"m:latest"}))
+    selection = choose([ollama_node, openai_node], Operation.PULL)
+    assert selection.targets == [ollama_node]
+    assert [(r.node, r.skipped) for r in selection.skipped] == [
+        ("b", "skipped: an OpenAI-compatible node has no Ollama API for /api/pull")
+    ]
     with pytest.raises(InvalidRequestError, match="OpenAI-compatible"):
-        _without_openai([openai_node], "/api/copy")
+        choose([openai_node], Operation.COPY, "m")
 
 
 def test_a_request_such_a_node_would_refuse_goes_to_one_that_can_take_it() -> None:
