@@ -258,6 +258,22 @@ def stats(
     Console().print(model_stats_table(models))
 
 
+def _outcome(data: dict[str, Any], as_json: bool, said: Callable[[str], str]) -> None:
+    """Print a model operation's answer: the nodes it succeeded on, then each node it failed
+    on or skipped (on stderr). Exit 1 when it failed on any node."""
+    per_node = data["per_node"]
+    if as_json:
+        emit(data)
+    else:
+        typer.echo(said(", ".join(n["node"] for n in per_node if n["ok"])))
+        for entry in per_node:
+            if not entry["ok"]:
+                why = entry["skipped"] or f"failed: {entry['error']}"
+                typer.echo(f"{entry['node']}: {why}", err=True)
+    if any(not n["ok"] and n["skipped"] is None for n in per_node):
+        raise typer.Exit(1)
+
+
 @models_app.command("pull")
 def pull(
     model: str,
@@ -279,30 +295,21 @@ def pull(
                 bar.update(tasks[key], total=item["total"], completed=item.get("completed", 0))
 
         data = _run(lambda s: s.pull(model, node=node, insecure=insecure, progress=progress))
-    if as_json:
-        emit(data)
-    else:
-        typer.echo(f"pulled {model} onto {', '.join(data['results'])}")
+    _outcome(data, as_json, lambda done: f"pulled {model} onto {done}")
 
 
 @models_app.command("rm")
 def rm(model: str, node: NodeOption = None, as_json: JsonFlag = False) -> None:
     """Delete MODEL from a node (or from every node that holds it)."""
     data = _run(lambda s: s.delete(model, node=node))
-    if as_json:
-        emit(data)
-    else:
-        typer.echo(f"deleted {data['model']} from {', '.join(data['deleted_from'])}")
+    _outcome(data, as_json, lambda done: f"deleted {data['model']} from {done}")
 
 
 @models_app.command("cp")
 def cp(source: str, destination: str, node: NodeOption = None, as_json: JsonFlag = False) -> None:
     """Copy SOURCE to DESTINATION on the nodes that hold it."""
     data = _run(lambda s: s.copy(source, destination, node=node))
-    if as_json:
-        emit(data)
-    else:
-        typer.echo(f"copied {source} to {destination} on {', '.join(data['nodes'])}")
+    _outcome(data, as_json, lambda done: f"copied {source} to {destination} on {done}")
 
 
 @models_app.command("create")
@@ -315,10 +322,7 @@ def create(
     """Create NAME from a Modelfile whose FROM names a model the nodes hold."""
     text = modelfile.read_text(encoding="utf-8")
     data = _run(lambda s: s.create(name, text, node=node))
-    if as_json:
-        emit(data)
-    else:
-        typer.echo(f"created {name} on {', '.join(data['results'])}")
+    _outcome(data, as_json, lambda done: f"created {name} on {done}")
 
 
 @models_app.command("evaluate")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
@@ -26,14 +25,16 @@ from neurons.library.performance import Measurement
 from neurons.library.search import Library, parse_parameter_count
 from neurons.modelfile.convert import to_create_request
 from neurons.modelfile.parser import parse
-from neurons.network.openai_inventory import OPENAI, skip_reason
+from neurons.network.operations import Operation, OperationResult, Operations, Progress
 from neurons.ollama.names import canonical_name
 from neurons.store import NodeRecord, Store
+
+if TYPE_CHECKING:
+    from neurons.network.health import HealthMonitor
 
 __all__ = ["LibraryService"]
 
 SCOPES = ("host", "node", "network")
-Progress = Callable[[str, dict[str, Any]], None]
 
 
 def _is_loopback(url: str) -> bool:
@@ -47,8 +48,15 @@ def _is_loopback(url: str) -> bool:
 
 
 class LibraryService:
+    """``monitor``: the control plane's health monitor, whose live node views model
+    operations then go by (as the gateway's do); without one (the CLI), the store's records."""
+
     def __init__(
-        self, store: Store, settings: Settings, http: httpx.AsyncClient | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        http: httpx.AsyncClient | None = None,
+        monitor: HealthMonitor | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -59,6 +67,11 @@ class LibraryService:
             http = node_http_client(tokens, settings.node_timeout_s)
         self._http = http
         self._host: HardwareInventory | None = None
+        self.operations = (
+            Operations.on_store(store, http)
+            if monitor is None
+            else Operations.on_monitor(monitor, http)
+        )
 
     async def aclose(self) -> None:
         if self._own_http:
@@ -268,18 +281,20 @@ class LibraryService:
         models = [e.details() for e in library.entries() if e.installed_on]
         return {"models": sorted(models, key=lambda m: m["name"]), "count": len(models)}
 
-    async def _op_targets(self, node: str | None, operation: str = "") -> list[NodeRecord]:
-        """``node``, or every online node; never an OpenAI-compatible one, which has no Ollama
-        API for model operations (named, it is a 400 that says so)."""
-        if node is not None:
-            record = await self._node(node)
-            if record.kind == OPENAI:
-                raise InvalidRequestError(f"{record.name}: {skip_reason(operation or 'models')}")
-            return [record]
-        records = [r for r in await self._records() if r.kind != OPENAI]
-        if not records:
-            raise NodeError("no node is online: start one with `neurons up`")
-        return records
+    async def _operate(
+        self,
+        operation: Operation,
+        body: dict[str, Any],
+        node: str | None,
+        progress: Progress | None = None,
+    ) -> OperationResult:
+        """Run ``operation`` on ``node``, or on the nodes the operations layer picks
+        (:mod:`neurons.network.operations`); an error only when no node succeeded, else the
+        answer's ``per_node`` says what failed and what was skipped, and why."""
+        named = [node] if node is not None else []
+        result = await self.operations.run(operation, body, named=named, progress=progress)
+        result.raise_unless_any_succeeded()
+        return result
 
     async def pull(
         self,
@@ -289,49 +304,26 @@ class LibraryService:
         insecure: bool = False,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        results: dict[str, str] = {}
-        for record in await self._op_targets(node, "/api/pull"):
-            async for item in self._client(record).pull(model, insecure=insecure):
-                if progress is not None:
-                    progress(record.name, item)
-            results[record.name] = "success"
-        if node is None:
-            results.update(await self._skipped("/api/pull"))
-        return {"model": model, "results": results}
-
-    async def _skipped(self, operation: str) -> dict[str, str]:
-        """Each online OpenAI-compatible node, with why an operation passed it over."""
-        return {r.name: skip_reason(operation) for r in await self._records() if r.kind == OPENAI}
-
-    async def _on_holders(
-        self, model: str, node: str | None, action: Callable[[NodeClient], Awaitable[None]]
-    ) -> list[str]:
-        """Run ``action`` on ``node``, or on every online node that holds ``model``."""
-        done = []
-        for record in await self._op_targets(node):
-            try:
-                await action(self._client(record))
-            except ModelNotFoundError:
-                if node is not None:
-                    raise
-                continue
-            done.append(record.name)
-        if not done:
-            raise ModelNotFoundError(f"model '{model}' not found on any node")
-        return done
+        body = {"model": model, "insecure": insecure}
+        result = await self._operate(Operation.PULL, body, node, progress)
+        return {"model": model, "results": result.results(), "per_node": _per_node(result)}
 
     async def delete(self, model: str, *, node: str | None = None) -> dict[str, Any]:
         name = canonical_name(model)
-        deleted = await self._on_holders(name, node, lambda client: client.delete(name))
-        return {"model": name, "deleted_from": deleted}
+        result = await self._operate(Operation.DELETE, {"model": name}, node)
+        return {"model": name, "deleted_from": result.succeeded, "per_node": _per_node(result)}
 
     async def copy(
         self, source: str, destination: str, *, node: str | None = None
     ) -> dict[str, Any]:
-        nodes = await self._on_holders(
-            source, node, lambda client: client.copy(source, destination)
-        )
-        return {"source": source, "destination": destination, "nodes": nodes}
+        body = {"source": source, "destination": destination}
+        result = await self._operate(Operation.COPY, body, node)
+        return {
+            "source": source,
+            "destination": destination,
+            "nodes": result.succeeded,
+            "per_node": _per_node(result),
+        }
 
     async def create(
         self,
@@ -344,15 +336,8 @@ class LibraryService:
         """Create ``name`` from Modelfile text. Over the API nothing is read from this
         machine's disk: FROM names a model or an ``@sha256:`` blob the node holds."""
         body, _ = to_create_request(parse(modelfile), name, local_files=False)
-        results: dict[str, str] = {}
-        for record in await self._op_targets(node, "/api/create"):
-            async for item in self._client(record).create(body):
-                if progress is not None:
-                    progress(record.name, item)
-            results[record.name] = "success"
-        if node is None:
-            results.update(await self._skipped("/api/create"))
-        return {"model": name, "results": results}
+        result = await self._operate(Operation.CREATE, body, node, progress)
+        return {"model": name, "results": result.results(), "per_node": _per_node(result)}
 
     async def evaluate(
         self, model: str, *, node: str | None = None, limit: int | None = None
@@ -390,6 +375,11 @@ class LibraryService:
             "measured_at": saved.created_at,
             "details": result.details,
         }
+
+
+def _per_node(result: OperationResult) -> list[dict[str, Any]]:
+    """Each node's outcome, in the operations layer's one shape."""
+    return [r.to_dict() for r in result.nodes]
 
 
 def _missing(library: Library, name: str) -> bool:

@@ -106,7 +106,7 @@ def control_plane_components(
         network,
         monitor,
         plugins,
-        LibraryComponent(state, settings, store, clients),
+        LibraryComponent(state, settings, store, clients, monitor),
         *([InferenceComponent(state, settings)] if settings.inference else []),
         GatewayComponent(state, settings, monitor, clients, plugins),
         OptimizationComponent(state, settings, store, events, monitor),
@@ -349,15 +349,22 @@ class LibraryComponent(Component):
         settings: Settings,
         store: StoreComponent,
         clients: NodeClientsComponent,
+        monitor: HealthMonitorComponent,
     ) -> None:
         self.state = state
         self.settings = settings
         self.store = store
         self.clients = clients
-        self.depends_on = (store.name, clients.name)
+        self.monitor = monitor
+        # After the first health pass: model operations go by the monitor's views, as the
+        # gateway's do.
+        self.depends_on = (store.name, clients.name, monitor.name)
 
     async def start(self) -> None:
-        self.state.library = LibraryService(self.store.store, self.settings, self.clients.http)
+        monitor = self.monitor.network.network.monitor
+        self.state.library = LibraryService(
+            self.store.store, self.settings, self.clients.http, monitor
+        )
 
     async def stop(self) -> None:
         pass  # the node clients it uses are closed by their own component
