@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -197,6 +197,13 @@ class Settings(BaseSettings):
     )
     master_key_file: Path | None = Field(
         default=None, description="A file holding the master key (NEURONS_MASTER_KEY_FILE)."
+    )
+    rate_limits: Literal["auto", "memory", "database"] = Field(
+        default="auto",
+        description="Where keys' limits are counted: 'memory' (each control plane its own "
+        "traffic), 'database' (shared by every control plane on the database; a write "
+        "transaction per limited request), or 'auto': the database on PostgreSQL, where "
+        "several control planes may share it, memory on SQLite (NEURONS_RATE_LIMITS).",
     )
     insecure: bool = Field(
         default=False,

@@ -193,9 +193,22 @@ EXPECTED_COLUMNS = {
         "payload": ("TEXT", False),
         "created_at": ("TEXT", False),
     },
+    "rate_counts": {
+        "id": ("INTEGER", False),
+        "key_id": ("TEXT", False),
+        "at": ("DOUBLE", False),
+        "requests": ("INTEGER", False),
+        "tokens": ("INTEGER", False),
+    },
+    "rate_in_flight": {
+        "id": ("INTEGER", False),
+        "key_id": ("TEXT", False),
+        "holder": ("TEXT", False),
+        "started_at": ("DOUBLE", False),
+    },
 }
 # SQLite's INTEGER is 64-bit: PostgreSQL's equal is BIGINT; BLOB is BYTEA there.
-_POSTGRESQL_TYPES = {"INTEGER": "BIGINT", "BLOB": "BYTEA"}
+_POSTGRESQL_TYPES = {"INTEGER": "BIGINT", "BLOB": "BYTEA", "DOUBLE": "DOUBLE PRECISION"}
 NAMES = [
     "m001_nodes",
     "m002_node_events",
@@ -212,6 +225,7 @@ NAMES = [
     "m013_events",
     "m014_memory",
     "m015_openai_node_kind",
+    "m016_rate_limits",
 ]
 
 

@@ -62,7 +62,7 @@ class AccessMiddleware:
             shown = presented_secret(scope["headers"])
             principal = auth.authenticate(None if shown is None else shown.decode("latin-1"))
             principal.check_scope(needed)
-            limited = auth.admit(principal, time.time())
+            limited = await auth.admit_async(principal, time.time())
         except NeuronsError as exc:
             limited_out = isinstance(exc, RateLimitError)
             headers = (
@@ -82,8 +82,9 @@ class AccessMiddleware:
         state = scope.setdefault("state", {})
         state["principal"] = principal
         metered = principal.key_id is not None
+        as_spent = metered and auth.charges_as_spent  # else charged once, by auth.finish
         usage = state["usage"] = Usage(
-            charge=(lambda spent: auth.charge(principal, spent, time.time())) if metered else None
+            charge=(lambda spent: auth.charge(principal, spent, time.time())) if as_spent else None
         )
         scan = metered and path in INFERENCE_ROUTES
         body = bytearray()
@@ -112,20 +113,25 @@ class AccessMiddleware:
                 if last:
                     # Before the last byte goes out: a client's next request must already
                     # find this one counted and audited.
-                    settle()
+                    await settle()
                     if audited:
                         await self._audit(auth, principal.name, method, path, body, status, None)
             await send(message)
 
         settled = False
 
-        def settle() -> None:
+        async def settle() -> None:
             nonlocal settled
             if settled:
                 return
             settled = True
-            if limited:
-                auth.release(principal)
+            if auth.charges_as_spent:
+                if limited:
+                    auth.release(principal)
+            elif limited or usage.tokens:
+                # Shielded: a client gone mid-answer cancels this task, and a place not given
+                # back would stay counted (in the database, by every control plane).
+                await asyncio.shield(auth.finish(principal, limited, usage.tokens, time.time()))
             if metered:
                 auth.record_use(principal, usage.tokens, time.time())
                 metrics = getattr(scope["app"].state, "metrics", None)
@@ -135,7 +141,7 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive_and_keep if audited else receive, send_and_count)
         finally:
-            settle()
+            await settle()
 
     @staticmethod
     async def _audit(

@@ -15,7 +15,9 @@ implementation to it):
   LiteLLM's proxy does, because its cost is known only at its end.
 - Windows slide: "per minute" is the 60 seconds before ``now``, not a calendar minute.
 
-Limits are kept in the control plane's memory: a control plane counts its own traffic.
+:class:`InMemoryLimiter` keeps them in the control plane's memory: a control plane counts
+its own traffic. :class:`~neurons.auth.store_limiter.StoreLimiter` counts in the database,
+shared by every control plane on it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from neurons.errors import RateLimitError
 
-__all__ = ["WINDOW_S", "InMemoryLimiter", "Limiter", "Limits"]
+__all__ = ["WINDOW_S", "InMemoryLimiter", "Limiter", "Limits", "check_window"]
 
 WINDOW_S = 60.0
 
@@ -46,6 +50,9 @@ class Limits:
 
 
 class Limiter(ABC):
+    # True when the methods wait on I/O (a database): callers run them off the event loop.
+    blocking: ClassVar[bool] = False
+
     @abstractmethod
     def admit(self, key: str, limits: Limits, now: float) -> None:
         """Admit one request of ``key`` at ``now`` (seconds), or raise RateLimitError."""
@@ -58,12 +65,14 @@ class Limiter(ABC):
     def charge(self, key: str, tokens: int, now: float) -> None:
         """``key`` spent ``tokens`` at ``now``."""
 
+    def close(self) -> None:  # noqa: B027  (a hook: most limiters hold nothing to give back)
+        """The process is leaving: give back what it holds that others count."""
+
 
 @dataclass
 class _Window:
     requests: deque[float] = field(default_factory=deque)
     tokens: deque[tuple[float, int]] = field(default_factory=deque)
-    token_sum: int = 0
     in_flight: int = 0
 
     def expire(self, now: float) -> None:
@@ -71,7 +80,7 @@ class _Window:
         while self.requests and self.requests[0] <= cutoff:
             self.requests.popleft()
         while self.tokens and self.tokens[0][0] <= cutoff:
-            self.token_sum -= self.tokens.popleft()[1]
+            self.tokens.popleft()
 
 
 class InMemoryLimiter(Limiter):
@@ -86,24 +95,7 @@ class InMemoryLimiter(Limiter):
         if window is None:
             window = self._windows[key] = _Window()
         window.expire(now)
-        if limits.max_parallel is not None and window.in_flight >= limits.max_parallel:
-            raise RateLimitError(
-                f"this key already has {window.in_flight} requests in flight "
-                f"(its limit is {limits.max_parallel})",
-                retry_after=1,
-            )
-        if limits.rpm is not None and len(window.requests) >= limits.rpm:
-            wait = window.requests[len(window.requests) - limits.rpm] + WINDOW_S - now
-            raise RateLimitError(
-                f"this key is past its limit of {limits.rpm} requests per minute",
-                retry_after=math.ceil(wait),
-            )
-        if limits.tpm is not None and window.token_sum >= limits.tpm:
-            raise RateLimitError(
-                f"this key spent {window.token_sum} tokens in the last minute "
-                f"(its limit is {limits.tpm} per minute)",
-                retry_after=math.ceil(self._tokens_free_at(window, limits.tpm) - now),
-            )
+        check_window(window.requests, window.tokens, window.in_flight, limits, now)
         if limits.rpm is not None:
             window.requests.append(now)
         window.in_flight += 1
@@ -120,14 +112,44 @@ class InMemoryLimiter(Limiter):
         if window is None:
             window = self._windows[key] = _Window()
         window.tokens.append((now, tokens))
-        window.token_sum += tokens
 
-    @staticmethod
-    def _tokens_free_at(window: _Window, tpm: int) -> float:
-        """When enough of the window's tokens have aged out to bring it under ``tpm``."""
-        remaining = window.token_sum
-        for at, tokens in window.tokens:
-            remaining -= tokens
-            if remaining < tpm:
-                return at + WINDOW_S
-        return window.tokens[-1][0] + WINDOW_S if window.tokens else 0.0
+
+def check_window(
+    requests: Sequence[float],
+    tokens: Sequence[tuple[float, int]],
+    in_flight: int,
+    limits: Limits,
+    now: float,
+) -> None:
+    """Raise :class:`RateLimitError` as the contract says when a key whose last minute holds
+    ``requests`` (admission times) and ``tokens`` ((time, count) charges), oldest first, and
+    ``in_flight`` requests under way may not take one more; every limiter decides here."""
+    if limits.max_parallel is not None and in_flight >= limits.max_parallel:
+        raise RateLimitError(
+            f"this key already has {in_flight} requests in flight "
+            f"(its limit is {limits.max_parallel})",
+            retry_after=1,
+        )
+    if limits.rpm is not None and len(requests) >= limits.rpm:
+        wait = requests[len(requests) - limits.rpm] + WINDOW_S - now
+        raise RateLimitError(
+            f"this key is past its limit of {limits.rpm} requests per minute",
+            retry_after=math.ceil(wait),
+        )
+    spent = sum(count for _, count in tokens)
+    if limits.tpm is not None and spent >= limits.tpm:
+        raise RateLimitError(
+            f"this key spent {spent} tokens in the last minute "
+            f"(its limit is {limits.tpm} per minute)",
+            retry_after=math.ceil(_tokens_free_at(tokens, spent, limits.tpm) - now),
+        )
+
+
+def _tokens_free_at(tokens: Sequence[tuple[float, int]], spent: int, tpm: int) -> float:
+    """When enough of the window's tokens have aged out to bring it under ``tpm``."""
+    remaining = spent
+    for at, count in tokens:
+        remaining -= count
+        if remaining < tpm:
+            return at + WINDOW_S
+    return tokens[-1][0] + WINDOW_S if tokens else 0.0

@@ -146,6 +146,35 @@ class AuthService:
         if principal.key_id is not None:
             self.limiter.release(principal.key_id)
 
+    # A limiter that waits on I/O (the database's, shared by several control planes) runs in
+    # a thread, and a request's tokens are charged once, when it ends, with its place.
+
+    @property
+    def charges_as_spent(self) -> bool:
+        """Whether tokens are charged as an answer reports them (the in-memory limiter) or
+        once, by :meth:`finish` (a blocking one: one database write a request)."""
+        return not self.limiter.blocking
+
+    async def admit_async(self, principal: Principal, now: float) -> bool:
+        """:meth:`admit`, off the event loop when the limiter blocks."""
+        if not self.limiter.blocking:
+            return self.admit(principal, now)
+        if principal.key_id is None or principal.limits.unlimited:
+            return False
+        await asyncio.to_thread(self.limiter.admit, principal.key_id, principal.limits, now)
+        return True
+
+    async def finish(self, principal: Principal, limited: bool, tokens: int, now: float) -> None:
+        """A request ended under a blocking limiter: give its place back (when ``limited``)
+        and charge its ``tokens``, in one trip to a thread."""
+
+        def settle() -> None:
+            if limited:
+                self.release(principal)
+            self.charge(principal, tokens, now)
+
+        await asyncio.to_thread(settle)
+
     def charge(self, principal: Principal, tokens: int, now: float) -> None:
         """``principal`` spent ``tokens`` (counted against its tokens per minute at once)."""
         if principal.key_id is not None and principal.limits.tpm is not None and tokens > 0:
@@ -246,6 +275,7 @@ class AuthService:
                 await self._task
             self._task = None
         await asyncio.to_thread(self.flush_usage)
+        await asyncio.to_thread(self.limiter.close)
 
     def check_exposure(self, host: str, insecure: bool) -> None:
         """Refuse to serve without keys on an address other than loopback, as Ollama's

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -586,3 +587,32 @@ def m015_openai_node_kind(conn: Connection) -> None:
     )
     conn.execute(text(f"PRAGMA schema_version={int(version) + 1}"))  # others re-read it
     conn.execute(text("PRAGMA writable_schema=OFF"))
+
+
+@migration
+def m016_rate_limits(conn: Connection) -> None:
+    """Per-key limits counted in the database (issue 23), so several control planes on one
+    database share each key's minute: one row per admitted request or charged tokens (``at``
+    in Unix seconds; rows leave once a minute old) and one per request in flight, held by
+    its control plane (``host:pid:nonce``)."""
+    metadata = MetaData()
+    Table(
+        "rate_counts",
+        metadata,
+        Column("id", _INT, primary_key=True, autoincrement=True),
+        Column("key_id", Text, nullable=False),
+        Column("at", Double, nullable=False),
+        Column("requests", _INT, nullable=False),
+        Column("tokens", _INT, nullable=False),
+        Index("ix_rate_counts_key_at", "key_id", "at"),
+    )
+    Table(
+        "rate_in_flight",
+        metadata,
+        Column("id", _INT, primary_key=True, autoincrement=True),
+        Column("key_id", Text, nullable=False),
+        Column("holder", Text, nullable=False),
+        Column("started_at", Double, nullable=False),
+        Index("ix_rate_in_flight_key", "key_id"),
+    )
+    metadata.create_all(conn)

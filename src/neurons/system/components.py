@@ -31,6 +31,7 @@ from starlette.datastructures import State
 from neurons.auth.node_tokens import NodeTokens, node_http_client
 from neurons.auth.sealing import Sealer
 from neurons.auth.service import AuthService
+from neurons.auth.store_limiter import limiter_for
 from neurons.config import Settings
 from neurons.errors import ConfigError
 from neurons.events import EventBus
@@ -171,7 +172,11 @@ class AuthComponent(Component):
         self.depends_on = (store.name,)
 
     async def start(self) -> None:
-        auth = AuthService(self.store.store, self.settings.resolved_master_key)
+        auth = AuthService(
+            self.store.store,
+            self.settings.resolved_master_key,
+            limiter_for(self.store.store, self.settings.rate_limits),
+        )
         auth.check_exposure(self.settings.host, self.settings.insecure)
         auth.start()
         self.auth = self.state.auth = auth
