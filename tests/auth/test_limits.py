@@ -109,6 +109,15 @@ def test_tpm_lets_the_crossing_request_finish_then_refuses(limiter: Limiter) -> 
     limiter.admit("k", limits, 61.5)
 
 
+def test_finish_gives_the_place_back_and_charges_the_tokens(limiter: Limiter) -> None:
+    limits = Limits(tpm=100, max_parallel=1)
+    limiter.admit("k", limits, 0.0)
+    limiter.finish("k", 120, 1.0)
+    with pytest.raises(RateLimitError, match="spent 120 tokens"):
+        limiter.admit("k", limits, 2.0)  # the place is free: the tokens refuse it
+    limiter.admit("k", limits, 61.5)
+
+
 def test_keys_are_counted_apart(limiter: Limiter) -> None:
     limits = Limits(rpm=1, max_parallel=1)
     limiter.admit("a", limits, 0.0)

@@ -65,6 +65,12 @@ class Limiter(ABC):
     def charge(self, key: str, tokens: int, now: float) -> None:
         """``key`` spent ``tokens`` at ``now``."""
 
+    def finish(self, key: str, tokens: int, now: float) -> None:
+        """:meth:`release` and :meth:`charge` together, as a request ends (a limiter that
+        writes a database does both in one transaction)."""
+        self.release(key)
+        self.charge(key, tokens, now)
+
     def close(self) -> None:  # noqa: B027  (a hook: most limiters hold nothing to give back)
         """The process is leaving: give back what it holds that others count."""
 
@@ -73,6 +79,7 @@ class Limiter(ABC):
 class _Window:
     requests: deque[float] = field(default_factory=deque)
     tokens: deque[tuple[float, int]] = field(default_factory=deque)
+    token_sum: int = 0  # of ``tokens``, kept: a busy key's minute holds thousands
     in_flight: int = 0
 
     def expire(self, now: float) -> None:
@@ -80,7 +87,7 @@ class _Window:
         while self.requests and self.requests[0] <= cutoff:
             self.requests.popleft()
         while self.tokens and self.tokens[0][0] <= cutoff:
-            self.tokens.popleft()
+            self.token_sum -= self.tokens.popleft()[1]
 
 
 class InMemoryLimiter(Limiter):
@@ -95,7 +102,9 @@ class InMemoryLimiter(Limiter):
         if window is None:
             window = self._windows[key] = _Window()
         window.expire(now)
-        check_window(window.requests, window.tokens, window.in_flight, limits, now)
+        check_window(
+            window.requests, window.tokens, window.token_sum, window.in_flight, limits, now
+        )
         if limits.rpm is not None:
             window.requests.append(now)
         window.in_flight += 1
@@ -112,18 +121,21 @@ class InMemoryLimiter(Limiter):
         if window is None:
             window = self._windows[key] = _Window()
         window.tokens.append((now, tokens))
+        window.token_sum += tokens
 
 
 def check_window(
     requests: Sequence[float],
     tokens: Sequence[tuple[float, int]],
+    spent: int,
     in_flight: int,
     limits: Limits,
     now: float,
 ) -> None:
     """Raise :class:`RateLimitError` as the contract says when a key whose last minute holds
-    ``requests`` (admission times) and ``tokens`` ((time, count) charges), oldest first, and
-    ``in_flight`` requests under way may not take one more; every limiter decides here."""
+    ``requests`` (admission times) and ``tokens`` ((time, count) charges, ``spent`` in all),
+    oldest first, and ``in_flight`` requests under way may not take one more; every limiter
+    decides here."""
     if limits.max_parallel is not None and in_flight >= limits.max_parallel:
         raise RateLimitError(
             f"this key already has {in_flight} requests in flight "
@@ -136,7 +148,6 @@ def check_window(
             f"this key is past its limit of {limits.rpm} requests per minute",
             retry_after=math.ceil(wait),
         )
-    spent = sum(count for _, count in tokens)
     if limits.tpm is not None and spent >= limits.tpm:
         raise RateLimitError(
             f"this key spent {spent} tokens in the last minute "

@@ -166,14 +166,15 @@ class AuthService:
 
     async def finish(self, principal: Principal, limited: bool, tokens: int, now: float) -> None:
         """A request ended under a blocking limiter: give its place back (when ``limited``)
-        and charge its ``tokens``, in one trip to a thread."""
-
-        def settle() -> None:
-            if limited:
-                self.release(principal)
-            self.charge(principal, tokens, now)
-
-        await asyncio.to_thread(settle)
+        and charge its ``tokens`` (against a token limit), in one trip to a thread."""
+        key_id = principal.key_id
+        if key_id is None:
+            return
+        charged = tokens if principal.limits.tpm is not None else 0
+        if limited:
+            await asyncio.to_thread(self.limiter.finish, key_id, charged, now)
+        elif charged > 0:
+            await asyncio.to_thread(self.limiter.charge, key_id, charged, now)
 
     def charge(self, principal: Principal, tokens: int, now: float) -> None:
         """``principal`` spent ``tokens`` (counted against its tokens per minute at once)."""

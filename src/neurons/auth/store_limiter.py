@@ -46,7 +46,8 @@ class StoreLimiter(Limiter):
 
     def admit(self, key: str, limits: Limits, now: float) -> None:
         def decide(window: RateWindow) -> bool:
-            check_window(window.requests, window.tokens, window.in_flight, limits, now)
+            spent = sum(count for _, count in window.tokens)
+            check_window(window.requests, window.tokens, spent, window.in_flight, limits, now)
             return limits.rpm is not None
 
         self.repository.admit(
@@ -60,6 +61,9 @@ class StoreLimiter(Limiter):
     def charge(self, key: str, tokens: int, now: float) -> None:
         if tokens > 0:
             self.repository.charge(key, tokens, now)
+
+    def finish(self, key: str, tokens: int, now: float) -> None:
+        self.repository.release(key, self.holder, tokens=tokens, now=now)
 
     def close(self) -> None:
         """Give back this plane's places (a shutdown with requests still counted)."""

@@ -108,8 +108,9 @@ class RateLimitRepository:
                 insert(rate_in_flight_table).values(key_id=key_id, holder=holder, started_at=now)
             )
 
-    def release(self, key_id: str, holder: str) -> None:
-        """Give back one of ``holder``'s places of ``key_id`` (any: they are alike)."""
+    def release(self, key_id: str, holder: str, *, tokens: int = 0, now: float = 0.0) -> None:
+        """Give back one of ``holder``'s places of ``key_id`` (any: they are alike) and, with
+        ``tokens``, charge them at ``now``: one transaction as a request ends."""
         flight = rate_in_flight_table.c
         with write_transaction(self._engine) as conn:
             one = conn.scalar(
@@ -117,6 +118,12 @@ class RateLimitRepository:
             )
             if one is not None:
                 conn.execute(delete(rate_in_flight_table).where(flight.id == one))
+            if tokens > 0:
+                conn.execute(
+                    insert(rate_counts_table).values(
+                        key_id=key_id, at=now, requests=0, tokens=tokens
+                    )
+                )
 
     def charge(self, key_id: str, tokens: int, now: float) -> None:
         with write_transaction(self._engine) as conn:
