@@ -144,7 +144,12 @@ def test_the_seed_example_loads_and_reports_what_it_ignores(tmp_path: Path) -> N
             "persistence:\n  db_path: a.db\ndatabase:\n  url: sqlite:///b.db\n",
             "persistence.db_path and database.url both set database_url; keep one",
         ),
-        ("database:\n  type: postgres\n", "database.type: must be sqlite"),
+        ("database:\n  type: mysql\n", "database.type: must be sqlite or postgresql"),
+        ("database:\n  type: postgresql\n", "database.type: postgresql needs database.url"),
+        (
+            "database:\n  type: sqlite\n  url: postgresql+psycopg://u:secret@db/n\n",
+            "database.url: names a postgresql+psycopg database, but database.type is sqlite",
+        ),
         ("system: 3\n", "system: must be a mapping of keys"),
         ("- a\n- b\n", "must be a mapping of sections"),
         ("system:\n  port: [1\n", "(line 3, column 1)"),
@@ -238,3 +243,10 @@ def test_seed_001s_model_block_configures_the_embedding_module(tmp_path: Path) -
     config = inference_config(Settings(**loaded.values))
     assert config.model_path == str(tmp_path / "models" / "minilm")
     assert (config.model_type, config.max_length, config.device) == ("transformer", 128, "cpu")
+
+
+def test_database_type_postgresql_takes_its_url(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://neurons:secret@db.internal:5432/neurons"
+    loaded = load_config(_write(tmp_path, f"database:\n  type: postgresql\n  url: {url}\n"))
+    assert loaded.values["database_url"] == url
+    assert loaded.database_type == "postgresql"

@@ -104,6 +104,7 @@ KEYS: dict[str, dict[str, Key]] = {
 }
 
 # Seed 003's sections with nothing here at all.
+DATABASE_TYPES = ("sqlite", "postgresql")
 IGNORED_SECTIONS = {
     "components": "seed 003's components (bridge, neural_seed, ...) do not exist here; "
     "neurons' own are listed at /api/ai/system/components",
@@ -145,6 +146,7 @@ class ConfigFile:
     values: dict[str, Any] = field(default_factory=dict)  # setting -> value
     sources: dict[str, str] = field(default_factory=dict)  # setting -> "section.key"
     ignored: dict[str, str] = field(default_factory=dict)  # "section.key" -> why
+    database_type: str | None = None  # database.type, which sets nothing but is checked
 
     def settings(self, **flags: Any) -> Settings:
         """Settings from flags, then the environment, then this file, then the defaults."""
@@ -199,6 +201,8 @@ def load_config(path: Path) -> ConfigFile:
     for section, body in data.items():
         _read_section(loaded, str(section), body, problems)
     if not problems:
+        problems = _check_database(loaded)
+    if not problems:
         problems = _check_values(loaded)
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
@@ -220,9 +224,12 @@ def _read_section(loaded: ConfigFile, section: str, body: Any, problems: list[st
     for name, value in body.items():
         where = f"{section}.{name}"
         if where == "database.type":
-            if str(value).lower() != "sqlite":
-                problems.append(f"{where}: must be sqlite, the one database neurons uses")
-            continue  # sets nothing
+            kind = str(value).lower()
+            if kind not in DATABASE_TYPES:
+                problems.append(f"{where}: must be sqlite or postgresql (got {value!r})")
+            else:
+                loaded.database_type = kind  # checked against the URL once all is read
+            continue  # sets nothing itself
         key = KEYS[section].get(str(name))
         if key is None:
             why = IGNORED[section].get(str(name))
@@ -272,6 +279,24 @@ class _FileOnly(Settings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
+
+
+def _check_database(loaded: ConfigFile) -> list[str]:
+    """``database.type`` says which database ``database.url`` must name: SQLite, the
+    embedded default (a file), or PostgreSQL, which several control planes can share."""
+    kind = loaded.database_type
+    if kind is None:
+        return []
+    url = str(loaded.values.get("database_url") or "")
+    if kind == "postgresql" and not url.startswith("postgresql"):
+        return [
+            "database.type: postgresql needs database.url, e.g. "
+            "postgresql+psycopg://user:password@host:5432/neurons"
+        ]
+    if kind == "sqlite" and url and not url.startswith("sqlite"):
+        where = loaded.sources.get("database_url", "database.url")
+        return [f"{where}: names a {url.split(':', 1)[0]} database, but database.type is sqlite"]
+    return []
 
 
 def _check_values(loaded: ConfigFile) -> list[str]:
