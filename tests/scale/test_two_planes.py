@@ -33,6 +33,7 @@ from neurons.neuron.process import NeuronProcess
 from neurons.ollama.names import digest_to_filename, file_digest
 from neurons.store import Store, open_store
 from tests.conftest import free_port, start_neuron
+from tests.jobs.test_kit_fine_tuning import HP
 from tests.pg import PostgresServer
 
 pytestmark = pytest.mark.slow
@@ -43,21 +44,9 @@ LEASE_S = 3.0
 HEALTH_S = 1.0
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "src/neurons/finetune/datasets/beep_boop.jsonl"
-# Eight examples, two held out, two a step, three epochs: nine optimizer steps, checkpointed
-# every second one, so the kill lands mid-training with a checkpoint to resume from.
-HYPERPARAMETERS = {
-    "preset": "efficient",
-    "learning_rate": 1e-3,
-    "epochs": 3,
-    "batch_size": 2,
-    "warmup_steps": 0,
-    "lora_r": 4,
-    "lora_alpha": 8,
-    "max_seq_length": 64,
-    "eval_fraction": 0.25,
-    "checkpoint_steps": 2,
-    "seed": 1,
-}
+# The kit's job (eight examples, two a step, checkpointed every second step) over three
+# epochs: nine optimizer steps, so the kill lands mid-training with a checkpoint to resume.
+HYPERPARAMETERS = {**HP.to_dict(), "epochs": 3}
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 
 
