@@ -1,9 +1,10 @@
 """Reading a session's Optuna study back: its trials, its best result, its convergence.
 
 Every finished trial carries user attributes written by the runner: ``metrics`` (a
-:class:`~neurons.optimize.objectives.TrialMetrics` as a dict), ``node``, ``cases`` (per-prompt
-scores and timings), ``baseline`` (True for the trial run with Ollama's defaults) and, for a
-pruned trial, ``pruned_reason``. Scores are computed here, on reading, from the metrics and the
+:class:`~neurons.optimize.objectives.TrialMetrics` as a dict), ``node``, ``worker`` (the
+session's runner ``main`` or a ``neurons optimize worker``), ``cases`` (per-prompt scores and
+timings), ``baseline`` (True for the trial run with Ollama's defaults) and, for a pruned
+trial, ``pruned_reason``. Scores are computed here, on reading, from the metrics and the
 baseline trial, so the definition in :mod:`~neurons.optimize.objectives` is the only one.
 
 The **best result** of a single-objective session is Optuna's best trial. For
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from neurons.optimize.budget import FINISHED, MAIN_WORKER, counted, stale_retried, worker_of
 from neurons.optimize.objectives import (
     TrialMetrics,
     is_multi_objective,
@@ -35,9 +37,8 @@ __all__ = [
     "finished_count",
     "metrics_of",
     "trial_rows",
+    "worker_rows",
 ]
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def metrics_of(trial: FrozenTrial) -> TrialMetrics | None:
@@ -60,9 +61,9 @@ def _complete(study: optuna.Study) -> list[FrozenTrial]:
 
 def finished_count(study: optuna.Study) -> int:
     """Trials that count towards the session's iterations: complete, pruned or failed, but
-    not those interrupted by a stop or a crash (they run again)."""
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(1 for t in trials if not t.user_attrs.get("interrupted"))
+    not those interrupted by a stop or a crash (they run again), nor surplus ones
+    (:mod:`~neurons.optimize.budget`)."""
+    return len(counted(study.get_trials(deepcopy=False)))
 
 
 def baseline_metrics(study: optuna.Study) -> TrialMetrics | None:
@@ -109,13 +110,16 @@ def best_result(study: optuna.Study, objective: str) -> dict[str, Any] | None:
 def trial_rows(study: optuna.Study, objective: str) -> list[dict[str, Any]]:
     """Every trial in order: state, parameters, metrics and score where it completed."""
     baseline = baseline_metrics(study)
+    trials = study.get_trials(deepcopy=False)
+    retried = stale_retried(trials)
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         row: dict[str, Any] = {
             "trial": trial.number,
             "state": trial.state.name.lower(),
             "parameters": dict(trial.params),
             "node": trial.user_attrs.get("node"),
+            "worker": worker_of(trial),
             "baseline": bool(trial.user_attrs.get("baseline")),
         }
         metrics = metrics_of(trial)
@@ -126,12 +130,41 @@ def trial_rows(study: optuna.Study, objective: str) -> list[dict[str, Any]]:
             row["pruned_reason"] = trial.user_attrs["pruned_reason"]
         if trial.user_attrs.get("interrupted"):
             row["pruned_reason"] = "interrupted (runs again when the session resumes)"
+        if trial.state == TrialState.FAIL and trial.number in retried:
+            row["pruned_reason"] = "its worker stopped answering (no heartbeat): run again"
         if trial.datetime_complete and trial.datetime_start:
             row["duration_s"] = round(
                 (trial.datetime_complete - trial.datetime_start).total_seconds(), 3
             )
         rows.append(row)
     return rows
+
+
+def worker_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Trials by worker, the session's runner (``main``) first: the trials each one counts
+    towards the session (``finished``), by state, the ones it runs now, and its nodes."""
+    trials = study.get_trials(deepcopy=False)
+    kept = {t.number for t in counted(trials)}
+    rows: dict[str, dict[str, Any]] = {}
+    for trial in trials:
+        if trial.state == TrialState.WAITING:
+            continue
+        name = worker_of(trial)
+        row = rows.setdefault(
+            name,
+            {"worker": name, "nodes": [], "finished": 0, "complete": 0, "pruned": 0,
+             "failed": 0, "running": 0},
+        )  # fmt: skip
+        node = trial.user_attrs.get("node")
+        if node and node not in row["nodes"]:
+            row["nodes"].append(node)
+        if trial.state == TrialState.RUNNING:
+            row["running"] += 1
+        elif trial.number in kept:
+            row["finished"] += 1
+            state = "failed" if trial.state == TrialState.FAIL else trial.state.name.lower()
+            row[state] += 1
+    return sorted(rows.values(), key=lambda r: (r["worker"] != MAIN_WORKER, r["worker"]))
 
 
 def convergence(study: optuna.Study, objective: str) -> list[dict[str, Any]]:

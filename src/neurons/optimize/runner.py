@@ -24,6 +24,12 @@ adoption from any process and then sets the run's :class:`~neurons.jobs.StopSign
    the final progress); ``failed`` after three consecutive failed trials (a node gone, a model
    missing), with the last error, or on the first error outside a trial.
 
+This runner is the session's worker ``main``. ``neurons optimize worker``
+(:mod:`neurons.optimize.worker`) runs more workers, in any process that reaches the database,
+through the same :class:`Lane` and :meth:`OptimizationKind.objective`: all of them ask trials
+from the one study and share its budget (:mod:`neurons.optimize.budget`), and ``main``
+completes the session once the budget is met, after the trials other workers still run.
+
 Trials send a fixed ``seed`` (:data:`TRIAL_SEED`) with their options, so two configurations
 differ by their options and not by the luck of the sampler; with ``samples`` above 1 each
 prompt runs that many times, with seeds ``TRIAL_SEED``, ``TRIAL_SEED + 1``, ..., and the
@@ -36,12 +42,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import optuna
-from optuna.trial import Trial, TrialState
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, fail_stale_trials
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from neurons.config import Settings
 from neurons.errors import (
@@ -63,6 +73,8 @@ from neurons.modelfile.tuning import DEFAULT_HEADROOM
 from neurons.network.manager import NetworkManager
 from neurons.network.routing import BalancedPolicy, NodeView, RouteRequest
 from neurons.ollama.names import canonical_name
+from neurons.optimize.budget import MAIN_WORKER, SURPLUS, WORKER, claim, slots_left, worker_of
+from neurons.optimize.budget import running as running_trials
 from neurons.optimize.objectives import directions, is_multi_objective, values
 from neurons.optimize.results import FINISHED, best_result, finished_count
 from neurons.optimize.scoring import Embedder
@@ -77,12 +89,25 @@ from neurons.optimize.trials import CaseResult, TrialEvaluator, aggregate
 from neurons.store import SessionRecord, Store
 from neurons.store.optimization import progress_columns, sessions_table
 
-__all__ = ["TRIAL_SEED", "FitCheck", "OptimizationKind", "Progress", "session_leases"]
+__all__ = [
+    "MAX_CONSECUTIVE_FAILURES",
+    "TRIAL_SEED",
+    "FitCheck",
+    "Lane",
+    "OptimizationKind",
+    "Progress",
+    "grid_exhausted",
+    "interrupt_trial",
+    "retry_attrs",
+    "run_trials",
+    "session_leases",
+]
 
 log = logging.getLogger(__name__)
 
 TRIAL_SEED = 42
 MAX_CONSECUTIVE_FAILURES = 3
+POLL_S = 0.5  # how often main looks at the trials other workers still run
 
 
 @dataclass(frozen=True)
@@ -133,6 +158,16 @@ class FitCheck:
         return estimate_memory(self.profile, options, self.inventory.gpus).total_bytes
 
 
+@dataclass(frozen=True)
+class Lane:
+    """Where one worker runs trials: a node, the evaluator that sends them there, and the
+    node's memory facts for pruning what does not fit (None: no pruning)."""
+
+    view: NodeView
+    evaluator: TrialEvaluator
+    fit: FitCheck | None
+
+
 class _Stop(Exception):
     """The run must end now (cancelled, lease lost, shutting down)."""
 
@@ -178,14 +213,28 @@ class OptimizationKind(JobKind):
 
     # -- the node ----------------------------------------------------------------------------
 
-    async def _node(self, config: SessionConfig) -> NodeView:
+    async def lane(self, config: SessionConfig, node: str | None) -> Lane:
+        """Trials of ``config`` on ``node`` (None: the network's pick, see the module
+        docstring); the node must be healthy and hold the model."""
+        view = await self._node(config, node)
+        fit = await self._fit_check(config, view)
+        evaluator = TrialEvaluator(
+            self.network.http,
+            view.url,
+            config.model_name,
+            node=view.name,
+            embedder=self.embedder if config.similarity else None,
+        )
+        return Lane(view, evaluator, fit)
+
+    async def _node(self, config: SessionConfig, node: str | None) -> NodeView:
         monitor = self.network.monitor
         if not monitor.views or all(v.version is None for v in monitor.views.values()):
             await monitor.check_all()
-        if config.node is not None:
-            view = monitor.find(config.node)
+        if node is not None:
+            view = monitor.find(node)
             if view is None:
-                raise NodeNotFoundError(f"no node named '{config.node}'")
+                raise NodeNotFoundError(f"no node named '{node}'")
             if not (view.state.routable and view.breaker.available()):
                 raise NoNodeAvailableError(f"node '{view.name}' is {view.state}")
             if not view.has(config.model_name):
@@ -235,45 +284,45 @@ class OptimizationKind(JobKind):
 
     def _study(self, record: SessionRecord, config: SessionConfig) -> optuna.Study:
         storage = optuna_storage(self.settings.resolved_database_url)
-        sampler = make_sampler(
-            config.strategy,
-            config.space,
-            config.objective,
-            seed=config.seed,
-            budget=config.max_iterations,
-        )
-        pruner = make_pruner(config.strategy, len(config.cases), objective=config.objective)
         study = optuna.create_study(
             study_name=record.study_name,
             storage=storage,
-            sampler=sampler,
-            pruner=pruner,
+            sampler=self.sampler(config, 0),
+            pruner=make_pruner(config.strategy, len(config.cases), objective=config.objective),
             directions=directions(config.objective),
             load_if_exists=True,
         )
         trials = study.get_trials(deepcopy=False)
-        if trials and config.seed is not None:
-            # A resumed run with the same seed would replay the draws made before the
-            # restart and try those configurations again: offset it by the trials so far.
-            study.sampler = make_sampler(
-                config.strategy,
-                config.space,
-                config.objective,
-                seed=config.seed + len(trials),
-                budget=config.max_iterations,
-            )
+        if trials:
+            study.sampler = self.sampler(config, len(trials))
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for trial in trials:
-            if trial.state == TrialState.RUNNING:
+            if trial.state == TrialState.RUNNING and worker_of(trial) == MAIN_WORKER:
                 # Its runner died mid-trial: fail it and run the same configuration again.
-                storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                # (Another worker's running trial is its own; its heartbeat tells.)
+                if not interrupt_trial(storage, trial):
+                    continue
             elif not trial.user_attrs.get("interrupted") or trial.number in retried:
                 continue
-            study.enqueue_trial(dict(trial.params), user_attrs=_retry_attrs(trial))
+            study.enqueue_trial(dict(trial.params), user_attrs=retry_attrs(trial))
         if not trials and config.baseline:
             study.enqueue_trial(config.space.baseline(), user_attrs={"baseline": True})
         return study
+
+    def sampler(
+        self, config: SessionConfig, trials: int, salt: str = ""
+    ) -> optuna.samplers.BaseSampler:
+        """The session's sampler, for a study with ``trials`` so far, in the worker and on the
+        node ``salt`` names ("" for main). A resumed run with the same seed would replay the
+        draws made before the restart, and two workers with one seed would draw the same
+        configurations: the seed is offset by both."""
+        seed = config.seed
+        if seed is not None:
+            seed = (seed + trials + (zlib.crc32(salt.encode()) if salt else 0)) % 2**31
+        return make_sampler(
+            config.strategy, config.space, config.objective, seed=seed,
+            budget=config.max_iterations,
+        )  # fmt: skip
 
     # -- one trial ---------------------------------------------------------------------------
 
@@ -321,6 +370,51 @@ class OptimizationKind(JobKind):
         trial.set_user_attr("cases", [r.to_dict() for r in results])
         return values(config.objective, metrics)
 
+    def objective(
+        self,
+        config: SessionConfig,
+        lane: Lane,
+        stop: StopSignal,
+        worker: str,
+        loop: asyncio.AbstractEventLoop,
+        errors: list[str],
+    ) -> Callable[[Trial], float | tuple[float, float]]:
+        """Optuna's objective for ``worker``'s trials on ``lane``, run in ``study.optimize``'s
+        thread with the evaluation on ``loop``: it claims the trial's place in the session's
+        budget first (a surplus trial is pruned unrun and stops the worker), then evaluates.
+        A stop prunes the trial as ``interrupted`` and stops the study; a node error is
+        appended to ``errors`` and fails the trial."""
+
+        def objective(trial: Trial) -> float | tuple[float, float]:
+            trial.set_user_attr(WORKER, worker)
+            if not claim(trial.study, trial.number, config.max_iterations):
+                trial.set_user_attr(SURPLUS, True)
+                trial.set_user_attr(
+                    "pruned_reason", "surplus: every trial of the session was taken already"
+                )
+                trial.study.stop()
+                raise optuna.TrialPruned("the session's budget is taken")
+            # Sample here, in study.optimize's thread: Optuna caches a study's trials per thread
+            # and refreshes the cache only in the thread that asks for a trial, so a sampler run
+            # on the event loop saw the study as it was at the first trial, and TPE, CMA-ES and
+            # NSGA-II never left their random start.
+            params = config.space.suggest(trial)
+            future = asyncio.run_coroutine_threadsafe(
+                self._evaluate(trial, params, config, lane.evaluator, lane.fit, stop), loop
+            )
+            try:
+                result = future.result()
+            except _Stop:
+                trial.study.stop()
+                raise optuna.TrialPruned("session stopped") from None
+            except NeuronsError as exc:
+                self.network.monitor.report_failure(lane.view, str(exc))
+                errors.append(str(exc))
+                raise
+            return result
+
+        return objective
+
     # -- the run -----------------------------------------------------------------------------
 
     async def execute(self, job_id: str, stop: StopSignal, runner: str) -> Mapping[str, Any]:
@@ -328,16 +422,9 @@ class OptimizationKind(JobKind):
         ``stop`` is set (:class:`JobStopped`); errors fail it."""
         record = await asyncio.to_thread(self.store.optimization.get, job_id)
         config = SessionConfig.from_dict(record.config)
-        view = await self._node(config)
-        fit = await self._fit_check(config, view)
+        lane = await self.lane(config, config.node)
         study = await asyncio.to_thread(self._study, record, config)
-        evaluator = TrialEvaluator(
-            self.network.http,
-            view.url,
-            config.model_name,
-            node=view.name,
-            embedder=self.embedder if config.similarity else None,
-        )
+        budget = config.max_iterations
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         failures: list[str] = []  # consecutive failed trials' errors
@@ -346,63 +433,67 @@ class OptimizationKind(JobKind):
         def elapsed() -> float:
             return record.elapsed_s + time.monotonic() - started
 
-        def objective(trial: Trial) -> float | tuple[float, float]:
-            # Sample here, in study.optimize's thread: Optuna caches a study's trials per thread
-            # and refreshes the cache only in the thread that asks for a trial, so a sampler run
-            # on the event loop saw the study as it was at the first trial, and TPE, CMA-ES and
-            # NSGA-II never left their random start.
-            params = config.space.suggest(trial)
-            future = asyncio.run_coroutine_threadsafe(
-                self._evaluate(trial, params, config, evaluator, fit, stop), loop
-            )
-            try:
-                result = future.result()
-            except _Stop:
-                trial.study.stop()
-                raise optuna.TrialPruned("session stopped") from None
-            except NeuronsError as exc:
-                self.network.monitor.report_failure(view, str(exc))
-                errors.append(str(exc))
-                raise
-            return result
+        def remaining_s() -> float:
+            return config.timeout_minutes * 60 - elapsed()
 
-        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        def renew(study: optuna.Study) -> tuple[int, dict[str, Any] | None]:
+            """Progress (every worker's trials) written with a renewal of the lease; a
+            refused renewal (cancelled, adopted elsewhere) sets the signal saying which."""
+            best = best_result(study, config.objective)
+            finished = finished_count(study)
+            columns = progress_columns(current_iteration=finished, best=best, elapsed_s=elapsed())
+            self.leases.renew(job_id, runner, columns, stop=stop)
+            return finished, best
+
+        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            if trial.user_attrs.get(SURPLUS):
+                return True  # it never ran: not a verdict; the budget is taken
             if trial.state == TrialState.FAIL:
                 failures.append(errors[-1] if errors else "trial failed")
             elif trial.state == TrialState.COMPLETE:
                 failures.clear()
-            best = best_result(study, config.objective)
-            finished = finished_count(study)
-            columns = progress_columns(current_iteration=finished, best=best, elapsed_s=elapsed())
-            # Cancelled or adopted elsewhere: the refused renewal sets the signal saying which.
-            self.leases.renew(job_id, runner, columns, stop=stop)
+            finished, best = renew(study)
             if self.progress is not None:
                 self.progress(
                     Progress(
                         job_id,
                         finished,
-                        config.max_iterations,
+                        budget,
                         trial.number,
                         trial.state.name.lower(),
                         best,
-                        view.name,
+                        lane.view.name,
                     )
                 )
-            if stop.is_set() or len(failures) >= MAX_CONSECUTIVE_FAILURES:
-                study.stop()
-
-        remaining_trials = config.max_iterations - finished_count(study)
-        remaining_s = config.timeout_minutes * 60 - record.elapsed_s
-        if remaining_trials > 0 and remaining_s > 0 and not stop.is_set():
-            await asyncio.to_thread(
-                study.optimize,
-                objective,
-                n_trials=remaining_trials,
-                timeout=remaining_s,
-                callbacks=[after_trial],
-                catch=(NeuronsError,),
-                gc_after_trial=False,
+            return (
+                stop.is_set()
+                or len(failures) >= MAX_CONSECUTIVE_FAILURES
+                or slots_left(study, budget) <= 0
             )
+
+        objective = self.objective(config, lane, stop, MAIN_WORKER, loop, errors)
+        while not stop.is_set() and len(failures) < MAX_CONSECUTIVE_FAILURES:
+            if remaining_s() <= 0:
+                break
+            left = await asyncio.to_thread(slots_left, study, budget)
+            if left > 0:
+                if config.strategy == "grid_search" and await asyncio.to_thread(
+                    grid_exhausted, study, config
+                ):
+                    break
+                more = await asyncio.to_thread(
+                    run_trials, study, objective, left, remaining_s(), after_trial
+                )
+                if not more:
+                    break
+                continue
+            # Every slot is taken; those still running elsewhere count once they end. A
+            # worker that died mid-trial is failed by its heartbeat, and Optuna queues the
+            # trial again (a slot frees up, and this loop runs it).
+            if not await asyncio.to_thread(self._others_running, study):
+                break
+            await asyncio.to_thread(renew, study)
+            await stop.wait_async(POLL_S)
         if len(failures) >= MAX_CONSECUTIVE_FAILURES:
             raise _TrialsFailed(f"{len(failures)} trials failed in a row; last: {failures[-1]}")
         final = await asyncio.to_thread(
@@ -414,6 +505,14 @@ class OptimizationKind(JobKind):
             raise JobStopped(stop.reason)
         return progress_columns(current_iteration=final[0], best=final[1], elapsed_s=elapsed())
 
+    @staticmethod
+    def _others_running(study: optuna.Study) -> bool:
+        """Whether a trial that holds a slot runs elsewhere, after failing stale ones."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            fail_stale_trials(study)
+        return bool(running_trials(study.get_trials(deepcopy=False)))
+
     def _stopped_early(
         self, study: optuna.Study, config: SessionConfig, finished: int, elapsed_s: float
     ) -> bool:
@@ -422,18 +521,64 @@ class OptimizationKind(JobKind):
             return False
         if elapsed_s >= config.timeout_minutes * 60 - 1:
             return False
-        sampler_done = config.strategy == "grid_search" and _grid_exhausted(study, config)
+        sampler_done = config.strategy == "grid_search" and grid_exhausted(study, config)
         return not sampler_done
 
 
-def _retry_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[Trial], float | tuple[float, float]],
+    n_trials: int,
+    timeout: float,
+    after_trial: Callable[[optuna.Study, FrozenTrial], bool],
+) -> bool:
+    """``study.optimize`` (node errors fail a trial, not the run) until ``after_trial`` says
+    stop, ``n_trials`` ran or ``timeout`` passed: True then, the caller decides what next;
+    False when the sampler stopped the study itself (``GridSampler``: its grid is
+    exhausted), and there is nothing left to run."""
+    ran, ours = 0, False
+    started = time.monotonic()
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal ran, ours
+        ran += 1
+        if after_trial(study, trial):
+            ours = True
+            study.stop()
+
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=timeout,
+        callbacks=[callback],
+        catch=(NeuronsError,),
+        gc_after_trial=False,
+    )
+    return ours or ran >= n_trials or time.monotonic() - started >= timeout
+
+
+def retry_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """The user attributes of an interrupted trial's retry (enqueued with its parameters)."""
     attrs: dict[str, Any] = {"retry_of": trial.number}
     if trial.user_attrs.get("baseline"):
         attrs["baseline"] = True
     return attrs
 
 
-def _grid_exhausted(study: optuna.Study, config: SessionConfig) -> bool:
+def interrupt_trial(storage: BaseStorage, trial: FrozenTrial) -> bool:
+    """Fail a trial whose worker died mid-trial as ``interrupted`` (it does not count and
+    runs again); False when it finished meanwhile (another worker found its heartbeat stale
+    first, and Optuna queued it again)."""
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def grid_exhausted(study: optuna.Study, config: SessionConfig) -> bool:
+    """Whether every point of the session's grid has been tried (by any worker)."""
     size = config.space.grid_size(grid_points_for_budget(config.space, config.max_iterations))
     finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED)]
     skipped = ("baseline", "interrupted", "retry_of")
