@@ -8,8 +8,11 @@ does the same for a stored session: a pending one, or a failed or cancelled one 
 Ctrl-C cancels it (its finished trials are kept) and exits 130. A session run here is an
 ordinary stored session on the jobs runtime: ``status``, ``ls``, ``apply``, ``cancel`` and
 ``plot`` work on it, from here, another shell or the API (a cancel stops it after its current
-prompt), and a control plane adopts it if this process dies mid-run. Refusals (an unknown
-session, a move its status forbids) are reported as by every job command (``neurons.cli.jobs``).
+prompt), and a control plane adopts it if this process dies mid-run. ``worker`` joins a
+running session from any machine that reaches its database, running more of its trials on
+other nodes (``neurons.optimize.worker``); ``status`` shows the trials by worker. Refusals (an
+unknown session, a move its status forbids) are reported as by every job command
+(``neurons.cli.jobs``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from neurons.errors import SessionNotFoundError, SessionStateError
 
 if TYPE_CHECKING:
     from neurons.optimize.service import OptimizationService
+    from neurons.optimize.worker import WorkerTrial
 
 __all__ = ["optimize_app"]
 
@@ -106,15 +110,19 @@ def _trials_table(
     rows: Sequence[Mapping[str, Any]], title: str, *, best: int | None, states: bool
 ) -> Table:
     """One row per trial: its number (``b`` the baseline, ``*`` the best), score, parameters
-    and measurements; ``states`` adds the state and, for pruned trials, why."""
+    and measurements; ``states`` adds the state and, for pruned trials, why, and the worker
+    that ran it when more than one did."""
     names = _parameter_names(rows)
     notes = states and any(row.get("pruned_reason") for row in rows)
+    workers = states and len({row.get("worker") for row in rows}) > 1
     table = Table(
         title=title, caption="b: baseline (Ollama's defaults), *: best", box=box.SIMPLE_HEAD
     )
     table.add_column("trial", justify="right", no_wrap=True)
     if states:
         table.add_column("state")
+    if workers:
+        table.add_column("worker")
     table.add_column("score", justify="right")
     for name in names:
         table.add_column(name, justify="right")
@@ -129,6 +137,8 @@ def _trials_table(
         cells = [f"{row['trial']} {marks}".strip()]
         if states:
             cells.append(str(row.get("state", "-")))
+        if workers:
+            cells.append(f"{row.get('worker') or '-'} ({row.get('node') or '-'})")
         cells.append(_score(row.get("overall_score")))
         params = row.get("parameters") or {}
         cells += [_value(params[n]) if n in params else "-" for n in names]
@@ -145,6 +155,19 @@ def _trials_table(
         if notes:
             cells.append(str(row.get("pruned_reason") or ""))
         table.add_row(*cells)
+    return table
+
+
+def _workers_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """Trials by worker: what each counted towards the session, by state, and its nodes."""
+    table = Table(title=f"{len(rows)} workers", box=box.SIMPLE_HEAD)
+    table.add_column("worker")
+    for column in ("finished", "complete", "pruned", "failed", "running"):
+        table.add_column(column, justify="right")
+    table.add_column("nodes")
+    for row in rows:
+        counts = [str(row[c]) for c in ("finished", "complete", "pruned", "failed", "running")]
+        table.add_row(row["worker"], *counts, ", ".join(row["nodes"]) or "-")
     return table
 
 
@@ -456,7 +479,52 @@ def status(session_id: SessionArg, as_json: JsonFlag = False) -> None:
     if trials:
         title = f"{len(trials)} trial(s)"
         console.print(_trials_table(trials, title, best=_best_trial(details), states=True))
+    workers = details.get("workers") or []
+    if len(workers) > 1:
+        console.print(_workers_table(workers))
     _print_best(console, details)
+
+
+@optimize_app.command("worker")
+def worker(
+    session_id: SessionArg,
+    node: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node", help="Run trials on this node (repeatable; default: as the session)."
+        ),
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option(help="This worker's name (default: host-pid; unique).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Join a running session from any machine that reaches its database: run its trials on
+    these nodes until all are taken. Exits 0 when it needs no more (completed included), 1 on
+    a refusal or failing trials, 130 on Ctrl-C (its trial is queued again)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported below
+    say: Callable[[WorkerTrial], None] | None = (
+        None if as_json else lambda t: typer.echo(t, err=True)
+    )
+    try:
+        report = refusals_exit(
+            lambda: _with_service(
+                lambda s: s.join(session_id, nodes=node, worker_id=worker_id, progress=say)
+            ),
+            as_json,
+        )
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: its trial is queued again (session {session_id})", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    if as_json:
+        emit(report.to_dict(), success=report.error is None)
+    else:
+        typer.echo(str(report))
+    if report.error is not None:
+        typer.echo(f"error: {report.error}", err=True)
+        raise typer.Exit(1)
 
 
 @optimize_app.command("ls")

@@ -15,7 +15,7 @@ than the lease). So a session survives a restart of the control plane, and one s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -26,12 +26,13 @@ from neurons.jobs import JobRuntime, Publish
 from neurons.network.manager import NetworkManager
 from neurons.optimize.apply import apply_parameters
 from neurons.optimize.evalsets import EvalSet, parse_jsonl
-from neurons.optimize.results import best_result, convergence, trial_rows
+from neurons.optimize.results import best_result, convergence, trial_rows, worker_rows
 from neurons.optimize.runner import OptimizationKind
 from neurons.optimize.scoring import Embedder, MiniLMEmbedder
 from neurons.optimize.sessions import SessionConfig, SessionEvent, next_status
 from neurons.optimize.space import SearchSpace
 from neurons.optimize.strategies import optuna_storage
+from neurons.optimize.worker import WorkerReport, WorkerTrial, run_worker
 from neurons.store import SessionRecord, Store
 
 __all__ = ["OptimizationService", "load_study"]
@@ -133,20 +134,44 @@ class OptimizationService:
         return [r.to_dict() for r in records]
 
     async def details(self, session_id: str) -> dict[str, Any]:
-        """The session with its trials, its best result and its convergence history."""
+        """The session with its trials, its best result, its convergence history and its
+        trials by worker (``workers``: the session's runner ``main`` and any that joined)."""
         record = await asyncio.to_thread(self.store.optimization.get, session_id)
         study = await asyncio.to_thread(load_study, self.settings, record)
         if study is None:
-            return {**record.to_dict(), "trials": [], "best": None, "convergence": []}
+            empty: dict[str, Any] = {"trials": [], "best": None, "convergence": [], "workers": []}
+            return {**record.to_dict(), **empty}
         objective = record.objective
-        trials, best, history = await asyncio.to_thread(
+        trials, best, history, workers = await asyncio.to_thread(
             lambda: (
                 trial_rows(study, objective),
                 best_result(study, objective),
                 convergence(study, objective),
+                worker_rows(study),
             )
         )
-        return {**record.to_dict(), "trials": trials, "best": best, "convergence": history}
+        return {
+            **record.to_dict(),
+            "trials": trials,
+            "best": best,
+            "convergence": history,
+            "workers": workers,
+        }
+
+    async def join(
+        self,
+        session_id: str,
+        *,
+        nodes: Sequence[str] | None = None,
+        worker_id: str | None = None,
+        progress: Callable[[WorkerTrial], None] | None = None,
+    ) -> WorkerReport:
+        """Run trials of a running session in this process, as one more worker beside its
+        runner, on ``nodes`` (default: the session's node); until the session needs no more
+        trials (:mod:`neurons.optimize.worker`)."""
+        return await run_worker(
+            self.kind, session_id, nodes=nodes, worker=worker_id, progress=progress
+        )
 
     async def best_parameters(self, session_id: str) -> dict[str, Any]:
         """The best parameters with their metrics and score; 409 before a trial completed."""
