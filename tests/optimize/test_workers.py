@@ -78,6 +78,8 @@ def test_a_trial_claims_a_slot_only_within_the_budget() -> None:
     assert claim(study, 6, 5)  # with a budget of five, a new trial is the fifth
     assert not claim(study, 7, 4)
 
+    workers = [r["worker"] for r in trial_rows(study, "maximize_quality")]
+    assert workers == ["main", "main", "w2", "main", "w2", None]  # nobody runs 5 yet
     rows = {r["worker"]: r for r in worker_rows(study)}
     assert list(rows) == ["main", "w2"]  # trials before workers existed are main's
     assert (rows["main"]["finished"], rows["main"]["complete"]) == (1, 1)

@@ -119,7 +119,7 @@ def trial_rows(study: optuna.Study, objective: str) -> list[dict[str, Any]]:
             "state": trial.state.name.lower(),
             "parameters": dict(trial.params),
             "node": trial.user_attrs.get("node"),
-            "worker": worker_of(trial),
+            "worker": None if trial.state == TrialState.WAITING else worker_of(trial),
             "baseline": bool(trial.user_attrs.get("baseline")),
         }
         metrics = metrics_of(trial)
