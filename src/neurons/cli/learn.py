@@ -25,7 +25,7 @@ from rich.table import Table
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_store
 from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
 from neurons.errors import LearningStateError, NeuronsError
-from neurons.learning.choices import MODEL_TYPES, MODES
+from neurons.learning.choices import DEPLOYS, MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
 
 if TYPE_CHECKING:
@@ -69,10 +69,24 @@ def run(
         float, typer.Option(help="distill: share of each student's examples with labels.")
     ] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed for splits, partitions and weights.")] = 0,
+    deploy: Annotated[
+        str,
+        typer.Option(
+            help="local (in this process) or flower (federated modes, through a SuperLink)."
+        ),
+    ] = "local",
+    superlink: Annotated[
+        str | None,
+        typer.Option(
+            help="With --deploy flower: HOST:PORT of a running SuperLink whose SuperNodes were "
+            "started with `neurons learn node` (default: a loopback one with the run's nodes)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a learning run here and print its result."""
     _choice(dataset, DATASETS, "--dataset")
+    _choice(deploy, DEPLOYS, "--deploy")
     _choice(mode, MODES, "--mode")
     _choice(partition, PARTITIONS, "--partition")
     _choice(model, MODEL_TYPES, "--model")
@@ -90,10 +104,34 @@ def run(
             learning_rate=learning_rate,
             labelled_fraction=labelled_fraction,
             seed=seed,
+            deploy=deploy,
+            superlink=superlink or "",
         )
     except NeuronsError as exc:
         raise fail(exc, as_json) from exc
     _train(as_json, config=config)
+
+
+@learn_app.command("node")
+def node(
+    superlink: Annotated[str, typer.Option(help="HOST:PORT of the run's SuperLink.")],
+    partition_id: Annotated[int, typer.Option(help="This node's share, 0 to N-1.")] = 0,
+    num_partitions: Annotated[
+        int, typer.Option(help="N: the run's --nodes (every node of it uses the same N).")
+    ] = 2,
+    port: Annotated[int, typer.Option(help="Local port of the SuperNode's runtime API.")] = 9094,
+) -> None:
+    """Run a Flower SuperNode here for `neurons learn run --deploy flower --superlink ...`
+    (until Ctrl-C). Insecure transport: trusted networks only."""
+    from neurons.learning.deployment import run_supernode
+
+    try:
+        code = run_supernode(superlink, partition_id, num_partitions, port=port)
+    except NeuronsError as exc:
+        raise fail(exc, False) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(INTERRUPTED) from None
+    raise typer.Exit(code)
 
 
 @learn_app.command("start")
