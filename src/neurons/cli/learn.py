@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -122,16 +123,13 @@ def node(
     port: Annotated[int, typer.Option(help="Local port of the SuperNode's runtime API.")] = 9094,
 ) -> None:
     """Run a Flower SuperNode here for `neurons learn run --deploy flower --superlink ...`
-    (until Ctrl-C). Insecure transport: trusted networks only."""
+    (this process becomes it, until stopped). Insecure transport: trusted networks only."""
     from neurons.learning.deployment import run_supernode
 
     try:
-        code = run_supernode(superlink, partition_id, num_partitions, port=port)
+        run_supernode(superlink, partition_id, num_partitions, port=port)
     except NeuronsError as exc:
         raise fail(exc, False) from exc
-    except KeyboardInterrupt:
-        raise typer.Exit(INTERRUPTED) from None
-    raise typer.Exit(code)
 
 
 @learn_app.command("start")
@@ -174,6 +172,33 @@ def ls(
             "" if accuracy is None else f"{accuracy:.4f}",
         )
     Console().print(table)
+
+
+@learn_app.command("report")
+def report(
+    run_id: RunArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="FILE.png or FILE.html [default: learn-run-RUN.png here]."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a run's accuracy per round per node and who taught whom, round by round, as a
+    PNG or a one-page HTML file."""
+    path = out or Path(f"learn-run-{run_id}.png")
+    if path.suffix.lower() not in (".png", ".html"):
+        raise typer.BadParameter("the file must end in .png or .html", param_hint="--out")
+    found = _answer(lambda service: service.report(run_id), as_json)
+    from neurons.learning.report import render_html, render_png
+
+    if path.suffix.lower() == ".png":
+        render_png(found, path)
+    else:
+        path.write_text(render_html(found), encoding="utf-8")
+    if as_json:
+        emit({"path": str(path), "report": found.to_dict()})
+    else:
+        typer.echo(f"run {run_id}: report written to {path}")
 
 
 @learn_app.command("cancel")
