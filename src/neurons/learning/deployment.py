@@ -416,22 +416,15 @@ class FlowerDeployment:
 
 def run_supernode(
     superlink: str, partition_id: int, num_partitions: int, *, port: int = 9094
-) -> int:
-    """A SuperNode for partition ``partition_id`` of ``num_partitions`` against
-    ``superlink``, in the foreground until it exits or Ctrl-C; its exit status."""
-    argv = supernode_command(
-        superlink, partition_id, num_partitions, port=port, bin_dir=Path(sys.executable).parent
-    )
-    proc = Popen(argv, env=flower_env(Path(sys.executable).parent))
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
+) -> None:
+    """Become a SuperNode for partition ``partition_id`` of ``num_partitions`` against
+    ``superlink`` (this process is replaced, so a signal sent to it reaches the SuperNode
+    and no orphan is left). Returns only by raising: a bad argument, or a failed exec."""
+    bin_dir = Path(sys.executable).parent
+    argv = supernode_command(superlink, partition_id, num_partitions, port=port, bin_dir=bin_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, flower_env(bin_dir))
 
 
 def _free_ports(count: int) -> list[int]:
