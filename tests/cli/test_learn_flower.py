@@ -20,13 +20,7 @@ from typer.testing import CliRunner
 
 from neurons.cli.main import app
 from neurons.errors import InvalidRequestError
-from neurons.learning.deployment import (
-    _descendants,
-    check_address,
-    flower_env,
-    pid_alive,
-    superlink_command,
-)
+from neurons.learning.deployment import _descendants, check_address, pid_alive
 from neurons.learning.runs import RunConfig
 from tests.conftest import free_port
 
@@ -117,6 +111,8 @@ def test_cli_refuses_bad_deploy_and_superlink(env: dict[str, str]) -> None:
         app, ["learn", "node", "--superlink", "h:1", "--partition-id", "2", "--num-partitions", "2"]
     )
     assert outside.exit_code == 1 and "partition-id 2 outside 0-1" in outside.output
+    link = runner.invoke(app, ["learn", "superlink", "--port", "0"])
+    assert link.exit_code == 1 and "port must be 1-65535" in link.output
 
 
 @pytest.mark.slow
@@ -136,13 +132,14 @@ def test_run_deployed_on_loopback_matches_the_in_process_run(env: dict[str, str]
 
 
 @pytest.fixture
-def superlink(tmp_path: Path) -> Iterator[str]:
-    """A SuperLink on loopback, as another machine would run it."""
+def superlink(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """``neurons learn superlink`` on loopback, as another machine would run it."""
     port = free_port()
-    bin_dir = Path(sys.executable).parent
-    argv = superlink_command(port, host="127.0.0.1", bin_dir=bin_dir)
+    argv = [sys.executable, "-m", "neurons", "learn", "superlink", "--host", "127.0.0.1"]
     log = (tmp_path / "superlink.log").open("wb")
-    proc = subprocess.Popen(argv, env=flower_env(bin_dir), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -151,6 +148,8 @@ def superlink(tmp_path: Path) -> Iterator[str]:
                 break
             assert time.monotonic() < deadline, "the SuperLink did not become healthy"
             time.sleep(0.3)
+        line = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert "flower-superlink" in line  # the command became the SuperLink
         yield f"127.0.0.1:{port}"
     finally:
         _stop(proc)

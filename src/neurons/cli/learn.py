@@ -113,6 +113,24 @@ def run(
     _train(as_json, config=config)
 
 
+@learn_app.command("superlink")
+def superlink_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[
+        int, typer.Option(help="Port of the Fleet, Control and ServerAppIo APIs.")
+    ] = 8000,
+) -> None:
+    """Run a Flower SuperLink here, for SuperNodes started with `neurons learn node` and runs
+    started with `neurons learn run --deploy flower --superlink HOST:PORT` (this process
+    becomes it, until stopped). Insecure transport: trusted networks only."""
+    from neurons.learning.deployment import run_superlink
+
+    try:
+        run_superlink(port, host=host)
+    except NeuronsError as exc:
+        raise fail(exc, False) from exc
+
+
 @learn_app.command("node")
 def node(
     superlink: Annotated[str, typer.Option(help="HOST:PORT of the run's SuperLink.")],
@@ -271,10 +289,13 @@ async def _follow(service: LearningService, run_id: str, as_json: bool) -> dict[
 
 def _print_run(state: dict[str, Any]) -> None:
     console = Console()
-    result = state["result"]
+    result, config = state["result"], state["config"]
+    via = ""
+    if config.get("deploy") == "flower":  # runs stored before the field have none
+        via = f" through the SuperLink at {config['superlink'] or 'loopback'}"
     console.print(
         f"run {state['run_id']}: {state['mode']} on {state['dataset']} "
-        f"({state['config']['partition']}, {state['config']['nodes']} nodes), "
+        f"({config['partition']}, {config['nodes']} nodes{via}), "
         f"{state['status']}, round {state['current_round']}/{state['total_rounds']}"
     )
     if state.get("error"):

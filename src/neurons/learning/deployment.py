@@ -13,7 +13,8 @@ install packages, CUDA torch among them). ``--insecure`` is for trusted networks
 :class:`SuperLinkClient` is the ``flwr run`` side against any SuperLink (the loopback one or
 another machine's): it follows the run's log stream, where the ServerApp prints one
 ``neurons-round {json}`` line per round, so a run's rounds are known as they end even when the
-SuperLink's disk is out of reach. :func:`run_supernode` is ``neurons learn node``.
+SuperLink's disk is out of reach. :func:`run_superlink` and :func:`run_supernode` are
+``neurons learn superlink`` and ``neurons learn node``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "check_address",
     "flower_env",
     "run_config_arg",
+    "run_superlink",
     "run_supernode",
     "superlink_command",
     "supernode_command",
@@ -414,6 +416,12 @@ class FlowerDeployment:
         raise LearningStateError(f"the SuperLink was not healthy after {self._start_timeout:g} s")
 
 
+def run_superlink(port: int = 8000, *, host: str = "0.0.0.0") -> None:
+    """Become a SuperLink on ``host:port`` (see :func:`run_supernode`)."""
+    bin_dir = Path(sys.executable).parent
+    _become(superlink_command(port, host=host, bin_dir=bin_dir), bin_dir)
+
+
 def run_supernode(
     superlink: str, partition_id: int, num_partitions: int, *, port: int = 9094
 ) -> None:
@@ -422,6 +430,10 @@ def run_supernode(
     and no orphan is left). Returns only by raising: a bad argument, or a failed exec."""
     bin_dir = Path(sys.executable).parent
     argv = supernode_command(superlink, partition_id, num_partitions, port=port, bin_dir=bin_dir)
+    _become(argv, bin_dir)
+
+
+def _become(argv: list[str], bin_dir: Path) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(argv[0], argv, flower_env(bin_dir))
