@@ -6,7 +6,9 @@ table, through the same :class:`~neurons.learning.service.LearningService` as th
 checkpoint). While it trains, this process holds the run's lease: a control plane started
 meanwhile does not train it a second time, and ``neurons learn cancel RUN`` from another
 shell stops it within a second or so. Ctrl-C cancels it too; either way the command exits
-130. ``status``, ``ls`` and ``cancel`` work on any stored run. Refusals are reported as
+130. ``status``, ``ls``, ``report`` and ``cancel`` work on any stored run. With ``run --deploy
+flower`` a federated run goes through a Flower SuperLink; ``superlink`` and ``node`` start one
+and its SuperNodes on other machines. Refusals are reported as
 every job command reports them (:mod:`neurons.cli.jobs`).
 """
 

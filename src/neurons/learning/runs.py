@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import tempfile
 import threading
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from neurons.errors import InvalidRequestError, LearningStateError
 from neurons.jobs import JobStopped
 from neurons.learning.choices import DEPLOYS, FEDERATED_MODES, MODES, checked_fields
 from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
+from neurons.learning.deployment import check_address
 from neurons.learning.federated import (
     FederatedSettings,
     ModelUpdate,
@@ -60,7 +60,6 @@ from neurons.learning.training import (
 
 __all__ = ["DEPLOYS", "MODES", "RunConfig", "RunStopped", "execute"]
 
-_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 
 Emit = Callable[[str, dict[str, Any]], None]
 _FLOWER_TIMEOUT_S = 24 * 3600.0  # a deployed run may be long; cancel stops it sooner
@@ -116,8 +115,11 @@ class RunConfig:
             problems.append(f"deploy flower runs the federated modes only, not {self.mode}")
         if self.superlink and self.deploy != "flower":
             problems.append("superlink needs deploy flower")
-        elif self.superlink and not _ADDRESS.match(self.superlink):
-            problems.append(f"superlink must be HOST:PORT, got {self.superlink!r}")
+        elif self.superlink:
+            try:
+                check_address(self.superlink)
+            except InvalidRequestError as exc:
+                problems.append(exc.message)
         if problems:
             raise InvalidRequestError("invalid learning run: " + "; ".join(problems))
 
