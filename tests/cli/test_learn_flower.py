@@ -201,3 +201,40 @@ def test_nodes_started_with_learn_node_train_a_run_through_their_superlink(
     assert run["config"]["superlink"] == superlink
     here = _cli(env, "run", *args)["run"]
     _same(_history(run), _history(here))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cancel_stops_a_run_through_flower_and_its_processes(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    argv = [sys.executable, "-m", "neurons", "learn", "run", "--deploy", "flower", "--json"]
+    argv += ["--nodes", "2", "--rounds", "1000", "--local-steps", "2"]
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        trainer = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # until a round reached the store
+            assert trainer.poll() is None, log.read_text()
+            listed = CliRunner().invoke(app, ["learn", "ls", "--json"])
+            runs = json.loads(listed.output)["runs"] if listed.exit_code == 0 else []
+            if runs and runs[0]["current_round"] >= 1:
+                break
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        seen = _flower_left(trainer.pid)  # the loopback SuperLink, SuperNodes, their apps
+        assert len(seen) >= 3, seen
+        cancelled = CliRunner().invoke(app, ["learn", "cancel", runs[0]["run_id"], "--json"])
+        assert cancelled.exit_code == 0, cancelled.output
+        assert trainer.wait(timeout=120) == 130, log.read_text()
+    finally:
+        if trainer.poll() is None:
+            _stop(trainer)
+    status = json.loads(CliRunner().invoke(app, ["learn", "status", "1", "--json"]).output)
+    assert status["run"]["status"] == "cancelled"
+    assert 1 <= status["run"]["current_round"] < 1000
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(map(pid_alive, seen)):
+        time.sleep(0.2)
+    assert [pid for pid in seen if pid_alive(pid)] == []
