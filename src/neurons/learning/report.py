@@ -105,7 +105,7 @@ def build_report(run: dict[str, Any], events: Sequence[LearningEvent]) -> RunRep
     series: dict[str, list[tuple[int, float]]] = {}
     if per_node is not None:
         for number, payload in ordered:
-            for node, value in sorted(payload.get(per_node, {}).items(), key=_node_order):
+            for node, value in sorted(payload.get(per_node, {}).items(), key=_by_node):
                 series.setdefault(node, []).append((number, float(value)))
         if mode == "ensemble":
             series["ensemble"] = _points(ordered, "ensemble_accuracy")
@@ -137,9 +137,14 @@ def _points(ordered: list[tuple[int, dict[str, Any]]], key: str) -> list[tuple[i
     return [(n, float(p[key])) for n, p in ordered if isinstance(p.get(key), (int, float))]
 
 
-def _node_order(item: tuple[str, Any]) -> tuple[int, str]:
-    tail = item[0].rsplit("-", 1)[-1]
-    return (int(tail) if tail.isdigit() else 1 << 30, item[0])
+def _node_key(name: str) -> tuple[int, str]:
+    """``node-2`` before ``node-10``; other names after the numbered ones."""
+    tail = name.rsplit("-", 1)[-1]
+    return (int(tail) if tail.isdigit() else 1 << 30, name)
+
+
+def _by_node(item: tuple[str, Any]) -> tuple[int, str]:
+    return _node_key(item[0])
 
 
 def _edges(
@@ -166,7 +171,7 @@ def _edges(
 
 def _nodes(report: RunReport) -> list[str]:
     names = {e.teacher for e in report.edges} | {e.student for e in report.edges}
-    return [name for name, _ in sorted(((n, 0) for n in names), key=_node_order)]
+    return sorted(names, key=_node_key)
 
 
 # -- PNG ----------------------------------------------------------------------------------
