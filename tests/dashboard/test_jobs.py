@@ -151,6 +151,11 @@ def test_jobs_view_shows_every_kind_live(
     shown = page.locator('[data-testid="learn-pair"]')
     assert {(shown.nth(i).get_attribute("data-teacher"), shown.nth(i).get_attribute("data-student"))
             for i in range(shown.count())} == pairs  # fmt: skip
+    # the graph over time: a cell per round in which a pair had lessons
+    cells = page.locator('[data-testid="learn-timeline-cell"]')
+    assert cells.count() == len(
+        {(e["round"], e["payload"]["teacher"], e["node_id"]) for e in taught}
+    )
 
     select(page, "learn", jobs.ensemble)
     assert points(page, "learn-accuracy-chart") == ENSEMBLE["rounds"] * ENSEMBLE["nodes"]

@@ -4,20 +4,24 @@
 ``POST /runs`` takes a JSON body with :class:`~neurons.learning.runs.RunConfig`'s fields
 (unknown fields are refused) and ``"start": true|false`` (default true); the run trains in the
 background. ``GET /runs/{id}`` is its state with the per-round history, ``GET /runs/{id}/events``
-its events in order (``after`` = the last event id seen), ``POST /runs/{id}/start`` resumes a
+its events in order (``after`` = the last event id seen), ``GET /runs/{id}/report`` its
+accuracy per round per node and who taught whom (``?format=html``: the page ``neurons learn
+report`` writes), ``POST /runs/{id}/start`` resumes a
 cancelled or failed run from its checkpoint, ``POST /runs/{id}/cancel`` stops it after the
 current round. Errors use the seed's envelope.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import HTMLResponse
 
 from neurons.api.responses import errors
 from neurons.errors import InvalidRequestError
 from neurons.learning.choices import MODES
+from neurons.learning.report import render_html
 from neurons.learning.runs import RunConfig
 from neurons.learning.service import LearningService
 
@@ -63,6 +67,16 @@ async def run_events(
 ) -> dict[str, Any]:
     events = await _service(request).events(run_id, after=after, kind=kind, limit=limit)
     return {"success": True, "run_id": run_id, "events": events}
+
+
+@router.get(f"/runs/{RUN}/report", response_model=None, responses=errors(400, 404))
+async def run_report(
+    request: Request, run_id: str, format: Literal["json", "html"] = "json"
+) -> dict[str, Any] | HTMLResponse:
+    report = await _service(request).report(run_id)
+    if format == "html":
+        return HTMLResponse(render_html(report))
+    return {"success": True, "report": report.to_dict()}
 
 
 @router.post(f"/runs/{RUN}/start", responses=errors(404, 409))

@@ -6,7 +6,9 @@ table, through the same :class:`~neurons.learning.service.LearningService` as th
 checkpoint). While it trains, this process holds the run's lease: a control plane started
 meanwhile does not train it a second time, and ``neurons learn cancel RUN`` from another
 shell stops it within a second or so. Ctrl-C cancels it too; either way the command exits
-130. ``status``, ``ls`` and ``cancel`` work on any stored run. Refusals are reported as
+130. ``status``, ``ls``, ``report`` and ``cancel`` work on any stored run. With ``run --deploy
+flower`` a federated run goes through a Flower SuperLink; ``superlink`` and ``node`` start one
+and its SuperNodes on other machines. Refusals are reported as
 every job command reports them (:mod:`neurons.cli.jobs`).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -25,7 +28,7 @@ from rich.table import Table
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_store
 from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
 from neurons.errors import LearningStateError, NeuronsError
-from neurons.learning.choices import MODEL_TYPES, MODES
+from neurons.learning.choices import DEPLOYS, MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
 
 if TYPE_CHECKING:
@@ -69,10 +72,24 @@ def run(
         float, typer.Option(help="distill: share of each student's examples with labels.")
     ] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed for splits, partitions and weights.")] = 0,
+    deploy: Annotated[
+        str,
+        typer.Option(
+            help="local (in this process) or flower (federated modes, through a SuperLink)."
+        ),
+    ] = "local",
+    superlink: Annotated[
+        str | None,
+        typer.Option(
+            help="With --deploy flower: HOST:PORT of a running SuperLink whose SuperNodes were "
+            "started with `neurons learn node` (default: a loopback one with the run's nodes)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a learning run here and print its result."""
     _choice(dataset, DATASETS, "--dataset")
+    _choice(deploy, DEPLOYS, "--deploy")
     _choice(mode, MODES, "--mode")
     _choice(partition, PARTITIONS, "--partition")
     _choice(model, MODEL_TYPES, "--model")
@@ -90,10 +107,49 @@ def run(
             learning_rate=learning_rate,
             labelled_fraction=labelled_fraction,
             seed=seed,
+            deploy=deploy,
+            superlink=superlink or "",
         )
     except NeuronsError as exc:
         raise fail(exc, as_json) from exc
     _train(as_json, config=config)
+
+
+@learn_app.command("superlink")
+def superlink_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[
+        int, typer.Option(help="Port of the Fleet, Control and ServerAppIo APIs.")
+    ] = 8000,
+) -> None:
+    """Run a Flower SuperLink here, for SuperNodes started with `neurons learn node` and runs
+    started with `neurons learn run --deploy flower --superlink HOST:PORT` (this process
+    becomes it, until stopped). Insecure transport: trusted networks only."""
+    from neurons.learning.deployment import run_superlink
+
+    try:
+        run_superlink(port, host=host)
+    except NeuronsError as exc:
+        raise fail(exc, False) from exc
+
+
+@learn_app.command("node")
+def node(
+    superlink: Annotated[str, typer.Option(help="HOST:PORT of the run's SuperLink.")],
+    partition_id: Annotated[int, typer.Option(help="This node's share, 0 to N-1.")] = 0,
+    num_partitions: Annotated[
+        int, typer.Option(help="N: the run's --nodes (every node of it uses the same N).")
+    ] = 2,
+    port: Annotated[int, typer.Option(help="Local port of the SuperNode's runtime API.")] = 9094,
+) -> None:
+    """Run a Flower SuperNode here for `neurons learn run --deploy flower --superlink ...`
+    (this process becomes it, until stopped). Insecure transport: trusted networks only."""
+    from neurons.learning.deployment import run_supernode
+
+    try:
+        run_supernode(superlink, partition_id, num_partitions, port=port)
+    except NeuronsError as exc:
+        raise fail(exc, False) from exc
 
 
 @learn_app.command("start")
@@ -136,6 +192,33 @@ def ls(
             "" if accuracy is None else f"{accuracy:.4f}",
         )
     Console().print(table)
+
+
+@learn_app.command("report")
+def report(
+    run_id: RunArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="FILE.png or FILE.html [default: learn-run-RUN.png here]."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a run's accuracy per round per node and who taught whom, round by round, as a
+    PNG or a one-page HTML file."""
+    path = out or Path(f"learn-run-{run_id}.png")
+    if path.suffix.lower() not in (".png", ".html"):
+        raise typer.BadParameter("the file must end in .png or .html", param_hint="--out")
+    found = _answer(lambda service: service.report(run_id), as_json)
+    from neurons.learning.report import render_html, render_png
+
+    if path.suffix.lower() == ".png":
+        render_png(found, path)
+    else:
+        path.write_text(render_html(found), encoding="utf-8")
+    if as_json:
+        emit({"path": str(path), "report": found.to_dict()})
+    else:
+        typer.echo(f"run {run_id}: report written to {path}")
 
 
 @learn_app.command("cancel")
@@ -208,10 +291,13 @@ async def _follow(service: LearningService, run_id: str, as_json: bool) -> dict[
 
 def _print_run(state: dict[str, Any]) -> None:
     console = Console()
-    result = state["result"]
+    result, config = state["result"], state["config"]
+    via = ""
+    if config.get("deploy") == "flower":  # runs stored before the field have none
+        via = f" through the SuperLink at {config['superlink'] or 'loopback'}"
     console.print(
         f"run {state['run_id']}: {state['mode']} on {state['dataset']} "
-        f"({state['config']['partition']}, {state['config']['nodes']} nodes), "
+        f"({config['partition']}, {config['nodes']} nodes{via}), "
         f"{state['status']}, round {state['current_round']}/{state['total_rounds']}"
     )
     if state.get("error"):

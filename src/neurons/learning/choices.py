@@ -10,11 +10,13 @@ from typing import Any
 
 from neurons.errors import InvalidRequestError
 
-__all__ = ["FEDERATED_MODES", "MODEL_TYPES", "MODES", "checked_fields"]
+__all__ = ["DEPLOYS", "FEDERATED_MODES", "MODEL_TYPES", "MODES", "checked_fields"]
 
 MODEL_TYPES: tuple[str, ...] = ("mlp", "transformer")
 FEDERATED_MODES: tuple[str, ...] = ("fedavg", "fedprox", "fedmedian", "fedtrimmedavg")
 MODES: tuple[str, ...] = ("centralized", "distill", "ensemble", *FEDERATED_MODES)
+# Where a federated run's nodes train: in this process, or through a Flower SuperLink.
+DEPLOYS: tuple[str, ...] = ("local", "flower")
 
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

@@ -2,7 +2,9 @@
 
 On a Flower deployment each SuperNode is started with ``--node-config "partition-id=I
 num-partitions=N"``; the ServerApp reads :class:`FederatedSettings` from the run config and
-writes one JSON line per round to ``out-path`` when that is set. In one process,
+prints one ``neurons-round {json}`` line per round (Flower streams the ServerApp's output to
+``flwr run --stream``, wherever that runs), and also writes the JSON to ``out-path`` when
+that is set. In one process,
 :class:`LocalGrid` hands Flower's messages straight to the same ClientApp, so the strategy
 code, the messages and the client code are identical in both places.
 """
@@ -25,6 +27,7 @@ from torch import nn
 
 from neurons.errors import InvalidRequestError
 from neurons.learning.data import LearningData
+from neurons.learning.deployment import ROUND_MARK
 from neurons.learning.federated import FederatedSettings, ModelUpdate, node_share, run_federated
 from neurons.learning.models import build_model, get_arrays, set_arrays
 from neurons.learning.training import LocalTraining, accuracy, train_local
@@ -112,9 +115,11 @@ def main(grid: Grid, context: Context) -> None:
     out = str(context.run_config.get("out-path", ""))
 
     def report(server_round: int, _: list[np.ndarray], metrics: dict[str, float]) -> None:
+        line = json.dumps({"round": server_round, **metrics})
+        print(ROUND_MARK + line, flush=True)  # noqa: T201 - the run's log is the channel
         if out:
             with Path(out).open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"round": server_round, **metrics}) + "\n")
+                handle.write(line + "\n")
 
     run_federated(settings, grid, report)
 

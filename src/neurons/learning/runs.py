@@ -4,7 +4,10 @@ Modes, all on the same dataset split and node partitions:
 
 - ``centralized``: one model on all training examples: the yardstick;
 - ``fedavg`` / ``fedprox`` / ``fedmedian`` / ``fedtrimmedavg``: Flower strategies over
-  ``nodes`` in-process nodes (``federated.py``);
+  ``nodes`` in-process nodes (``federated.py``); with ``deploy="flower"`` the same apps run
+  through a Flower SuperLink instead (``deployment.py``): a loopback one with the run's
+  SuperNodes started here, or, with ``superlink`` set, one whose SuperNodes were started on
+  other machines with ``neurons learn node``;
 - ``distill``: a :class:`DistributedLearningSystem`. Node 0 holds its share with labels; the
   others keep labels on only ``labelled_fraction`` of theirs. Teachers emerge from measured
   knowledge levels and teach on the students' unlabelled examples. Beside every student a
@@ -14,7 +17,8 @@ Modes, all on the same dataset split and node partitions:
   against its best member, with a cross-node validation matrix.
 
 Every round ends with one ``round`` event (test and validation accuracy) and a checkpoint;
-``execute`` resumes from the latest checkpoint when one exists. A ``stop`` set meanwhile ends
+``execute`` resumes from the latest checkpoint when one exists (a run through a SuperLink
+keeps no weights here, so it starts again from round 1). A ``stop`` set meanwhile ends
 the run after the round's checkpoint; ``abandon`` answering True drops the round in progress
 at the next local training step (its work is lost, the previous checkpoint stays).
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -31,10 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from neurons.errors import InvalidRequestError
+from neurons.errors import InvalidRequestError, LearningStateError
 from neurons.jobs import JobStopped
-from neurons.learning.choices import FEDERATED_MODES, MODES, checked_fields
+from neurons.learning.choices import DEPLOYS, FEDERATED_MODES, MODES, checked_fields
 from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
+from neurons.learning.deployment import check_address
 from neurons.learning.federated import (
     FederatedSettings,
     ModelUpdate,
@@ -52,9 +58,11 @@ from neurons.learning.training import (
     train_local,
 )
 
-__all__ = ["MODES", "RunConfig", "RunStopped", "execute"]
+__all__ = ["DEPLOYS", "MODES", "RunConfig", "RunStopped", "execute"]
+
 
 Emit = Callable[[str, dict[str, Any]], None]
+_FLOWER_TIMEOUT_S = 24 * 3600.0  # a deployed run may be long; cancel stops it sooner
 
 
 class RunStopped(JobStopped):
@@ -76,6 +84,8 @@ class RunConfig:
     proximal_mu: float = 0.1
     hidden_size: int = 0
     seed: int = 0
+    deploy: str = "local"  # or "flower": through a SuperLink (federated modes only)
+    superlink: str = ""  # HOST:PORT of a running SuperLink; empty: a loopback one
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +109,17 @@ class RunConfig:
             problems.append("labelled_fraction must be in (0, 1]")
         if self.proximal_mu < 0 or self.hidden_size < 0:
             problems.append("proximal_mu and hidden_size must not be negative")
+        if self.deploy not in DEPLOYS:
+            problems.append(f"deploy must be one of {', '.join(DEPLOYS)}")
+        elif self.deploy == "flower" and self.mode not in FEDERATED_MODES:
+            problems.append(f"deploy flower runs the federated modes only, not {self.mode}")
+        if self.superlink and self.deploy != "flower":
+            problems.append("superlink needs deploy flower")
+        elif self.superlink:
+            try:
+                check_address(self.superlink)
+            except InvalidRequestError as exc:
+                problems.append(exc.message)
         if problems:
             raise InvalidRequestError("invalid learning run: " + "; ".join(problems))
 
@@ -189,6 +210,8 @@ def execute(
     stopper = stop or threading.Event()
     token = abandoning.set(abandon)
     try:
+        if config.mode in FEDERATED_MODES and config.deploy == "flower":
+            return _through_superlink(config, emit, checkpoint, stopper)
         if config.mode in FEDERATED_MODES:
             return _federated(config, dataset, emit, saved, stopper)
         if config.mode == "centralized":
@@ -239,6 +262,36 @@ def _federated(
             first_round=first,
         )
     return {"test_accuracy": last["test_accuracy"], "val_accuracy": last["val_accuracy"]}
+
+
+def _through_superlink(
+    config: RunConfig, emit: Emit, folder: Path | None, stop: threading.Event
+) -> dict[str, Any]:
+    """The federated run by ``flwr run`` through a SuperLink; every round it reports becomes
+    a ``round`` event as it arrives, as in-process rounds do."""
+    from neurons.learning.deployment import FlowerDeployment, SuperLinkClient
+
+    settings = config.federated()
+    last: dict[str, Any] = {}
+
+    def on_round(row: dict[str, float]) -> None:
+        emit("round", dict(row))
+        last.update(test_accuracy=row["test_accuracy"], val_accuracy=row["val_accuracy"])
+
+    with tempfile.TemporaryDirectory(prefix="neurons-flower-") as scratch:
+        work = folder / "flower" if folder is not None else Path(scratch)
+        try:
+            if config.superlink:
+                client = SuperLinkClient(config.superlink, work)
+                client.run(settings, on_round, timeout=_FLOWER_TIMEOUT_S, stop=stop)
+            else:
+                with FlowerDeployment(config.nodes, work) as deployment:
+                    deployment.run(settings, _FLOWER_TIMEOUT_S, on_round=on_round, stop=stop)
+        except LearningStateError as exc:
+            if stop.is_set():  # we stopped the Flower run ourselves
+                raise RunStopped(f"stopped: {exc}") from exc
+            raise
+    return last
 
 
 def _centralized(

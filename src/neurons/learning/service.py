@@ -19,10 +19,11 @@ from neurons.config import Settings
 from neurons.errors import InvalidRequestError
 from neurons.jobs import JobRuntime, Publish
 from neurons.learning.jobs import LearningKind
+from neurons.learning.report import RunReport, build_report
 from neurons.learning.runs import RunConfig
 from neurons.lifecycle import Status
 from neurons.store import Store
-from neurons.store.learning import LearningRunRecord
+from neurons.store.learning import LearningEvent, LearningRunRecord
 
 __all__ = ["LearningService"]
 
@@ -78,6 +79,11 @@ class LearningService:
         )
         return [event.to_dict() for event in found]
 
+    async def report(self, run_id: str) -> RunReport:
+        """The run's accuracy per round per node and who taught whom, from its events."""
+        record = await asyncio.to_thread(self.store.learning.get, run_id)
+        return build_report(record.to_dict(), await asyncio.to_thread(self._all_events, run_id))
+
     def start_supervisor(self) -> None:
         """Resume runs whose process is gone, now and every third of the lease."""
         self.runtime.start_supervisor()
@@ -94,6 +100,14 @@ class LearningService:
         """Stop this process's runs after their current round's checkpoint; each stays
         ``running`` with its lease given back, so the next control plane resumes it at once."""
         await self.runtime.aclose()
+
+    def _all_events(self, run_id: str) -> list[LearningEvent]:
+        found: list[LearningEvent] = []
+        while page := self.store.learning.events(
+            run_id, after=found[-1].event_id if found else 0, limit=5000
+        ):
+            found += page
+        return found
 
     def _history(self, run_id: str) -> list[dict[str, Any]]:
         rounds = self.store.learning.events(run_id, kind="round", limit=5000)

@@ -235,6 +235,7 @@ function distillTransfer({ rounds, others }) {
       <thead><tr><th>Teacher → student</th><th class="num">Lessons</th><th>Rounds</th><th class="num">Student gained</th></tr></thead>
       <tbody>${pairRows}</tbody>
     </table>
+    ${timeline(byPair, rounds)}
     <div class="jobs-scroll">
       <table class="jobs-compact" data-testid="learn-lessons">
         <thead><tr><th class="num">Round</th><th>Lesson</th><th class="num">Student knowledge</th><th class="num">Loss</th></tr></thead>
@@ -242,6 +243,45 @@ function distillTransfer({ rounds, others }) {
       </table>
     </div>
     ${lessons.length > recent.length ? `<p class="muted jobs-note">The latest ${fmt(recent.length)} of ${fmt(lessons.length)} lessons.</p>` : ""}`;
+}
+
+// The teacher–student graph over time: a row per teacher → student pair, a cell per round
+// (the latest SHOWN_ROUNDS), filled where that pair had lessons, darker for more of them.
+function timeline(byPair, rounds) {
+  const taught = [...byPair.values()].flatMap((e) => e.rounds);
+  const last = Math.max(1, ...rounds.keys(), ...taught);
+  const first = Math.max(1, last - SHOWN_ROUNDS + 1);
+  const cell = 18;
+  const label = 130;
+  const rows = [...byPair.values()]
+    .map((e, i) => {
+      const counts = new Map();
+      for (const r of e.rounds) counts.set(r, (counts.get(r) || 0) + 1);
+      const cells = [...counts]
+        .filter(([r]) => r >= first)
+        .map(
+          ([r, n]) => `<rect data-testid="learn-timeline-cell" data-round="${r}" x="${label + (r - first) * cell}" y="${i * cell}"
+            width="${cell - 2}" height="${cell - 2}" style="fill: var(--accent); fill-opacity: ${Math.min(1, 0.3 + 0.2 * n)}">
+            <title>round ${r}: ${esc(e.teacher)} → ${esc(e.student)}, ${n} lesson${n === 1 ? "" : "s"}</title></rect>`,
+        )
+        .join("");
+      return `<text x="${label - 6}" y="${i * cell + cell - 3}" text-anchor="end" font-size="11">${esc(e.teacher)} → ${esc(e.student)}</text>${cells}`;
+    })
+    .join("");
+  const width = label + (last - first + 1) * cell;
+  const height = byPair.size * cell + 18;
+  const every = last - first < 30 ? 1 : 10; // a round number under every column, or every 10th
+  const ticks = [];
+  for (let r = first; r <= last; r += 1) {
+    if (r === first || r === last || r % every === 0) {
+      ticks.push(`<text x="${label + (r - first) * cell + (cell - 2) / 2}" y="${height - 4}" font-size="10" text-anchor="middle">${r}</text>`);
+    }
+  }
+  return `
+    <p class="muted jobs-note">Lessons per round (darker: more):</p>
+    <svg data-testid="learn-timeline" width="${width + 4}" height="${height}" role="img" aria-label="who taught whom, per round" style="display: block; margin-bottom: 10px">
+      ${rows}${ticks.join("")}
+    </svg>`;
 }
 
 // ensemble: from round 2 every node learns from its peers' knowledge-weighted predictions.
