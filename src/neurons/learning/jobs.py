@@ -44,10 +44,16 @@ class LearningKind(JobKind):
     name: ClassVar[str] = "learning"
 
     def __init__(
-        self, store: Store, root: Path, fine_tuning: FineTuningService | None = None
+        self,
+        store: Store,
+        root: Path,
+        fine_tuning: FineTuningService | None = None,
+        *,
+        torch_threads: int | None = None,
     ) -> None:
         self.store = store
         self.root = root
+        self.torch_threads = torch_threads
         self.fine_tuning = fine_tuning  # teaching jobs need it; learning runs do not
         self.leases = LeaseTable(
             store.engine,
@@ -76,6 +82,7 @@ class LearningKind(JobKind):
             checkpoint=self.run_dir(job_id),
             stop=stop,
             abandon=lambda: stop.is_set() and stop.reason in _DROP_ROUND,
+            threads=self.torch_threads,
         )
         return round_values(config.rounds, result)
 

@@ -48,7 +48,12 @@ class LearningService:
         self.store = store
         self.fine_tuning = fine_tuning
         self.runtime = JobRuntime(
-            LearningKind(store, settings.learning_path / "runs", fine_tuning),
+            LearningKind(
+                store,
+                settings.learning_path / "runs",
+                fine_tuning,
+                torch_threads=settings.torch_threads,
+            ),
             lease_s=settings.learning_lease_s,
             publish=publish,
         )
