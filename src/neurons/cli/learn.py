@@ -257,7 +257,7 @@ def _train(
         return await go(teaching.service)
 
     try:
-        if teach is not None:
+        if teach is not None or run_id:  # a stored run may be a teaching job: it needs nodes
             state = refusals_exit(lambda: run_with_network(_teaching_service, go_teaching), as_json)
         else:
             state = _answer(go, as_json)

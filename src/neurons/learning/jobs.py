@@ -96,8 +96,10 @@ class LearningKind(JobKind):
         job_id = record.run_id
 
         def progress(phases: int, result: dict[str, Any]) -> bool:
+            if not self.leases.renew(job_id, runner, round_values(phases, result), stop=stop):
+                return False  # not ours any more: record nothing
             self.store.learning.add_event(job_id, "teach", {"round": phases, **_brief(result)})
-            return self.leases.renew(job_id, runner, round_values(phases, result), stop=stop)
+            return True
 
         async def write(phases: int, result: dict[str, Any]) -> bool:
             return await asyncio.to_thread(progress, phases, result)
