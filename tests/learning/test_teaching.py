@@ -150,6 +150,20 @@ def test_rest_refuses_bad_input_in_the_seed_envelope(client: TestClient) -> None
     assert ok(client.get("/api/ai/learning/runs"))["runs"] == []  # nothing stored
 
 
+def test_a_stored_teaching_job_is_a_learning_run_of_mode_teach(client: TestClient) -> None:
+    body = {"teacher": TEACHER, "student": SMOL, "prompts": PROMPTS, "start": False}
+    run = ok(client.post(TEACH, json=body))["run"]
+    assert (run["status"], run["mode"], run["total_rounds"]) == ("pending", "teach", 4)
+    config = run["config"]
+    assert (config["teacher_node"], config["student_node"]) == ("n1", "n1")
+    assert config["tuned"] == "smollm2-135m-from-teach-pirate-latest:latest"
+    assert config["prompts"] == PROMPTS and config["held_out"] == []
+    listed = ok(client.get("/api/ai/learning/runs"))["runs"]
+    assert [(r["run_id"], r["mode"]) for r in listed] == [(run["run_id"], "teach")]
+    cancelled = ok(client.post(f"/api/ai/learning/runs/{run['run_id']}/cancel"))["run"]
+    assert cancelled["status"] == "cancelled"
+
+
 @pytest.mark.slow  # the fine-tuning job must reach its worker: a minute or more on 2 cores
 @pytest.mark.timeout(600)
 def test_a_teaching_job_cancelled_while_fine_tuning_cancels_its_job(client: TestClient) -> None:
