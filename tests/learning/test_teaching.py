@@ -295,3 +295,25 @@ def test_cli_teach_runs_the_job_here_and_prints_the_agreement(
         CliRunner().invoke(cli_app, ["learn", "status", listed[0]["run_id"], "--json"]).output
     )["run"]
     assert_report(state["result"], held_out=1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_a_teaching_job_teaches_the_pirate_style_over_rest(
+    client: TestClient, neuron: NeuronProcess
+) -> None:
+    """The whole exchange of ``test_llm_teach``'s slow test, as a job started over REST: 48
+    packaged prompts, 10 held out, the same LoRA settings; the report shows the style
+    learned."""
+    from tests.learning.test_llm_teach import LEARN
+
+    body = {"teacher": TEACHER, "student": SMOL, "tuned": "taught-pirate:latest"}
+    run_id = ok(client.post(TEACH, json={**body, "hyperparameters": LEARN}))["run_id"]
+    final = until_run(client, run_id, lambda r: r["status"] != "running", 2300)
+    result = final["result"]
+    print(json.dumps({k: result[k] for k in ("before", "after", "gain")}, indent=1))
+    assert final["status"] == "completed", final
+    assert_report(result, held_out=10)
+    assert result["train_count"] == 48
+    assert result["before"]["opening"] <= 0.1 and result["after"]["opening"] >= 0.8, result
+    assert result["gain"] >= 0.25, result

@@ -191,6 +191,8 @@ async def execute_teaching(
     state = dict(done)
     train, held_out = config.split()
     http = fine_tuning.network.http
+    if not fine_tuning.network.monitor.views:  # a process that has not probed yet (a shell)
+        await fine_tuning.network.monitor.check_all()
 
     def node(name: str) -> NodeClient:
         view = fine_tuning.network.monitor.find(name)
