@@ -280,6 +280,17 @@ class Settings(BaseSettings):
         description="A running fine-tuning job whose control plane has not written for this "
         "long is taken over (resumed from its checkpoint) by another control plane.",
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices(
+            "NEURONS_TORCH_THREADS", "NEURONS_TRAIN_THREADS", "torch_threads"
+        ),
+        description="CPU threads torch uses for learning runs, fine-tuning and the inference "
+        "module; unset: each use's measured default (1 on the 2-core machine measured, see "
+        "neurons.torch_threads). NEURONS_TRAIN_THREADS, its old fine-tuning-only name, is read "
+        "when NEURONS_TORCH_THREADS is unset.",
+    )
     learning_lease_s: float = Field(
         default=30.0,
         gt=0,
@@ -330,6 +341,11 @@ class Settings(BaseSettings):
         if word == "auto" or word in named:
             return named.get(word, "auto")
         raise ValueError("must be on, off or auto")
+
+    @field_validator("torch_threads", mode="before")
+    @classmethod
+    def _blank_threads_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -45,7 +45,8 @@ def test_components_route(neuron: NeuronProcess, tmp_path: Path) -> None:
         assert by_name["store"]["metrics"]["database"] == "sqlite"
 
         one = ok(client.get(f"{COMPONENTS}/learning"))["component"]
-        assert one["name"] == "learning" and one["depends_on"] == ["store", "events"]
+        assert one["name"] == "learning"
+        assert one["depends_on"] == ["store", "events", "fine_tuning"]  # teaching jobs use it
         assert "no component named 'nope'" in error(
             client.get(f"{COMPONENTS}/nope"), 404, "component_not_found"
         )

@@ -8,7 +8,11 @@ its events in order (``after`` = the last event id seen), ``GET /runs/{id}/repor
 accuracy per round per node and who taught whom (``?format=html``: the page ``neurons learn
 report`` writes), ``POST /runs/{id}/start`` resumes a
 cancelled or failed run from its checkpoint, ``POST /runs/{id}/cancel`` stops it after the
-current round. Errors use the seed's envelope.
+current round. ``POST /teach`` starts an LLM teaching job (a run of mode ``teach``) from
+:class:`~neurons.learning.teaching.TeachConfig`'s fields: ``teacher`` and ``student`` (model
+names), optionally ``teacher_node``, ``student_node``, ``tuned``, ``prompts``, ``held_out``,
+``hyperparameters``, ``num_predict``, ``seed``; it is followed, cancelled and reported through
+the same ``/runs/{id}`` routes. Errors use the seed's envelope.
 """
 
 from __future__ import annotations
@@ -48,6 +52,17 @@ async def create_run(request: Request, body: Annotated[dict[str, Any], Body()]) 
     record = await service.create(config)
     if start:
         record = await service.start(record.run_id)
+    return {"success": True, "run_id": record.run_id, "run": record.to_dict()}
+
+
+@router.post("/teach", responses=errors(400, 404, 409))
+async def teach(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Create an LLM teaching job and (unless ``start`` is false) start it."""
+    fields = dict(body)
+    start = fields.pop("start", True)
+    if not isinstance(start, bool):
+        raise InvalidRequestError("start must be true or false")
+    record = await _service(request).teach(fields, start=start)
     return {"success": True, "run_id": record.run_id, "run": record.to_dict()}
 
 

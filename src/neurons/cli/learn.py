@@ -10,6 +10,10 @@ shell stops it within a second or so. Ctrl-C cancels it too; either way the comm
 flower`` a federated run goes through a Flower SuperLink; ``superlink`` and ``node`` start one
 and its SuperNodes on other machines. Refusals are reported as
 every job command reports them (:mod:`neurons.cli.jobs`).
+
+``teach`` runs an LLM teaching job (a run of mode ``teach``) here the same way, through
+:meth:`~neurons.learning.service.LearningService.teach` over the registered nodes, and prints
+the student's agreement with the teacher before and after.
 """
 
 from __future__ import annotations
@@ -25,15 +29,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_store
+from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network, run_with_store
 from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
 from neurons.errors import LearningStateError, NeuronsError
 from neurons.learning.choices import DEPLOYS, MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
 
 if TYPE_CHECKING:
+    from neurons.config import Settings
     from neurons.learning.runs import RunConfig
     from neurons.learning.service import LearningService
+    from neurons.learning.teaching import TeachConfig
+    from neurons.network.manager import NetworkManager
+    from neurons.store import Store
 
 __all__ = ["learn_app"]
 
@@ -152,6 +160,81 @@ def node(
         raise fail(exc, False) from exc
 
 
+@learn_app.command("teach")
+def teach(
+    teacher: Annotated[str, typer.Option(help="The teacher model (answers the prompts).")],
+    student: Annotated[str, typer.Option(help="The student model (fine-tuned on them).")],
+    prompts: Annotated[
+        Path | None,
+        typer.Option(help="Prompts, one a line ('#' comments); default: 48 packaged ones."),
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option(help="The student's node (gets the tuned model).")
+    ] = None,
+    teacher_node: Annotated[str | None, typer.Option(help="The teacher's node.")] = None,
+    tuned: Annotated[
+        str | None, typer.Option(help="Name of the tuned student (default STUDENT-from-TEACHER).")
+    ] = None,
+    hyperparameters: Annotated[
+        str | None, typer.Option(help="Fine-tuning preset name or JSON object.")
+    ] = None,
+    num_predict: Annotated[int, typer.Option(help="Tokens per answer at most.")] = 32,
+    as_json: JsonFlag = False,
+) -> None:
+    """One LLM teaches another: the student is fine-tuned on the teacher's answers and
+    redeployed; agreement before and after on held-out prompts."""
+    from neurons.finetune.presets import parse_hyperparameters
+    from neurons.learning.teaching import TeachConfig
+
+    try:
+        config = TeachConfig(
+            teacher=teacher,
+            student=student,
+            teacher_node=teacher_node or "",
+            student_node=node or "",
+            tuned=tuned or "",
+            prompts=_read_prompts(prompts) if prompts is not None else (),
+            hyperparameters=parse_hyperparameters(hyperparameters).to_dict()
+            if hyperparameters
+            else {},
+            num_predict=num_predict,
+        )
+    except NeuronsError as exc:
+        raise fail(exc, as_json) from exc
+    _train(as_json, teach=config)
+
+
+def _read_prompts(path: Path) -> tuple[str, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else str(exc)
+        raise typer.BadParameter(f"cannot read {path}: {reason}", param_hint="--prompts") from exc
+    lines = (line.strip() for line in text.splitlines())
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+def _teaching_service(store: Store, settings: Settings, network: NetworkManager) -> _Teaching:
+    from neurons.finetune.service import FineTuningService
+    from neurons.learning.service import LearningService
+
+    fine_tuning = FineTuningService(store, settings, network)
+    return _Teaching(LearningService(store, settings, fine_tuning=fine_tuning))
+
+
+class _Teaching:
+    """A learning service over this shell's fine-tuning service: closing closes both (the
+    teaching job first, then the fine-tuning job it waits for)."""
+
+    def __init__(self, service: LearningService) -> None:
+        self.service = service
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+        if self.service.fine_tuning is not None:
+            await self.service.fine_tuning.aclose()
+
+
 @learn_app.command("start")
 def start(run_id: RunArg, as_json: JsonFlag = False) -> None:
     """Train a stored run here (a cancelled or failed one resumes from its checkpoint)."""
@@ -232,19 +315,34 @@ def cancel(run_id: RunArg, as_json: JsonFlag = False) -> None:
         typer.echo(f"run {record.run_id}: {record.status}")
 
 
-def _train(as_json: bool, *, config: RunConfig | None = None, run_id: str = "") -> None:
-    """Store ``config`` as a new run (or take the stored ``run_id``), train it here and
-    follow it to its end; exit as its status says."""
+def _train(
+    as_json: bool,
+    *,
+    config: RunConfig | None = None,
+    run_id: str = "",
+    teach: TeachConfig | None = None,
+) -> None:
+    """Store ``config`` (or ``teach``) as a new run, or take the stored ``run_id``, run it
+    here and follow it to its end; exit as its status says."""
     ids = [run_id] if run_id else []
 
     async def go(service: LearningService) -> dict[str, Any]:
-        if config is not None:
-            ids.append((await service.create(config)).run_id)
-        await service.start(ids[0])
+        if teach is not None:
+            ids.append((await service.teach(teach)).run_id)
+        else:
+            if config is not None:
+                ids.append((await service.create(config)).run_id)
+            await service.start(ids[0])
         return await _follow(service, ids[0], as_json)
 
+    async def go_teaching(teaching: _Teaching) -> dict[str, Any]:
+        return await go(teaching.service)
+
     try:
-        state = _answer(go, as_json)
+        if teach is not None or run_id:  # a stored run may be a teaching job: it needs nodes
+            state = refusals_exit(lambda: run_with_network(_teaching_service, go_teaching), as_json)
+        else:
+            state = _answer(go, as_json)
     except KeyboardInterrupt:  # Ctrl-C: the run was cancelled, at its latest checkpoint
         if ids:
             typer.echo(
@@ -290,6 +388,9 @@ async def _follow(service: LearningService, run_id: str, as_json: bool) -> dict[
 
 
 def _print_run(state: dict[str, Any]) -> None:
+    if state["mode"] == "teach":
+        _print_teaching(state)
+        return
     console = Console()
     result, config = state["result"], state["config"]
     via = ""
@@ -313,4 +414,26 @@ def _print_run(state: dict[str, Any]) -> None:
         elif isinstance(value, dict) and all(isinstance(v, float) for v in value.values()):
             for name, number in value.items():
                 table.add_row(f"{key} {name}", f"{number:.4f}")
+    console.print(table)
+
+
+def _print_teaching(state: dict[str, Any]) -> None:
+    console = Console()
+    config, result = state["config"], state["result"]
+    console.print(
+        f"teaching {state['run_id']}: {config['teacher']} on {config['teacher_node']} teaches "
+        f"{config['student']} on {config['student_node']} -> {config['tuned']}, "
+        f"{state['status']}, phase {state['current_round']}/{state['total_rounds']}"
+    )
+    if state.get("error"):
+        console.print(f"[red]error:[/] {state['error']}")
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("agreement on held-out prompts", "token F1", "same opening"):
+        table.add_column(column, justify="right")
+    for when in ("before", "after"):
+        if isinstance(result.get(when), dict):
+            row = result[when]
+            table.add_row(when, f"{row['f1']:.4f}", f"{row['opening']:.4f}")
+    if "gain" in result:
+        table.add_row("gain", f"{result['gain']:+.4f}", "")
     console.print(table)

@@ -131,6 +131,7 @@ class FineTuningKind(JobKind):
         self.jobs_dir = root / "jobs"
         self.cache_dir = root / "cache"
         self.leases = job_leases(store)
+        self.torch_threads = settings.torch_threads
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / str(int(job_id))
@@ -180,6 +181,7 @@ class FineTuningKind(JobKind):
                 examples=str(examples),
                 hyperparameters=config.hyperparameters.to_dict(),
                 adapter_out=str(adapter),
+                torch_threads=self.torch_threads,
             )
             (folder / SPEC).write_text(spec.to_json(), encoding="utf-8")
             run.check()

@@ -28,7 +28,9 @@ trainer down with it, through the same checkpoint-and-exit path. The signal foll
 plane (the event loop's, as ``asyncio.create_subprocess_exec`` does), not from a short-lived
 pool thread. Elsewhere the call is skipped.
 
-Torch uses its default thread count unless ``NEURONS_TRAIN_THREADS`` is set.
+Torch runs on the spec's ``torch_threads`` (the control plane's ``NEURONS_TORCH_THREADS``);
+a spec without one (a worker started by hand) takes the worker's own environment, and unset
+there too, the measured default of :mod:`neurons.torch_threads`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from typing import IO, TYPE_CHECKING, Any
 from neurons.errors import InvalidRequestError, NeuronsError
 from neurons.finetune.examples import Example
 from neurons.finetune.presets import Hyperparameters
+from neurons.torch_threads import use_torch_threads
 
 if TYPE_CHECKING:  # torch and transformers load only after the parent-death signal is set
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -74,7 +77,7 @@ ADAPTER_DIR = "adapter"  # the PEFT adapter (save_pretrained), always written
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_STOPPED = 75  # os.EX_TEMPFAIL: stopped at a checkpoint, run again to resume
-THREADS_ENV = "NEURONS_TRAIN_THREADS"
+THREADS_ENV = "NEURONS_TORCH_THREADS"  # read through Settings (NEURONS_TRAIN_THREADS too)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -99,6 +102,7 @@ class WorkerSpec:
     cache_dir: str | None = None
     base_hf_dir: str | None = None
     adapter_out: str | None = None
+    torch_threads: int | None = None  # None: the worker's environment decides
 
     def __post_init__(self) -> None:
         if (self.base_gguf is None) == (self.base_hf_dir is None):
@@ -255,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the signal was armed
         stop.set()
-    threads = os.environ.get(THREADS_ENV)
     # Everything the worker loads is local; never wait on a hub it cannot reach.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # stderr is the job's worker.log, whose tail explains a failure: no progress bars there
@@ -265,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     job_dir = Path(args[0])
     log = _EventLog(job_dir / EVENTS)
     try:
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
         spec = WorkerSpec.from_json((job_dir / SPEC).read_text(encoding="utf-8"))
+        threads = spec.torch_threads
+        if threads is None:
+            from neurons.config import Settings
+
+            threads = Settings().torch_threads
+        use_torch_threads("fine-tuning", threads)
         return _run(job_dir, spec, log, stop)
     except Exception as exc:
         traceback.print_exc()

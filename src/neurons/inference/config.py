@@ -49,6 +49,9 @@ class InferenceConfig:
     batch_wait_ms: float = 5.0
     cache_size: int = 10000
     cache_ttl_s: float = 3600.0
+    # CPU threads of the forward passes (NEURONS_TORCH_THREADS); None: neurons.torch_threads'
+    # measured default
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.model_path is not None and (
@@ -66,6 +69,8 @@ class InferenceConfig:
         _number("batch_wait_ms", self.batch_wait_ms, 0.0, 1000.0)
         _integer("cache_size", self.cache_size, 0, 10_000_000)
         _number("cache_ttl_s", self.cache_ttl_s, 0.0, None, open_low=True)
+        if self.torch_threads is not None:
+            _integer("torch_threads", self.torch_threads, 1, 1024)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InferenceConfig:

@@ -19,6 +19,7 @@ from neurons.inference.cache import TTLCache
 from neurons.inference.config import InferenceConfig
 from neurons.inference.model import Encoder, Vectors, load_encoder
 from neurons.metrics.models import ModelMetrics
+from neurons.torch_threads import use_torch_threads
 
 __all__ = ["MAX_TEXTS", "NO_INPUT", "Embedded", "InferenceService"]
 
@@ -62,6 +63,7 @@ class InferenceService:
         self._cache: TTLCache[_Vector] = TTLCache(config.cache_size, config.cache_ttl_s)
         self._encoder: Encoder | None = encoder
         self._batcher: MicroBatcher[_Vector] | None = None
+        self._threads: int | None = None  # torch threads of the forward passes, once one ran
 
     @property
     def encoder(self) -> Encoder:
@@ -155,6 +157,7 @@ class InferenceService:
             "quantization": self.quantization,
             "max_length": self.max_length,
             "running": self.running,
+            "torch_threads": self._threads,
             "cache": self._cache.stats(),
             "batching": {
                 "batches": batching.get("batches", 0),
@@ -171,6 +174,9 @@ class InferenceService:
         }
 
     def _forward(self, texts: list[str]) -> list[_Vector]:
+        # The batcher's one thread runs every pass: its torch thread count is the one that
+        # counts (a no-op after the first pass).
+        self._threads = use_torch_threads("inference", self.config.torch_threads)
         encoder = self.encoder
         counts = encoder.token_counts(texts)
         vectors = encoder.encode(texts)

@@ -21,6 +21,10 @@ Every round ends with one ``round`` event (test and validation accuracy) and a c
 keeps no weights here, so it starts again from round 1). A ``stop`` set meanwhile ends
 the run after the round's checkpoint; ``abandon`` answering True drops the round in progress
 at the next local training step (its work is lost, the previous checkpoint stays).
+
+Torch trains on ``threads`` threads (``NEURONS_TORCH_THREADS``; None: the measured default of
+:mod:`neurons.torch_threads`), in every thread the run trains in; the run's first event,
+``threads``, says how many its own thread got.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from neurons.learning.training import (
     accuracy,
     train_local,
 )
+from neurons.torch_threads import learning_threads, use_torch_threads
 
 __all__ = ["DEPLOYS", "MODES", "RunConfig", "RunStopped", "execute"]
 
@@ -202,13 +207,16 @@ def execute(
     checkpoint: Path | None = None,
     stop: threading.Event | None = None,
     abandon: Callable[[], bool] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run ``config`` to the end (or resume it) and return the final summary (see the module
-    docstring for ``stop`` and ``abandon``)."""
+    docstring for ``stop``, ``abandon`` and ``threads``)."""
     dataset = load_dataset(config.dataset, config.seed)
     saved = _Checkpoint(checkpoint)
     stopper = stop or threading.Event()
     token = abandoning.set(abandon)
+    threads_token = learning_threads.set(threads)
+    emit("threads", {"torch_threads": use_torch_threads("learning", threads)})
     try:
         if config.mode in FEDERATED_MODES and config.deploy == "flower":
             return _through_superlink(config, emit, checkpoint, stopper)
@@ -221,6 +229,7 @@ def execute(
         raise RunStopped("the round in progress was dropped") from exc
     finally:
         abandoning.reset(token)
+        learning_threads.reset(threads_token)
 
 
 def _federated(

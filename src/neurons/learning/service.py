@@ -7,13 +7,18 @@ process runs it a second time, and a cancel from any process reaches it within t
 ``poll_s``. Starting a cancelled or failed run again resumes it from its last checkpoint; a
 control plane's supervisor resumes runs whose process is gone (shut down, killed, or silent
 for ``learning_lease_s``).
+
+LLM teaching jobs (:meth:`LearningService.teach`) are runs of mode ``teach``
+(:mod:`neurons.learning.teaching`): the same rows, lease, status, cancel and events. They need
+the nodes, so only a service given a :class:`~neurons.finetune.service.FineTuningService` runs
+them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neurons.config import Settings
 from neurons.errors import InvalidRequestError
@@ -21,18 +26,35 @@ from neurons.jobs import JobRuntime, Publish
 from neurons.learning.jobs import LearningKind
 from neurons.learning.report import RunReport, build_report
 from neurons.learning.runs import RunConfig
+from neurons.learning.teaching import TeachConfig, resolve_nodes
 from neurons.lifecycle import Status
 from neurons.store import Store
 from neurons.store.learning import LearningEvent, LearningRunRecord
+
+if TYPE_CHECKING:
+    from neurons.finetune.service import FineTuningService
 
 __all__ = ["LearningService"]
 
 
 class LearningService:
-    def __init__(self, store: Store, settings: Settings, publish: Publish | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        publish: Publish | None = None,
+        *,
+        fine_tuning: FineTuningService | None = None,
+    ) -> None:
         self.store = store
+        self.fine_tuning = fine_tuning
         self.runtime = JobRuntime(
-            LearningKind(store, settings.learning_path / "runs"),
+            LearningKind(
+                store,
+                settings.learning_path / "runs",
+                fine_tuning,
+                torch_threads=settings.torch_threads,
+            ),
             lease_s=settings.learning_lease_s,
             publish=publish,
         )
@@ -40,6 +62,18 @@ class LearningService:
     async def create(self, config: RunConfig | Mapping[str, Any]) -> LearningRunRecord:
         checked = config if isinstance(config, RunConfig) else RunConfig.from_dict(dict(config))
         return await asyncio.to_thread(self.store.learning.create, checked.__dict__)
+
+    async def teach(
+        self, config: TeachConfig | Mapping[str, Any], *, start: bool = True
+    ) -> LearningRunRecord:
+        """Store an LLM teaching job (its nodes chosen now, so a model no node holds is
+        refused before anything runs) and, unless ``start`` is false, run it here."""
+        if self.fine_tuning is None:
+            raise InvalidRequestError("teaching needs the nodes; this service has none")
+        checked = config if isinstance(config, TeachConfig) else TeachConfig.from_dict(config)
+        checked = await resolve_nodes(self.fine_tuning.network.monitor, checked)
+        record = await asyncio.to_thread(self.store.learning.create, checked.to_dict())
+        return await self.start(record.run_id) if start else record
 
     async def start(self, run_id: str) -> LearningRunRecord:
         """Train a pending, cancelled or failed run in this process (from its checkpoint)."""

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurons.learning.data import LearningData
+from neurons.torch_threads import learning_threads, use_torch_threads
 
 __all__ = [
     "LocalTraining",
@@ -95,6 +96,9 @@ def train_local(
     """``config.steps`` Adam steps on minibatches of ``data``; returns the mean loss."""
     if len(data) == 0:
         raise ValueError("no examples to train on")
+    # In this thread (Flower's and the nodes' worker threads each have their own count); a
+    # run's setting travels in the context, as ``abandoning`` does.
+    use_torch_threads("learning", learning_threads.get())
     generator = torch.Generator().manual_seed(config.seed)
     soft = None if teacher_logits is None else torch.as_tensor(teacher_logits, dtype=torch.float32)
     anchors = None

@@ -97,6 +97,7 @@ def control_plane_components(
     network = NetworkComponent(state, settings, nodes, store, events, clients, neurons)
     monitor = HealthMonitorComponent(network)
     plugins = PluginsComponent(state)
+    fine_tuning = FineTuningComponent(state, settings, store, events, monitor)
     return [
         store,
         events,
@@ -111,8 +112,8 @@ def control_plane_components(
         *([InferenceComponent(state, settings)] if settings.inference else []),
         GatewayComponent(state, settings, monitor, clients, plugins),
         OptimizationComponent(state, settings, store, events, monitor),
-        FineTuningComponent(state, settings, store, events, monitor),
-        LearningComponent(state, settings, store, events),
+        fine_tuning,
+        LearningComponent(state, settings, store, events, fine_tuning=fine_tuning),
     ]
 
 
@@ -498,6 +499,7 @@ class FineTuningComponent(_JobsComponent):
     stop."""
 
     name = "fine_tuning"
+    service: FineTuningService
 
     def build(self) -> FineTuningService:
         publish = self.events.bus.publish
@@ -505,13 +507,32 @@ class FineTuningComponent(_JobsComponent):
 
 
 class LearningComponent(_JobsComponent):
-    """Distributed-learning runs (no node needed); at stop they end after their current
-    round's checkpoint."""
+    """Distributed-learning runs (no node needed) and LLM teaching jobs (through the
+    fine-tuning jobs, so it starts after them and stops first); at stop runs end after their
+    current round's checkpoint."""
 
     name = "learning"
 
+    def __init__(
+        self,
+        state: State,
+        settings: Settings,
+        store: StoreComponent,
+        events: EventsComponent,
+        *,
+        fine_tuning: FineTuningComponent,
+    ) -> None:
+        super().__init__(state, settings, store, events)
+        self.fine_tuning = fine_tuning
+        self.depends_on = (*self.depends_on, fine_tuning.name)
+
     def build(self) -> LearningService:
-        return LearningService(self.store.store, self.settings, publish=self.events.bus.publish)
+        return LearningService(
+            self.store.store,
+            self.settings,
+            publish=self.events.bus.publish,
+            fine_tuning=self.fine_tuning.service,
+        )
 
 
 def _routing_policy(plugins: PluginHost, name: str) -> RoutingPolicy:

@@ -36,6 +36,7 @@ def inference_config(settings: Settings) -> InferenceConfig:
         "name": settings.inference_model_name,
         "cache_size": settings.inference_cache_size,
         "cache_ttl_s": settings.inference_cache_ttl_s,
+        "torch_threads": settings.torch_threads,
     }
     if settings.inference_batch_size is not None:
         data["batch_size"] = settings.inference_batch_size

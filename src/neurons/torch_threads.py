@@ -1,0 +1,56 @@
+"""How many CPU threads torch gets: ``NEURONS_TORCH_THREADS`` (``Settings.torch_threads``),
+applied by each use of torch in the service, in the thread that does the work.
+
+Unset, each use takes its measured default (:data:`MEASURED_DEFAULTS`). On the 2-core
+machine this project is measured on, one thread beat two for every use, by far
+(``benchmarks/torch_threads.py``; median per call, other jobs sharing the cores)::
+
+    use                   1 thread   2 threads
+    learning mlp step      0.86 ms    162 ms
+    learning transformer    158 ms   1093 ms
+    LoRA step (135M)       10.2 s     36.1 s
+    embed 1 text           26.4 ms    259 ms
+    embed 32 texts          109 ms   1520 ms
+
+A second OpenMP thread on a busy core spins and waits for its slice: the tiny models lose
+everything to that wait. Machines with idle cores may gain from more; set the variable.
+
+Why per thread: with torch's OpenMP backend ``torch.set_num_threads`` sets the calling
+thread's team size (and the default for threads started afterwards), not every thread's. So
+:func:`use_torch_threads` is called where the work runs: the learning run's training calls
+(through a context variable, as :data:`~neurons.learning.training.abandoning` travels), the
+fine-tuning worker process, the inference batcher's forward thread.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Literal
+
+__all__ = ["MEASURED_DEFAULTS", "USES", "Use", "resolve_threads", "use_torch_threads"]
+
+Use = Literal["learning", "fine-tuning", "inference"]
+USES: tuple[Use, ...] = ("learning", "fine-tuning", "inference")
+MEASURED_DEFAULTS: dict[Use, int] = {"learning": 1, "fine-tuning": 1, "inference": 1}
+
+# The count a learning run's training calls apply (set by the run, read by train_local).
+learning_threads: ContextVar[int | None] = ContextVar("learning_threads", default=None)
+
+
+def resolve_threads(use: Use, setting: int | None) -> int:
+    """The setting when given, else the use's measured default."""
+    if setting is not None:
+        if setting < 1:
+            raise ValueError(f"torch threads must be at least 1, got {setting}")
+        return setting
+    return MEASURED_DEFAULTS[use]
+
+
+def use_torch_threads(use: Use, setting: int | None) -> int:
+    """Give torch, in this thread, the threads for ``use``; the count now in effect."""
+    import torch
+
+    wanted = resolve_threads(use, setting)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return int(torch.get_num_threads())
