@@ -23,6 +23,7 @@ failed and queued again, up to ``max_retry`` times, when the study next runs.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from optuna.samplers import (
 )
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from neurons.errors import InvalidRequestError, StoreError
 from neurons.optimize.objectives import is_multi_objective
@@ -149,10 +150,21 @@ def optuna_storage(
     # what makes sessions resumable, so the warnings are expected and not passed on.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(
-            database_url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
+        for attempt in range(3):
+            try:
+                return RDBStorage(
+                    database_url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry
+                    ),
+                )
+            except IntegrityError:
+                # Two processes (a session's runner and a worker) creating Optuna's tables
+                # at once: one stamps alembic_version first; the other finds them made.
+                if attempt == 2:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
