@@ -40,6 +40,7 @@ from neurons.optimize.sessions import SessionConfig
 from neurons.optimize.strategies import optuna_storage
 from neurons.store import SessionRecord, Store, open_store
 from tests.conftest import start_neuron
+from tests.optimize.test_runner import create  # the same session, one definition
 
 SMOL = "smollm2:135m"
 TEMPERATURE = FloatDistribution(0.0, 2.0)
@@ -134,21 +135,6 @@ def store(settings: Settings) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
-
-
-def create(store: Store, **overrides: Any) -> SessionRecord:
-    options: dict[str, Any] = {
-        "model_name": SMOL,
-        "objective": "maximize_quality",
-        "strategy": "random_search",
-        "parameters": ["temperature", "top_k"],
-        "eval_limit": 2,
-        "max_iterations": 3,
-        "seed": 7,
-        "similarity": False,
-        **overrides,
-    }
-    return store.optimization.create(SessionConfig.create(**options).to_dict())
 
 
 def invoke(*args: str) -> Result:
