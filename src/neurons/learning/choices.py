@@ -10,13 +10,49 @@ from typing import Any
 
 from neurons.errors import InvalidRequestError
 
-__all__ = ["DEPLOYS", "FEDERATED_MODES", "MODEL_TYPES", "MODES", "checked_fields"]
+__all__ = [
+    "BATCH_SCHEDULES",
+    "DEPLOYS",
+    "FEDERATED_MODES",
+    "LR_SCHEDULES",
+    "MODEL_TYPES",
+    "MODES",
+    "NODE_MODES",
+    "checked_fields",
+    "shape_problems",
+]
 
 MODEL_TYPES: tuple[str, ...] = ("mlp", "transformer")
 FEDERATED_MODES: tuple[str, ...] = ("fedavg", "fedprox", "fedmedian", "fedtrimmedavg")
 MODES: tuple[str, ...] = ("centralized", "distill", "ensemble", *FEDERATED_MODES)
 # Where a federated run's nodes train: in this process, or through a Flower SuperLink.
 DEPLOYS: tuple[str, ...] = ("local", "flower")
+# The modes whose nodes are seed 003's LearningNodes in a DistributedLearningSystem: the
+# ones auto-scaling and the learning-rate and batch-size schedules apply to.
+NODE_MODES: tuple[str, ...] = ("distill", "ensemble")
+# Seed 003's "dynamic learning rates" and "adaptive batch sizes" (learning/schedules.py).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "plateau")
+BATCH_SCHEDULES: tuple[str, ...] = ("constant", "adaptive")
+
+
+def shape_problems(
+    model_type: str, hidden_size: int, num_layers: int, num_heads: int, dropout: float
+) -> list[str]:
+    """What is wrong with seed 003's ``model`` block (empty: nothing)."""
+    problems = []
+    if model_type not in MODEL_TYPES:
+        problems.append(f"model_type must be one of {', '.join(MODEL_TYPES)}")
+    if not 0 <= hidden_size <= 4096:
+        problems.append("hidden_size must be 0-4096 (0: the type's default)")
+    if not 0 <= num_layers <= 48:
+        problems.append("num_layers must be 0-48 (0: the type's default)")
+    if not 1 <= num_heads <= 64:
+        problems.append("num_heads must be 1-64")
+    elif model_type == "transformer" and (hidden_size or 256) % num_heads:
+        problems.append(f"hidden_size {hidden_size or 256} must be a multiple of num_heads")
+    if not 0 <= dropout < 1:
+        problems.append("dropout must be in [0, 1)")
+    return problems
 
 
 _SCALARS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}

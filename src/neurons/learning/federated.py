@@ -61,6 +61,9 @@ class FederatedSettings:
     proximal_mu: float = 0.1
     trim_beta: float = 0.25
     hidden_size: int = 0
+    num_layers: int = 0
+    num_heads: int = 8
+    dropout: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -108,6 +111,9 @@ class FederatedSettings:
             data.num_classes,
             data.sequence_shape,
             hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            dropout=self.dropout,
         )
 
 

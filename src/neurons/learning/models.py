@@ -3,6 +3,8 @@
 ``transformer`` is seed 003's model block (hidden 256, 4 layers, 8 heads, dropout 0.1). It
 reads an example as a sequence of tokens: digits' 8×8 images become 8 rows of 8 pixels (a
 sequence task on real data); datasets without a natural sequence feed one feature per token.
+The ``mlp`` takes the block's ``hidden_size`` (64) and ``num_layers`` hidden layers (1);
+``num_heads`` and ``dropout`` shape the transformer only.
 
 Parameters travel between nodes as a list of numpy arrays in ``state_dict`` order
 (:func:`get_arrays` / :func:`set_arrays`), which is also what Flower's ``ArrayRecord`` holds.
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from neurons.errors import InvalidRequestError
-from neurons.learning.choices import MODEL_TYPES
+from neurons.learning.choices import MODEL_TYPES, shape_problems
 
 __all__ = [
     "MODEL_TYPES",
@@ -38,7 +40,7 @@ class ModelSpec:
     num_classes: int
     sequence_shape: tuple[int, int] | None = None
     hidden_size: int = 0  # 0: the type's default (mlp 64, transformer 256)
-    num_layers: int = 4
+    num_layers: int = 0  # 0: the type's default (mlp 1 hidden layer, transformer 4)
     num_heads: int = 8
     dropout: float = 0.1
 
@@ -47,6 +49,11 @@ class ModelSpec:
             raise InvalidRequestError(
                 f"unknown model type {self.model_type!r}; choose one of {', '.join(MODEL_TYPES)}"
             )
+        problems = shape_problems(
+            self.model_type, self.hidden_size, self.num_layers, self.num_heads, self.dropout
+        )
+        if problems:
+            raise InvalidRequestError("invalid model: " + "; ".join(problems))
 
 
 class SequenceTransformer(nn.Module):
@@ -72,7 +79,9 @@ class SequenceTransformer(nn.Module):
             norm_first=True,
         )
         # enable_nested_tensor only matters for padded batches, and warns with norm_first.
-        self.encoder = nn.TransformerEncoder(layer, spec.num_layers, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, spec.num_layers or 4, enable_nested_tensor=False
+        )
         self.norm = nn.LayerNorm(hidden)
         self.head = nn.Linear(hidden, spec.num_classes)
         nn.init.normal_(self.position, std=0.02)
@@ -91,11 +100,12 @@ def build_model(spec: ModelSpec, seed: int = 0) -> nn.Module:
     if spec.model_type == "transformer":
         return SequenceTransformer(spec)
     hidden = spec.hidden_size or 64
-    return nn.Sequential(
-        nn.Linear(spec.num_features, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, spec.num_classes),
-    )
+    layers: list[nn.Module] = []
+    width = spec.num_features
+    for _ in range(spec.num_layers or 1):  # heads and dropout shape the transformer only
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*layers, nn.Linear(width, spec.num_classes))
 
 
 def get_arrays(model: nn.Module) -> list[np.ndarray]:

@@ -31,10 +31,10 @@ import numpy as np
 from torch import nn
 
 from neurons.errors import InvalidRequestError, LearningStateError
-from neurons.learning.choices import checked_fields
+from neurons.learning.choices import checked_fields, shape_problems
 from neurons.learning.data import LearningData
 from neurons.learning.ensemble import knowledge_weights, weighted_average
-from neurons.learning.models import MODEL_TYPES, ModelSpec, build_model, get_arrays, set_arrays
+from neurons.learning.models import ModelSpec, build_model, get_arrays, set_arrays
 from neurons.learning.training import LocalTraining, accuracy, logits_of, train_local
 
 __all__ = ["LearningNode", "NodeConfig"]
@@ -57,14 +57,18 @@ class NodeConfig:
     distillation_weight: float = 0.9
     batch_size: int = 32
     hidden_size: int = 0
+    num_layers: int = 0
+    num_heads: int = 8
+    dropout: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
         problems = []
         if not self.node_id or len(self.node_id) > 64:
             problems.append("node_id must be 1-64 characters")
-        if self.model_type not in MODEL_TYPES:
-            problems.append(f"model_type must be one of {', '.join(MODEL_TYPES)}")
+        problems += shape_problems(
+            self.model_type, self.hidden_size, self.num_layers, self.num_heads, self.dropout
+        )
         if not 0 < self.learning_rate <= 1:
             problems.append("learning_rate must be in (0, 1]")
         if not 0 <= self.knowledge_threshold <= 1:
@@ -224,6 +228,9 @@ class LearningNode:
             like.num_classes,
             like.sequence_shape,
             hidden_size=self.config.hidden_size,
+            num_layers=self.config.num_layers,
+            num_heads=self.config.num_heads,
+            dropout=self.config.dropout,
         )
         if self._model is None:
             self._spec, self._model = spec, build_model(spec, self.config.seed)

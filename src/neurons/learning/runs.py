@@ -42,7 +42,16 @@ import numpy as np
 
 from neurons.errors import InvalidRequestError, LearningStateError
 from neurons.jobs import JobStopped
-from neurons.learning.choices import DEPLOYS, FEDERATED_MODES, MODES, checked_fields
+from neurons.learning.choices import (
+    BATCH_SCHEDULES,
+    DEPLOYS,
+    FEDERATED_MODES,
+    LR_SCHEDULES,
+    MODES,
+    NODE_MODES,
+    checked_fields,
+    shape_problems,
+)
 from neurons.learning.data import DATASETS, PARTITIONS, Dataset, load_dataset
 from neurons.learning.deployment import check_address
 from neurons.learning.federated import (
@@ -52,7 +61,7 @@ from neurons.learning.federated import (
     run_federated,
 )
 from neurons.learning.flower_app import LocalGrid
-from neurons.learning.models import MODEL_TYPES, ModelSpec, build_model, get_arrays, set_arrays
+from neurons.learning.models import ModelSpec, build_model, get_arrays, set_arrays
 from neurons.learning.node import NodeConfig
 from neurons.learning.training import (
     LocalTraining,
@@ -91,6 +100,26 @@ class RunConfig:
     seed: int = 0
     deploy: str = "local"  # or "flower": through a SuperLink (federated modes only)
     superlink: str = ""  # HOST:PORT of a running SuperLink; empty: a loopback one
+    # Seed 003's model block (models.py says which type takes which).
+    num_layers: int = 0  # 0: the type's default
+    num_heads: int = 8
+    dropout: float = 0.1
+    # Seed 003's node_config, for the node modes (distill, ensemble); teach_interval is
+    # local_steps, and the node learning rate defaults to the run's.
+    node_learning_rate: float = 0.0  # 0: learning_rate
+    knowledge_threshold: float = 0.8
+    max_students: int = 5
+    distillation_temperature: float = 2.0
+    collaboration_weight: float = 0.3
+    # Seed 003's learning_system, for the node modes: evaluation every evaluation_interval
+    # optimizer steps (0: every round), auto-scaling between min_nodes and max_nodes, and
+    # the learning-rate and batch-size schedules (schedules.py).
+    evaluation_interval: int = 0
+    auto_scale: bool = False
+    min_nodes: int = 2
+    max_nodes: int = 10
+    lr_schedule: str = "constant"
+    batch_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         problems = []
@@ -100,8 +129,6 @@ class RunConfig:
             problems.append(f"mode must be one of {', '.join(MODES)}")
         if self.partition not in PARTITIONS:
             problems.append("partition must be iid or skewed")
-        if self.model_type not in MODEL_TYPES:
-            problems.append(f"model_type must be one of {', '.join(MODEL_TYPES)}")
         if not 2 <= self.nodes <= 32:
             problems.append("nodes must be 2-32")
         if not 1 <= self.rounds <= 1000:
@@ -112,8 +139,12 @@ class RunConfig:
             problems.append("learning_rate must be in (0, 1]")
         if not 0 < self.labelled_fraction <= 1:
             problems.append("labelled_fraction must be in (0, 1]")
-        if self.proximal_mu < 0 or self.hidden_size < 0:
-            problems.append("proximal_mu and hidden_size must not be negative")
+        if self.proximal_mu < 0:
+            problems.append("proximal_mu must not be negative")
+        problems += shape_problems(
+            self.model_type, self.hidden_size, self.num_layers, self.num_heads, self.dropout
+        )
+        problems += self._node_problems()
         if self.deploy not in DEPLOYS:
             problems.append(f"deploy must be one of {', '.join(DEPLOYS)}")
         elif self.deploy == "flower" and self.mode not in FEDERATED_MODES:
@@ -128,12 +159,49 @@ class RunConfig:
         if problems:
             raise InvalidRequestError("invalid learning run: " + "; ".join(problems))
 
+    def _node_problems(self) -> list[str]:
+        problems = []
+        if not 0 <= self.node_learning_rate <= 1:
+            problems.append("node_learning_rate must be in [0, 1] (0: learning_rate)")
+        if not 0 <= self.knowledge_threshold <= 1:
+            problems.append("knowledge_threshold must be in [0, 1]")
+        if not 0 <= self.max_students <= 32:
+            problems.append("max_students must be 0-32")
+        if not 0 < self.distillation_temperature <= 100:
+            problems.append("distillation_temperature must be in (0, 100]")
+        if not 0 <= self.collaboration_weight <= 1:
+            problems.append("collaboration_weight must be in [0, 1]")
+        if not 0 <= self.evaluation_interval <= 1_000_000:
+            problems.append("evaluation_interval must be 0-1000000 (0: every round)")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
+        if self.batch_schedule not in BATCH_SCHEDULES:
+            problems.append(f"batch_schedule must be one of {', '.join(BATCH_SCHEDULES)}")
+        if not 1 <= self.min_nodes <= self.max_nodes <= 32:
+            problems.append("need 1 <= min_nodes <= max_nodes <= 32")
+        elif self.auto_scale and not self.min_nodes <= self.nodes <= self.max_nodes:
+            problems.append(
+                f"auto_scale needs min_nodes <= nodes <= max_nodes "
+                f"({self.min_nodes} <= {self.nodes} <= {self.max_nodes})"
+            )
+        adaptive = self.auto_scale or self.lr_schedule != "constant"
+        if (adaptive or self.batch_schedule != "constant") and self.mode not in NODE_MODES:
+            problems.append(
+                f"auto_scale and the schedules apply to the {' and '.join(NODE_MODES)} modes, "
+                f"not {self.mode}"
+            )
+        return problems
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         return cls(**checked_fields(cls, data, "learning run"))
+
+    @property
+    def steps_between_evaluations(self) -> int:
+        return self.evaluation_interval or self.local_steps
 
     def federated(self) -> FederatedSettings:
         return FederatedSettings(
@@ -148,6 +216,9 @@ class RunConfig:
             learning_rate=self.learning_rate,
             proximal_mu=self.proximal_mu,
             hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            dropout=self.dropout,
             seed=self.seed,
         )
 
@@ -156,10 +227,17 @@ class RunConfig:
             NodeConfig(
                 node_id=node_id,
                 model_type=self.model_type,
-                learning_rate=self.learning_rate,
+                learning_rate=self.node_learning_rate or self.learning_rate,
+                knowledge_threshold=self.knowledge_threshold,
                 teach_interval=self.local_steps,
+                max_students=self.max_students,
+                distillation_temperature=self.distillation_temperature,
+                collaboration_weight=self.collaboration_weight,
                 batch_size=self.batch_size,
                 hidden_size=self.hidden_size,
+                num_layers=self.num_layers,
+                num_heads=self.num_heads,
+                dropout=self.dropout,
                 seed=self.seed,
             ),
             **overrides,
@@ -346,6 +424,9 @@ def _spec(config: RunConfig, dataset: Dataset) -> ModelSpec:
         dataset.num_classes,
         dataset.train.sequence_shape,
         hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        dropout=config.dropout,
     )
 
 
