@@ -233,7 +233,10 @@ def test_start_learning_splits_one_labelled_set() -> None:
     )
     assert state["total_learning_events"] == 2 and state["teaching_events"] == 0
     samples = sorted(p["samples"] for k, p in events if k == "learned")
-    assert samples == [628, 629]  # 1257 training examples, halved
+    # 1257 training examples: 126 held out as the nodes' validation, the rest halved
+    assert samples == [565, 566]
+    assert system.nodes["a"].validation is system.nodes["b"].validation
+    assert len(system.nodes["a"].validation or ()) == 126
     assert "paired" not in [k for k, _ in events]  # 5 steps < evaluation_interval
 
 

@@ -3,7 +3,7 @@ each, and the snapshot a checkpoint holds. ``runs.py`` describes what the modes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +39,8 @@ class NodeSetup:
             if node.learning_events:
                 arrays[key] = node.get_parameters()
             state[key] = {
+                "learning_rate": node.config.learning_rate,
+                "batch_size": node.config.batch_size,
                 "knowledge_level": node.knowledge_level,
                 "learning_events": node.learning_events,
                 "teaching_events": node.teaching_events,
@@ -48,6 +50,8 @@ class NodeSetup:
         system = self.system
         return arrays, {
             "nodes": state,
+            "members": list(system.nodes),
+            "scaling": system.scaling_state(),
             "system": {
                 "total_learning_events": system.total_learning_events,
                 "teaching_events": system.teaching_events,
@@ -58,10 +62,17 @@ class NodeSetup:
     def restore(
         self, arrays: dict[str, list[np.ndarray]], state: dict[str, Any], dataset: Dataset
     ) -> None:
+        members = state.get("members", list(self.system.nodes))
+        self.system.restore_scaling(state.get("scaling", {}), members)
         for key, node in self.every_node().items():
             if key in arrays:
                 node.set_parameters(arrays[key], dataset.train)
             saved = state["nodes"].get(key, {})
+            node.config = replace(
+                node.config,
+                learning_rate=float(saved.get("learning_rate", node.config.learning_rate)),
+                batch_size=int(saved.get("batch_size", node.config.batch_size)),
+            )
             node.knowledge_level = float(saved.get("knowledge_level", 0.0))
             node.learning_events = int(saved.get("learning_events", 0))
             node.teaching_events = int(saved.get("teaching_events", 0))
@@ -76,9 +87,13 @@ def setup_nodes(config: RunConfig, dataset: Dataset) -> NodeSetup:
     validation = dataset.validation
     system = DistributedLearningSystem(
         SystemConfig(
-            min_nodes=2,
-            max_nodes=max(config.nodes, 2),
-            evaluation_interval=config.local_steps,
+            min_nodes=min(config.min_nodes, config.nodes),
+            max_nodes=max(config.nodes, config.max_nodes),
+            evaluation_interval=config.steps_between_evaluations,
+            auto_scale=config.auto_scale,
+            lr_schedule=config.lr_schedule,
+            batch_schedule=config.batch_schedule,
+            seed=config.seed,
         )
     )
     shares: dict[str, NodeShare] = {}
@@ -94,6 +109,7 @@ def setup_nodes(config: RunConfig, dataset: Dataset) -> NodeSetup:
             shares[node_id] = NodeShare(part)
         node = LearningNode(config.node_config(node_id, seed=config.seed + index), validation)
         system.add_node(node)
+    system.set_pool(shares)
     return NodeSetup(system, shares, config.partition, config.seed, twins)
 
 
@@ -109,16 +125,21 @@ def _few_labels(part: LearningData, fraction: float, rng: np.random.Generator) -
 async def distill_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict[str, Any]:
     await setup.system.start_learning(setup.shares, rounds=1, on_event=emit)
     for node_id, twin in setup.twins.items():
+        if node_id not in setup.system.nodes:
+            continue  # its student was retired by auto-scaling
         labelled = setup.shares[node_id].labelled
         if labelled is not None:
             await twin.learn(labelled)
-    students = {k: setup.system.nodes[k].evaluate(dataset.test) for k in setup.twins}
-    scratch = {k: twin.evaluate(dataset.test) for k, twin in setup.twins.items()}
+    twins = {k: twin for k, twin in setup.twins.items() if k in setup.system.nodes}
+    students = {k: setup.system.nodes[k].evaluate(dataset.test) for k in twins}
+    scratch = {k: twin.evaluate(dataset.test) for k, twin in twins.items()}
     state = setup.system.get_system_state()
     return {
         "test_accuracy": max(n.evaluate(dataset.test) for n in setup.system.nodes.values()),
-        "student_accuracy": float(np.mean(list(students.values()))),
-        "scratch_accuracy": float(np.mean(list(scratch.values()))),
+        # None once auto-scaling has retired every student
+        "student_accuracy": float(np.mean(list(students.values()))) if students else None,
+        "scratch_accuracy": float(np.mean(list(scratch.values()))) if scratch else None,
+        "nodes": len(setup.system.nodes),
         "students": students,
         "scratch": scratch,
         "teaching_events": state["teaching_events"],
@@ -132,17 +153,22 @@ async def distill_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict[
 
 
 async def ensemble_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict[str, Any]:
-    nodes = list(setup.system.nodes.values())
+    system = setup.system
+    system.rounds_done += 1
+    nodes = list(system.nodes.values())
+    shares = setup.shares | system.spawned_shares
     first = all(node.learning_events == 0 for node in nodes)
     for node in nodes:
-        labelled = setup.shares[node.node_id].labelled
+        labelled = shares[node.node_id].labelled
         assert labelled is not None  # ensemble shares always carry labels
         if first or node.config.collaboration_weight == 0:
             metrics = await node.learn(labelled)
         else:
             metrics = await node.collaborate(nodes, labelled)
-        setup.system.total_learning_events += 1
-        emit("learned", {"node_id": node.node_id, **metrics})
+        system.total_learning_events += 1
+        emit("learned", {"round": system.rounds_done, "node_id": node.node_id, **metrics})
+    system.after_learning(emit)
+    nodes = list(system.nodes.values())
     test = dataset.test
     assert test.y is not None
     predictions = [await node.predict(test) for node in nodes]
@@ -153,6 +179,7 @@ async def ensemble_round(setup: NodeSetup, dataset: Dataset, emit: Emit) -> dict
         "test_accuracy": ensemble,
         "ensemble_accuracy": ensemble,
         "best_member_accuracy": max(members.values()),
+        "nodes": len(nodes),
         "members": members,
         "weights": {n.node_id: round(w, 4) for n, w in zip(nodes, weights, strict=True)},
         "cross_validation": _cross_validation(setup, nodes, dataset),
