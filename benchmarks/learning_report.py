@@ -107,7 +107,23 @@ def main() -> None:
     parser.add_argument("--model", choices=("mlp", "transformer"), default="mlp")
     parser.add_argument("--hidden-size", type=int, default=0, help="0: mlp 64, transformer 256")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's own)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: the measured default of neurons.torch_threads)",
+    )
+    parser.add_argument(
+        "--auto-scale",
+        action="store_true",
+        help="also: each node mode with auto-scaling (and the schedules) off and on",
+    )
+    parser.add_argument(
+        "--thread-counts",
+        default="",
+        help="also: one run timed on each of these torch thread counts, e.g. 1,2",
+    )
+    parser.add_argument("--only-extras", action="store_true", help="skip the main report")
     args = parser.parse_args()
 
     import torch
@@ -140,12 +156,27 @@ def main() -> None:
     )
     started = time.perf_counter()
 
+    threads = args.threads or None
+
     def run(mode: str, partition: str = "iid") -> tuple[dict[str, Any], Rounds, float]:
         events = Rounds()
         config = replace(base, mode=mode, partition=partition)
-        summary, seconds = timed(lambda: execute(config, events))
+        summary, seconds = timed(lambda: execute(config, events, threads=threads))
         return summary, events, seconds
 
+    if not args.only_extras:
+        main_report(args, run, rounds)
+    if args.auto_scale:
+        auto_scale_report(base, threads)
+    if args.thread_counts:
+        thread_report(base, [int(n) for n in args.thread_counts.split(",")])
+    print(f"\ntotal wall time {time.perf_counter() - started:.1f} s")
+
+
+Run = Callable[..., tuple[dict[str, Any], Rounds, float]]
+
+
+def main_report(args: argparse.Namespace, run: Run, rounds: int) -> None:
     central, central_rounds, central_s = run("centralized")
     central_acc = float(central["test_accuracy"])
     central_tail = tail_mean(central_rounds.accuracy)
@@ -211,7 +242,79 @@ def main() -> None:
             f"{(ensemble - best) * 100:+8.1f} {seconds:7.1f}",
             flush=True,
         )
-    print(f"\ntotal wall time {time.perf_counter() - started:.1f} s")
+
+
+class Scaling:
+    """The ``scaled``, ``lr_changed`` and ``batch_changed`` events of one run."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.scaled: list[str] = []
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind in ("scaled", "lr_changed", "batch_changed"):
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind == "scaled":
+            sign = "+" if payload["action"] == "added" else "-"
+            self.scaled.append(f"{sign}{payload['node_id']}@{payload['round']}")
+
+
+def auto_scale_report(base: Any, threads: int | None) -> None:
+    """Each node mode with auto-scaling off and on (``min_nodes`` 2, ``max_nodes`` twice the
+    nodes), then with the seed's schedules too (plateau learning rate, adaptive batch)."""
+    from neurons.learning.runs import execute
+
+    variants = {
+        "off": {},
+        "auto-scale": {"auto_scale": True},
+        "auto+sched": {"auto_scale": True, "lr_schedule": "plateau", "batch_schedule": "adaptive"},
+    }
+    print(
+        f"\nauto-scaling: min_nodes 2, max_nodes {base.nodes * 2}, evaluation every round\n"
+        f"{'mode':9} {'partition':9} {'variant':11} {'test acc':>8} {'vs off':>7} {'nodes':>5} "
+        f"{'lr/batch changes':>16} {'wall s':>7}  scaled"
+    )
+    for mode, partition in (("distill", "iid"), ("ensemble", "iid"), ("ensemble", "skewed")):
+        off = 0.0
+        for name, fields in variants.items():
+            config = replace(
+                base, mode=mode, partition=partition, min_nodes=2, max_nodes=base.nodes * 2
+            )
+            config = replace(config, **fields)
+            events = Scaling()
+            summary, seconds = timed(lambda c=config, e=events: execute(c, e, threads=threads))
+            accuracy = float(summary["test_accuracy"])
+            off = accuracy if name == "off" else off
+            changes = (
+                f"{events.counts.get('lr_changed', 0)}/{events.counts.get('batch_changed', 0)}"
+            )
+            print(
+                f"{mode:9} {partition:9} {name:11} {accuracy:8.4f} {(accuracy - off) * 100:+7.1f} "
+                f"{summary['nodes']:5} {changes:>16} {seconds:7.1f}  {' '.join(events.scaled)}",
+                flush=True,
+            )
+    print("  (test acc: distill's best node, the ensemble's vote; +added / -retired @round)")
+
+
+def thread_report(base: Any, counts: list[int]) -> None:
+    """The same federated run (10 rounds) timed on each torch thread count, in the order
+    given and then reversed, so a change in the machine's load hits both alike."""
+    from neurons.learning.runs import execute
+
+    config = replace(base, mode="fedavg", rounds=10)
+    order = counts + counts[::-1]
+    seconds: dict[int, list[float]] = {}
+    for count in order:
+        _, took = timed(lambda n=count: execute(config, lambda k, p: None, threads=n))
+        seconds.setdefault(count, []).append(took)
+    best = {count: min(times) for count, times in seconds.items()}
+    first = best[counts[0]]
+    print(f"\ntorch threads: fedavg, {base.nodes} nodes x 10 rounds x {base.local_steps} steps")
+    for count in counts:
+        print(
+            f"  {count} thread(s): {best[count]:6.2f} s  "
+            f"({best[count] / first:.2f}x the time of {counts[0]})"
+        )
 
 
 if __name__ == "__main__":
