@@ -29,6 +29,13 @@ thread made each MLP step tens of times slower).
     .venv/bin/python benchmarks/learning_report.py [--rounds 50] [--nodes 4]
         [--local-steps 20] [--learning-rate 0.003] [--model mlp|transformer]
         [--hidden-size 0] [--seed 0] [--threads 1]
+        [--auto-scale] [--thread-counts 1,2] [--only-extras]
+
+``--auto-scale`` adds distill (iid) and ensemble (iid, skewed) with seed 003's auto-scaling
+off, on, and on with the plateau learning rate and adaptive batch size (``min_nodes`` 2,
+``max_nodes`` twice ``--nodes``); ``--thread-counts`` times one FedAvg run per torch thread
+count. Their measured tables are in the README ("Seed 003's example, auto-scaling and
+schedules" and "Torch threads").
 
 Measured on the 2-core CPU container (other jobs running), defaults (MLP hidden 64, 4 nodes,
 50 rounds x 20 local steps, lr 0.003, batch 32, seed 0), 32 s in all::

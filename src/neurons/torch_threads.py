@@ -1,19 +1,19 @@
 """How many CPU threads torch gets: ``NEURONS_TORCH_THREADS`` (``Settings.torch_threads``),
 applied by each use of torch in the service, in the thread that does the work.
 
-Unset, each use takes its measured default (:data:`MEASURED_DEFAULTS`). On the 2-core
-machine this project is measured on, one thread beat two for every use, by far
-(``benchmarks/torch_threads.py``; median per call, other jobs sharing the cores)::
+Unset, each use takes its measured default (:data:`MEASURED_DEFAULTS`), from
+``benchmarks/torch_threads.py`` on the 2-core machine this project is measured on (median
+per call; busy: other jobs sharing the cores, idle: load 0.6)::
 
-    use                   1 thread   2 threads
-    learning mlp step      0.86 ms    162 ms
-    learning transformer    158 ms   1093 ms
-    LoRA step (135M)       10.2 s     36.1 s
-    embed 1 text           26.4 ms    259 ms
-    embed 32 texts          109 ms   1520 ms
+    use                   busy 1    busy 2     idle 1    idle 2
+    learning mlp step     0.86 ms   162 ms     0.86 ms   0.81 ms
+    learning transformer  158 ms    1093 ms    85 ms     66 ms
+    LoRA step (135M)      10.2 s    36.1 s     3.97 s    31.1 s
+    embed 32 texts        109 ms    1520 ms    94 ms     59 ms
 
-A second OpenMP thread on a busy core spins and waits for its slice: the tiny models lose
-everything to that wait. Machines with idle cores may gain from more; set the variable.
+On busy cores a second OpenMP thread spins and waits for its slice, and the tiny models lose
+everything to that wait; idle, it helps the transformer and the embedder a little. Training
+keeps 1 (a small loss idle, a large win busy); inference takes 2 (see the constant).
 
 Why per thread: with torch's OpenMP backend ``torch.set_num_threads`` sets the calling
 thread's team size (and the default for threads started afterwards), not every thread's. So
