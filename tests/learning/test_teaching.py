@@ -1,7 +1,8 @@
 """LLM teaching as a job (a learning run of mode ``teach``) through REST and the CLI, against a
 real control plane and a real embedded neuron: what is refused, and with which message; marked
 slow, a job cancelled while its fine-tuning job trains (both end cancelled, the phases before
-kept) and whole teaching jobs from REST and from ``neurons learn teach`` with a few
+kept), a job resumed by the next control plane where the last one left it, and whole teaching
+jobs from REST and from ``neurons learn teach`` with a few
 prompts and LoRA steps, each reporting agreement before and after."""
 
 from __future__ import annotations
@@ -194,6 +195,43 @@ def test_a_teaching_job_cancelled_while_fine_tuning_cancels_its_job(client: Test
         "answering",
         "before",
     ]
+
+
+@pytest.mark.slow  # a shutdown while its fine-tuning job starts, and another plane after it
+@pytest.mark.timeout(600)
+def test_a_teaching_job_resumes_on_the_next_control_plane_where_it_was(
+    neuron: NeuronProcess, teacher: str, tmp_path: Path
+) -> None:
+    """The first plane stops once the job has its fine-tuning job; the next plane on the same
+    state resumes the teaching job at once (its lease given back), without asking the teacher
+    again: the same answers, the same fine-tuning job, one ``answering`` phase."""
+    body = {
+        "teacher": TEACHER,
+        "student": SMOL,
+        "prompts": PROMPTS,
+        "num_predict": 6,
+        "hyperparameters": {**FEW_STEPS, "max_steps": 500, "epochs": 500},
+    }
+    nodes = [NodeSpec("n1", neuron.url, "embedded")]
+    with TestClient(create_control_plane(settings_for(tmp_path), nodes)) as first:
+        run_id = ok(first.post(TEACH, json=body))["run_id"]
+        before = until_run(first, run_id, lambda r: "fine_tuning_job" in r["result"], 120)
+    assert before["status"] == "running" and before["attempts"] == 1  # left for the next plane
+    with TestClient(create_control_plane(settings_for(tmp_path), nodes)) as second:
+        resumed = until_run(second, run_id, lambda r: r["attempts"] == 2, 60)
+        assert resumed["status"] == "running"
+        result = resumed["result"]
+        assert result["fine_tuning_job"] == before["result"]["fine_tuning_job"]
+        assert result["teacher_answers"] == before["result"]["teacher_answers"]
+        assert result["before"] == before["result"]["before"]
+        events = ok(second.get(f"/api/ai/learning/runs/{run_id}/events"))["events"]
+        phases = [e["payload"]["phase"] for e in events if e["kind"] == "teach"]
+        assert phases.count("answering") == 1, phases
+        ok(second.post(f"/api/ai/learning/runs/{run_id}/cancel"))
+        final = until_run(second, run_id, lambda r: r["status"] != "running", 30)
+        assert final["status"] == "cancelled", final
+        job = until_job_ends(second, str(result["fine_tuning_job"]), 60)
+        assert job["status"] == "cancelled", job
 
 
 def until_job_ends(client: TestClient, job_id: str, timeout: float = 30) -> dict[str, Any]:
