@@ -194,6 +194,12 @@ def test_configured_defaults_are_checked_as_a_node_run_would_take_them() -> None
         }
     )
     assert check_defaults(seed)["min_nodes"] == 5
+    # max_nodes 1 bounds only auto-scaling: alone it is a fine default, with it it never runs
+    assert check_defaults(flatten({"learning_system": {"min_nodes": 1, "max_nodes": 1}}))
+    with pytest.raises(LearningKeyError, match="auto_scale needs min_nodes <= nodes"):
+        check_defaults(
+            flatten({"learning_system": {"max_nodes": 1, "min_nodes": 1, "auto_scale": True}})
+        )
     with pytest.raises(
         LearningKeyError, match="^model.type, model.num_heads: invalid learning run"
     ):

@@ -281,8 +281,10 @@ def check_defaults(entries: Sequence[Entry]) -> dict[str, Any]:
     for entry in checked:
         check_value(entry)
     values = {e.field: e.value for e in checked}
-    low, high = values.get("min_nodes", RunConfig.min_nodes), values.get("max_nodes", 32)
-    base = {"mode": "distill", "nodes": min(max(RunConfig.nodes, low, 2), high, 32)}
+    low = values.get("min_nodes", RunConfig.min_nodes)
+    high = values.get("max_nodes", RunConfig.max_nodes)
+    nodes = min(max(RunConfig.nodes, low), high)  # check_value made them whole numbers
+    base = {"mode": "distill", "nodes": min(max(nodes, 2), 32)}
     _build(RunConfig, list(checked), base)
     return values
 
