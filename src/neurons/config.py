@@ -298,6 +298,12 @@ class Settings(BaseSettings):
         "run`) has not renewed its lease for this long is resumed from its checkpoint by a "
         "control plane.",
     )
+    learning_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Defaults for new learning runs, under each request's own fields: "
+        "RunConfig field (or seed 003 key, e.g. model.type) -> value; a JSON object in "
+        "NEURONS_LEARNING_DEFAULTS, or seed 003's learning keys in a config file.",
+    )
 
     # Seed 003's persistence system: versioned snapshots of the durable state.
     snapshot_interval_s: float = Field(
@@ -346,6 +352,26 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_threads_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("learning_defaults", mode="after")
+    @classmethod
+    def _check_learning_defaults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Keys as RunConfig fields (of two spellings of one field, the later wins), each value
+        of its field's type; how they combine with a run's own fields is checked when the run
+        is made (which needs torch)."""
+        # Imported here: seed_keys is torch-free, but config must stay import-light.
+        from neurons.errors import NeuronsError
+        from neurons.learning.seed_keys import Entry, check_value, resolve
+
+        checked: dict[str, Any] = {}
+        try:
+            for key, item in value.items():
+                field = resolve(key)
+                check_value(Entry(field, item, key))
+                checked[field] = item  # pydantic-settings merges the environment's keys
+        except NeuronsError as exc:
+            raise ValueError(str(exc)) from exc
+        return checked
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -18,6 +18,8 @@ status codes.
     │   ├── InvalidModelFileError      a blob is not a usable GGUF            400
     │   ├── ModelfileError             a Modelfile does not parse or validate 400
     │   │                              (also a ValueError, as the seed's manager promises)
+    │   ├── LearningKeyError           a learning run key is unknown or its   400
+    │   │                              value refused (``keys`` names it)
     │   ├── PayloadTooLargeError       a body over the configured cap         413
     │   ├── NodeExistsError            a node with that name already exists   409
     │   ├── SessionStateError          not allowed in the session's status    409
@@ -77,6 +79,7 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "KeyStateError",
+    "LearningKeyError",
     "LearningRunNotFoundError",
     "LearningStateError",
     "MemoryNotFoundError",
@@ -167,6 +170,16 @@ class InvalidOptionError(InvalidRequestError):
 
 class InvalidModelFileError(InvalidRequestError):
     error_code = "invalid_model_file"
+
+
+class LearningKeyError(InvalidRequestError):
+    """A learning run's configuration refused, with the keys to blame as the caller wrote
+    them (``--rounds``, ``model.type``, ...): the CLI exits 2 for a usage error, 1 for a
+    flag's refusal, as the other refusals."""
+
+    def __init__(self, message: str, keys: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.keys = keys
 
 
 class ModelfileError(InvalidRequestError, ValueError):

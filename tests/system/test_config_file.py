@@ -108,21 +108,70 @@ def test_the_seed_example_loads_and_reports_what_it_ignores(tmp_path: Path) -> N
     settings = loaded.settings()
     assert settings.snapshot_interval_s == 300 and settings.snapshot_max_versions == 100
     assert settings.resolved_database_url == f"sqlite:///{tmp_path}/storage/persistence.db"
-    assert set(loaded.ignored) == {
-        "persistence.collector_config",
-        "components",
-        "distributed_learning.node_config",
-        "model.type", "model.hidden_size", "model.num_layers", "model.num_heads", "model.dropout",
-        "learning_system.auto_scale", "learning_system.min_nodes", "learning_system.max_nodes",
-        "learning_system.learning_rate", "learning_system.batch_size",
-        "learning_system.evaluation_interval",
-    }  # fmt: skip
-    report = loaded.report({})
-    assert report[0] == f"config: {tmp_path / 'neurons.yaml'} (4 settings)"
-    assert any(
-        line.startswith("config: ignored model.type, model.hidden_size") and "GGUF" in line
-        for line in report
+    assert set(loaded.ignored) == {"persistence.collector_config", "components"}
+    assert settings.learning_defaults == {
+        "node_learning_rate": 0.001,
+        "knowledge_threshold": 0.8,
+        "model_type": "transformer",
+        "hidden_size": 256,
+        "num_layers": 4,
+        "num_heads": 8,
+        "dropout": 0.1,
+        "auto_scale": True,
+        "min_nodes": 3,
+        "max_nodes": 10,
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "evaluation_interval": 100,
+    }
+    assert loaded.sources["learning_defaults"].startswith(
+        "distributed_learning.node_config.learning_rate, "
     )
+    report = loaded.report({})
+    assert report[0] == f"config: {tmp_path / 'neurons.yaml'} (5 settings)"
+    assert any(line.startswith("config: ignored components") for line in report)
+
+
+def test_every_learning_key_of_either_spelling_becomes_a_learning_default(
+    tmp_path: Path,
+) -> None:
+    text = """
+distributed_learning:
+  lease_s: 15
+  node:
+    learning_rate: 0.01
+    teach_interval: 7
+    max_students: 2
+    distillation_temperature: 4.0
+    collaboration_weight: 0.6
+  system:
+    min_nodes: 3
+    max_nodes: 6
+model:
+  default: mock:latest
+  type: mlp
+  hidden_size: 64
+  num_layers: 3
+learning_system:
+  evaluation_interval: 50
+  batch_size: 16
+"""
+    settings = load_config(_write(tmp_path, text)).settings()
+    assert settings.learning_lease_s == 15 and settings.default_model == "mock:latest"
+    assert settings.learning_defaults == {
+        "node_learning_rate": 0.01,
+        "local_steps": 7,
+        "max_students": 2,
+        "distillation_temperature": 4.0,
+        "collaboration_weight": 0.6,
+        "min_nodes": 3,
+        "max_nodes": 6,
+        "model_type": "mlp",
+        "hidden_size": 64,
+        "num_layers": 3,
+        "evaluation_interval": 50,
+        "batch_size": 16,
+    }
 
 
 @pytest.mark.parametrize(
@@ -153,6 +202,27 @@ def test_the_seed_example_loads_and_reports_what_it_ignores(tmp_path: Path) -> N
         ("system: 3\n", "system: must be a mapping of keys"),
         ("- a\n- b\n", "must be a mapping of sections"),
         ("system:\n  port: [1\n", "(line 3, column 1)"),
+        (
+            "learning_system:\n  min_nodes: 5\n  max_nodes: 3\n",
+            "learning_system.max_nodes: invalid learning run: need 1 <= min_nodes <= max_nodes",
+        ),
+        (
+            "model:\n  type: transformer\n  hidden_size: 30\n  num_heads: 4\n",
+            "hidden_size 30 must be a multiple of num_heads",
+        ),
+        ("learning_system:\n  auto_scale: maybe\n", "learning_system.auto_scale: must be true"),
+        ("model:\n  dropout: 1.5\n", "model.dropout: invalid learning run: dropout must be"),
+        (
+            "distributed_learning:\n  node_config:\n    max_student: 3\n",
+            "distributed_learning.node_config.max_student: unknown learning run key; did you",
+        ),
+        ("distributed_learning:\n  node_config: 3\n", "node_config: must be a mapping"),
+        ("model:\n  typ: mlp\n", "model.typ: unknown key; did you mean 'type'?"),
+        (
+            "distributed_learning:\n  node:\n    max_students: 1\n"
+            "  node_config:\n    max_students: 2\n",
+            "node.max_students and distributed_learning.node_config.max_students both set",
+        ),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:

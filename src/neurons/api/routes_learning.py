@@ -3,8 +3,16 @@
 
 ``POST /runs`` takes a JSON body with :class:`~neurons.learning.runs.RunConfig`'s fields
 (unknown fields are refused) and ``"start": true|false`` (default true); the run trains in the
-background. ``GET /runs/{id}`` is its state with the per-round history, ``GET /runs/{id}/events``
-its events in order (``after`` = the last event id seen), ``GET /runs/{id}/report`` its
+background. Seed 003's keys (:mod:`neurons.learning.seed_keys`) come as its nested sections,
+``"model": {"type": "transformer", "num_layers": 2}``, ``"learning_system": {...}``,
+``"distributed_learning": {"node_config": {...}}``, or dotted under ``"set":
+{"node_config.max_students": 0}``; each goes over the configured defaults
+(``Settings.learning_defaults``), and a bad one is a 400 naming it
+(``learning_system.max_nodes: invalid learning run: ...``); a field set twice (flat and in a
+section) is refused too.
+
+``GET /runs/{id}`` is its state with the per-round history, ``GET /runs/{id}/events`` its
+events in order (``after`` = the last event id seen), ``GET /runs/{id}/report`` its
 accuracy per round per node and who taught whom (``?format=html``: the page ``neurons learn
 report`` writes), ``POST /runs/{id}/start`` resumes a
 cancelled or failed run from its checkpoint, ``POST /runs/{id}/cancel`` stops it after the
@@ -26,7 +34,6 @@ from neurons.api.responses import errors
 from neurons.errors import InvalidRequestError
 from neurons.learning.choices import MODES
 from neurons.learning.report import render_html
-from neurons.learning.runs import RunConfig
 from neurons.learning.service import LearningService
 
 __all__ = ["router"]
@@ -42,14 +49,14 @@ def _service(request: Request) -> LearningService:
 
 @router.post("/runs", responses=errors(400, 409))
 async def create_run(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    """Create a learning run from RunConfig fields and (unless ``start`` is false) start it."""
+    """Create a learning run from RunConfig fields and seed 003's keys and (unless ``start``
+    is false) start it."""
     fields = dict(body)
     start = fields.pop("start", True)
     if not isinstance(start, bool):
         raise InvalidRequestError("start must be true or false")
-    config = RunConfig.from_dict(fields)
     service = _service(request)
-    record = await service.create(config)
+    record = await service.create(fields)
     if start:
         record = await service.start(record.run_id)
     return {"success": True, "run_id": record.run_id, "run": record.to_dict()}

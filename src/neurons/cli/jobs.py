@@ -3,7 +3,8 @@ share: one way to report a refusal, and one way to run a job in the foreground a
 
 A refusal (an unknown id, a move the job's status forbids) exits 1 with ``error: ...`` on
 stderr, or under ``--json`` with the management API's envelope on stdout
-(``{"success": false, "error": ..., "error_code": ...}``), the same for every kind.
+(``{"success": false, "error": ..., "error_code": ...}``), the same for every kind; a usage
+error a command finds itself (``neurons learn run --set``) is reported the same way and exits 2.
 Following a job polls its state through :func:`neurons.jobs.follow` and hands each reading
 to the command's renderer (a progress bar, or nothing under ``--json``); Ctrl-C cancels the
 job and exits 130.
@@ -27,13 +28,14 @@ T = TypeVar("T")
 FINISHED = ("completed", "failed", "cancelled")
 
 
-def fail(exc: NeuronsError, as_json: bool) -> typer.Exit:
-    """Report ``exc`` as every job command does; raise what this returns."""
+def fail(exc: NeuronsError, as_json: bool, code: int = 1) -> typer.Exit:
+    """Report ``exc`` as every job command does; raise what this returns (exit ``code``: 1
+    for a refusal, 2 for a usage error such as a bad ``--set``)."""
     if as_json:
         emit({"error": exc.message, "error_code": exc.error_code}, success=False)
     else:
         typer.echo(f"error: {exc.message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def refusals_exit(call: Callable[[], T], as_json: bool) -> T:

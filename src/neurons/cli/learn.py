@@ -11,6 +11,13 @@ flower`` a federated run goes through a Flower SuperLink; ``superlink`` and ``no
 and its SuperNodes on other machines. Refusals are reported as
 every job command reports them (:mod:`neurons.cli.jobs`).
 
+``run`` takes seed 003's keys (:mod:`neurons.learning.seed_keys`) as ``--set KEY=VALUE``
+(repeatable: ``--set model.num_layers=2 --set node_config.max_students=0``) and a config
+file's learning keys as defaults with ``--config FILE`` (its other sections are not this
+command's). Precedence, highest first: the flags typed (a flag and a ``--set`` of the same
+field are refused, naming both), ``--set``, ``--config`` (key by key over
+``NEURONS_LEARNING_DEFAULTS``), RunConfig's defaults. A bad key or value exits 2 naming it.
+
 ``teach`` runs an LLM teaching job (a run of mode ``teach``) here the same way, through
 :meth:`~neurons.learning.service.LearningService.teach` over the registered nodes, and prints
 the student's agreement with the teacher before and after.
@@ -24,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from click.core import ParameterSource
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,13 +39,13 @@ from rich.table import Table
 
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network, run_with_store
 from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
-from neurons.errors import LearningStateError, NeuronsError
+from neurons.errors import LearningKeyError, LearningStateError, NeuronsError
 from neurons.learning.choices import DEPLOYS, MODEL_TYPES, MODES
 from neurons.learning.data import DATASETS, PARTITIONS
+from neurons.learning.seed_keys import RunRequest
 
 if TYPE_CHECKING:
     from neurons.config import Settings
-    from neurons.learning.runs import RunConfig
     from neurons.learning.service import LearningService
     from neurons.learning.teaching import TeachConfig
     from neurons.network.manager import NetworkManager
@@ -51,13 +59,18 @@ learn_app = typer.Typer(
 )
 RunArg = Annotated[str, typer.Argument(help="Run id (see `neurons learn ls`).")]
 T = TypeVar("T")
+USAGE = 2  # the exit code of a usage error, as typer's own
 
 
-def _answer(call: Callable[[LearningService], Awaitable[T]], as_json: bool) -> T:
+def _answer(
+    call: Callable[[LearningService], Awaitable[T]],
+    as_json: bool,
+    settings: Settings | None = None,
+) -> T:
     """``call``'s answer over a service on the state directory; a refusal exits 1."""
     from neurons.learning.service import LearningService
 
-    return refusals_exit(lambda: run_with_store(LearningService, call), as_json)
+    return refusals_exit(lambda: run_with_store(LearningService, call, settings), as_json)
 
 
 def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
@@ -66,8 +79,26 @@ def _choice(value: str, choices: tuple[str, ...], name: str) -> str:
     return value
 
 
+# run's flags: parameter -> (flag, RunConfig field).
+_FLAGS = {
+    "dataset": ("--dataset", "dataset"),
+    "nodes": ("--nodes", "nodes"),
+    "mode": ("--mode", "mode"),
+    "partition": ("--partition", "partition"),
+    "rounds": ("--rounds", "rounds"),
+    "model": ("--model", "model_type"),
+    "local_steps": ("--local-steps", "local_steps"),
+    "learning_rate": ("--lr", "learning_rate"),
+    "labelled_fraction": ("--labelled-fraction", "labelled_fraction"),
+    "seed": ("--seed", "seed"),
+    "deploy": ("--deploy", "deploy"),
+    "superlink": ("--superlink", "superlink"),
+}
+
+
 @learn_app.command("run")
 def run(
+    ctx: typer.Context,
     dataset: Annotated[str, typer.Option(help=f"One of {', '.join(DATASETS)}.")] = "digits",
     nodes: Annotated[int, typer.Option(help="Learning nodes.")] = 4,
     mode: Annotated[str, typer.Option(help=f"One of {', '.join(MODES)}.")] = "fedavg",
@@ -93,6 +124,22 @@ def run(
             "started with `neurons learn node` (default: a loopback one with the run's nodes)."
         ),
     ] = None,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="A seed 003 key or run field, e.g. model.num_layers=2, "
+            "node_config.max_students=0, learning_system.auto_scale=true (repeatable).",
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A neurons/seed 003 YAML config file whose learning keys are the defaults.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a learning run here and print its result."""
@@ -101,26 +148,43 @@ def run(
     _choice(mode, MODES, "--mode")
     _choice(partition, PARTITIONS, "--partition")
     _choice(model, MODEL_TYPES, "--model")
-    from neurons.learning.runs import RunConfig  # torch and Flower: only when running
-
+    values = {
+        "dataset": dataset,
+        "nodes": nodes,
+        "mode": mode,
+        "partition": partition,
+        "rounds": rounds,
+        "model": model,
+        "local_steps": local_steps,
+        "learning_rate": learning_rate,
+        "labelled_fraction": labelled_fraction,
+        "seed": seed,
+        "deploy": deploy,
+        "superlink": superlink or "",
+    }
+    typed = [  # only the flags typed: the others leave their fields to --set and defaults
+        (flag, field, values[name])
+        for name, (flag, field) in _FLAGS.items()
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
     try:
-        config = RunConfig(
-            dataset=dataset,
-            nodes=nodes,
-            mode=mode,
-            partition=partition,
-            rounds=rounds,
-            model_type=model,
-            local_steps=local_steps,
-            learning_rate=learning_rate,
-            labelled_fraction=labelled_fraction,
-            seed=seed,
-            deploy=deploy,
-            superlink=superlink or "",
-        )
+        request = RunRequest.of(typed, assignments or ())
+        settings = _learning_settings(config_file)
     except NeuronsError as exc:
-        raise fail(exc, as_json) from exc
-    _train(as_json, config=config)
+        raise fail(exc, as_json, USAGE) from exc
+    _train(as_json, config=request, settings=settings)
+
+
+def _learning_settings(path: Path | None) -> Settings | None:
+    """Settings whose learning defaults take ``path``'s learning keys over the environment's
+    (None: no file, the environment's settings)."""
+    if path is None:
+        return None
+    from neurons.config import Settings
+    from neurons.system.config_file import load_config
+
+    defaults = load_config(path).values.get("learning_defaults", {})
+    return Settings(learning_defaults=defaults) if defaults else None
 
 
 @learn_app.command("superlink")
@@ -318,12 +382,14 @@ def cancel(run_id: RunArg, as_json: JsonFlag = False) -> None:
 def _train(
     as_json: bool,
     *,
-    config: RunConfig | None = None,
+    config: RunRequest | None = None,
     run_id: str = "",
     teach: TeachConfig | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Store ``config`` (or ``teach``) as a new run, or take the stored ``run_id``, run it
-    here and follow it to its end; exit as its status says."""
+    here and follow it to its end; exit as its status says. A refused ``config`` exits 1
+    when a typed flag is to blame, 2 when a ``--set`` or configured key is."""
     ids = [run_id] if run_id else []
 
     async def go(service: LearningService) -> dict[str, Any]:
@@ -331,7 +397,11 @@ def _train(
             ids.append((await service.teach(teach)).run_id)
         else:
             if config is not None:
-                ids.append((await service.create(config)).run_id)
+                try:
+                    ids.append((await service.create(config)).run_id)
+                except LearningKeyError as exc:
+                    flags = all(key.startswith("--") for key in exc.keys)
+                    raise fail(exc, as_json, 1 if flags else USAGE) from exc
             await service.start(ids[0])
         return await _follow(service, ids[0], as_json)
 
@@ -342,7 +412,7 @@ def _train(
         if teach is not None or run_id:  # a stored run may be a teaching job: it needs nodes
             state = refusals_exit(lambda: run_with_network(_teaching_service, go_teaching), as_json)
         else:
-            state = _answer(go, as_json)
+            state = _answer(go, as_json, settings)
     except KeyboardInterrupt:  # Ctrl-C: the run was cancelled, at its latest checkpoint
         if ids:
             typer.echo(

@@ -6,7 +6,10 @@ plane, or ``neurons learn run`` in a shell) holds its lease while it trains, so 
 process runs it a second time, and a cancel from any process reaches it within the runtime's
 ``poll_s``. Starting a cancelled or failed run again resumes it from its last checkpoint; a
 control plane's supervisor resumes runs whose process is gone (shut down, killed, or silent
-for ``learning_lease_s``).
+for ``learning_lease_s``). A new run takes the configured defaults
+(``Settings.learning_defaults``: a config file's seed 003 keys, or
+``NEURONS_LEARNING_DEFAULTS``) under its request's own fields, for REST and the CLI alike
+(:mod:`neurons.learning.seed_keys`).
 
 LLM teaching jobs (:meth:`LearningService.teach`) are runs of mode ``teach``
 (:mod:`neurons.learning.teaching`): the same rows, lease, status, cancel and events. They need
@@ -26,6 +29,7 @@ from neurons.jobs import JobRuntime, Publish
 from neurons.learning.jobs import LearningKind
 from neurons.learning.report import RunReport, build_report
 from neurons.learning.runs import RunConfig
+from neurons.learning.seed_keys import RunRequest, build_run_config
 from neurons.learning.teaching import TeachConfig, resolve_nodes
 from neurons.lifecycle import Status
 from neurons.store import Store
@@ -48,6 +52,7 @@ class LearningService:
     ) -> None:
         self.store = store
         self.fine_tuning = fine_tuning
+        self.learning_defaults = dict(settings.learning_defaults)
         self.runtime = JobRuntime(
             LearningKind(
                 store,
@@ -59,8 +64,16 @@ class LearningService:
             publish=publish,
         )
 
-    async def create(self, config: RunConfig | Mapping[str, Any]) -> LearningRunRecord:
-        checked = config if isinstance(config, RunConfig) else RunConfig.from_dict(dict(config))
+    async def create(self, config: RunConfig | RunRequest | Mapping[str, Any]) -> LearningRunRecord:
+        """Store a new run (pending). A :class:`RunConfig` is stored as it is; a request (a
+        REST body: flat fields, seed sections, ``set``; or a command line's
+        :class:`RunRequest`) goes over the configured defaults (``learning_defaults``), and a
+        refusal names the key to blame."""
+        checked = (
+            config
+            if isinstance(config, RunConfig)
+            else build_run_config(config, self.learning_defaults)
+        )
         return await asyncio.to_thread(self.store.learning.create, checked.__dict__)
 
     async def teach(

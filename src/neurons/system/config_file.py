@@ -22,13 +22,21 @@ model.default / keep_alive / max_loaded        default_model / keep_alive / max_
 model.model_path / model_type                  model_path / model_type (seed 001)
 model.max_length / device                      model_max_length / model_device (seed 001)
 distributed_learning.lease_s                   learning_lease_s
+model.type / hidden_size / num_layers /        learning_defaults (seed 003's
+num_heads / dropout                            learning model)
+distributed_learning.node_config.* (or         learning_defaults
+node.*), distributed_learning.system.*
+learning_system.*                              learning_defaults
 =============================================  ===========================
 
-Seed 003's other keys (a transformer's shape under ``model``, a learning node's rates under
-``distributed_learning``, ``learning_system``'s scaling, the ``components`` section of its
-own components, ...) have no server-wide counterpart here: they are accepted, so a seed file
-loads, and reported as ignored with where the idea lives. Any other key is refused by name,
-as is a value a setting refuses (``persistence.max_versions: must be ≥ 1 (got 0)``).
+Seed 003's learning keys become the defaults of every new learning run, under the run's own
+fields (:mod:`neurons.learning.seed_keys` says which field each sets); they are checked here
+as a node run would take them, so a bad one is named with the file's key
+(``learning_system.max_nodes: invalid learning run: ...``). Seed 003's other keys (the
+``components`` section of its own components, ``system.thread_count``, ...) have no
+counterpart here: they are accepted, so a seed file loads, and reported as ignored with where
+the idea lives. Any other key is refused by name, as is a value a setting refuses
+(``persistence.max_versions: must be ≥ 1 (got 0)``).
 
 >>> import tempfile
 >>> folder = Path(tempfile.mkdtemp())
@@ -37,12 +45,15 @@ as is a value a setting refuses (``persistence.max_versions: must be ≥ 1 (got 
 Traceback (most recent call last):
 ...
 neurons.errors.ConfigError: ...neurons.yaml: persistence.max_versions: must be ≥ 1 (got 0)
->>> _ = (folder / "neurons.yaml").write_text("model:\\n  default: mock:latest\\n  type: x\\n")
+>>> text = "model:\\n  default: mock:latest\\n  type: transformer\\nsystem:\\n  thread_count: 4\\n"
+>>> _ = (folder / "neurons.yaml").write_text(text)
 >>> loaded = load_config(folder / "neurons.yaml")
->>> loaded.values, loaded.sources
-({'default_model': 'mock:latest'}, {'default_model': 'model.default'})
+>>> loaded.values
+{'default_model': 'mock:latest', 'learning_defaults': {'model_type': 'transformer'}}
+>>> loaded.sources
+{'default_model': 'model.default', 'learning_defaults': 'model.type'}
 >>> loaded.ignored
-{'model.type': 'models here are GGUF files, whose architecture is in the file'}
+{'system.thread_count': "a neuron's parallelism is num_parallel (NEURONS_NUM_PARALLEL)"}
 """
 
 from __future__ import annotations
@@ -58,7 +69,8 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from neurons.config import Settings
-from neurons.errors import ConfigError
+from neurons.errors import ConfigError, LearningKeyError
+from neurons.learning.seed_keys import SEED_KEYS, Entry, check_defaults, flatten
 
 __all__ = ["IGNORED", "IGNORED_SECTIONS", "KEYS", "ConfigFile", "Key", "load_config"]
 
@@ -109,8 +121,6 @@ IGNORED_SECTIONS = {
     "components": "seed 003's components (bridge, neural_seed, ...) do not exist here; "
     "neurons' own are listed at /api/ai/system/components",
 }
-_PER_RUN = "set per learning run (neurons learn create, POST /api/ai/learning/runs)"
-_GGUF = "models here are GGUF files, whose architecture is in the file"
 # Seed 003's keys that mean nothing server-wide here, and why.
 IGNORED: dict[str, dict[str, str]] = {
     "system": {
@@ -122,20 +132,18 @@ IGNORED: dict[str, dict[str, str]] = {
         "cache_size": "SQLite's own cache is used",
         "backup_interval": "state snapshots are the backups (persistence.auto_save_interval)",
     },
-    "model": dict.fromkeys(("type", "hidden_size", "num_layers", "num_heads", "dropout"), _GGUF),
-    "distributed_learning": dict.fromkeys(("node_config", "node", "system"), _PER_RUN),
-    "learning_system": dict.fromkeys(
-        (
-            "auto_scale",
-            "min_nodes",
-            "max_nodes",
-            "learning_rate",
-            "batch_size",
-            "evaluation_interval",
-        ),
-        _PER_RUN,
-    ),
+    "model": {},
+    "distributed_learning": {},
+    "learning_system": {},
 }
+
+
+def _learning_key(where: str) -> bool:
+    """Whether ``section.key`` is (or holds) one of seed 003's learning keys, which go to
+    ``learning_defaults`` (``learning_system`` holds nothing else)."""
+    return where.startswith("learning_system.") or any(
+        key == where or key.startswith(f"{where}.") for key in SEED_KEYS
+    )
 
 
 @dataclass
@@ -198,8 +206,11 @@ def load_config(path: Path) -> ConfigFile:
         raise ConfigError(f"{path}: must be a mapping of sections (system:, persistence:, ...)")
     loaded = ConfigFile(path)
     problems: list[str] = []
+    learning: list[Entry] = []
     for section, body in data.items():
-        _read_section(loaded, str(section), body, problems)
+        _read_section(loaded, str(section), body, problems, learning)
+    if learning and not problems:
+        _set_learning(loaded, learning, problems)
     if not problems:
         problems = _check_database(loaded)
     if not problems:
@@ -209,7 +220,9 @@ def load_config(path: Path) -> ConfigFile:
     return loaded
 
 
-def _read_section(loaded: ConfigFile, section: str, body: Any, problems: list[str]) -> None:
+def _read_section(
+    loaded: ConfigFile, section: str, body: Any, problems: list[str], learning: list[Entry]
+) -> None:
     if section in IGNORED_SECTIONS:
         loaded.ignored[section] = IGNORED_SECTIONS[section]
         return
@@ -230,6 +243,12 @@ def _read_section(loaded: ConfigFile, section: str, body: Any, problems: list[st
             else:
                 loaded.database_type = kind  # checked against the URL once all is read
             continue  # sets nothing itself
+        if _learning_key(where):
+            try:
+                learning += flatten({section: {str(name): value}})
+            except LearningKeyError as exc:
+                problems.append(exc.message)
+            continue
         key = KEYS[section].get(str(name))
         if key is None:
             why = IGNORED[section].get(str(name))
@@ -237,6 +256,7 @@ def _read_section(loaded: ConfigFile, section: str, body: Any, problems: list[st
                 loaded.ignored[where] = why
             else:
                 known = [*KEYS[section], *IGNORED[section]]
+                known += {k.split(".")[1] for k in SEED_KEYS if k.startswith(f"{section}.")}
                 if section == "database":
                     known.append("type")
                 problems.append(f"{where}: unknown key{_suggest(str(name), known)}")
@@ -254,6 +274,16 @@ def _read_section(loaded: ConfigFile, section: str, body: Any, problems: list[st
             problems.append(f"{where}: {exc}")
             continue
         loaded.sources[key.setting] = where
+
+
+def _set_learning(loaded: ConfigFile, learning: list[Entry], problems: list[str]) -> None:
+    """Seed 003's learning keys as ``learning_defaults``, checked as a node run takes them."""
+    try:
+        loaded.values["learning_defaults"] = check_defaults(learning)
+    except LearningKeyError as exc:
+        problems.append(exc.message)
+        return
+    loaded.sources["learning_defaults"] = ", ".join(entry.key for entry in learning)
 
 
 def _convert(key: Key, value: Any, folder: Path) -> Any:
