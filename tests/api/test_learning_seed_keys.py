@@ -1,7 +1,7 @@
 """Seed 003's keys through ``POST /api/ai/learning/runs``: each of the seventeen, nested in its
 section or dotted under ``set`` (and the seed's second spelling), lands in the run's stored
-config; the ones the runs already act on change what a tiny run on digits does (its
-checkpoint's weights, who teaches, how nodes learn); bad ones are a 400 naming the key; and
+config; each changes what a tiny run on digits does (its
+checkpoint's weights, who teaches, how nodes learn, how often they are evaluated, how the system scales); bad ones are a 400 naming the key; and
 the configured defaults (``Settings.learning_defaults``) go under the request's fields."""
 
 from __future__ import annotations
@@ -238,6 +238,33 @@ def test_the_rates_steps_and_batches_change_what_nodes_learn(
     changed = _train(client, home, {**body, "set": {**assigned, **change}})
     assert not _same(changed["weights"], baseline["weights"])
     assert _same(_train(client, home, body)["weights"], baseline["weights"])
+
+
+def test_evaluation_interval_sets_how_often_teachers_are_chosen(
+    client: TestClient, home: Path
+) -> None:
+    body = {**TINY, "mode": "distill", "rounds": 4}
+    every_round = _train(client, home, body)  # 0: an evaluation every round (4 steps)
+    assert [p["round"] for p in _kinds(every_round, "paired")] == [1, 2, 3, 4]
+    every_other = _train(client, home, {**body, "set": {"learning_system.evaluation_interval": 8}})
+    assert [p["round"] for p in _kinds(every_other, "paired")] == [2, 4]
+
+
+def test_auto_scale_and_its_bounds_add_and_retire_nodes(client: TestClient, home: Path) -> None:
+    """A learning rate of 1e-9 keeps every level where it is, so every evaluation after the
+    first is a stall: the system adds a node up to max_nodes, then retires down to
+    min_nodes."""
+    frozen = {**TINY, "mode": "ensemble", "rounds": 4, "learning_rate": 1e-9}
+
+    def scaled(system: dict[str, Any]) -> list[tuple[int, str, int]]:
+        run = _train(client, home, {**frozen, "learning_system": system})
+        return [(p["round"], p["action"], p["nodes"]) for p in _kinds(run, "scaled")]
+
+    assert scaled({"min_nodes": 2, "max_nodes": 4}) == []  # auto_scale is off by default
+    bounds = {"auto_scale": True, "min_nodes": 2, "max_nodes": 4}
+    assert scaled(bounds) == [(2, "added", 4), (3, "retired", 3), (4, "retired", 2)]
+    assert scaled({**bounds, "max_nodes": 3}) == [(2, "retired", 2)]
+    assert scaled({**bounds, "min_nodes": 3}) == [(2, "added", 4), (3, "retired", 3)]
 
 
 def test_configured_defaults_go_under_the_request(tmp_path: Path) -> None:
