@@ -1,8 +1,9 @@
 """Seed 003's keys through ``POST /api/ai/learning/runs``: each of the seventeen, nested in its
 section or dotted under ``set`` (and the seed's second spelling), lands in the run's stored
-config; each changes what a tiny run on digits does (its
-checkpoint's weights, who teaches, how nodes learn, how often they are evaluated, how the system scales); bad ones are a 400 naming the key; and
-the configured defaults (``Settings.learning_defaults``) go under the request's fields."""
+config; each changes what a tiny run on digits does (its checkpoint's weights, who teaches,
+how nodes learn, how often they are evaluated, how the system scales); bad ones are a 400
+naming the key; and the configured defaults (``Settings.learning_defaults``) go under the
+request's fields."""
 
 from __future__ import annotations
 
