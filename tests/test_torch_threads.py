@@ -46,8 +46,8 @@ def test_the_setting_its_old_name_and_bad_values(monkeypatch: pytest.MonkeyPatch
 
 def test_unset_is_each_uses_measured_default() -> None:
     assert set(MEASURED_DEFAULTS) == set(USES)
-    assert [resolve_threads(use, None) for use in USES] == [1, 1, 2]
-    assert resolve_threads("inference", 1) == 1
+    assert [resolve_threads(use, None) for use in USES] == [1, 1, 1]
+    assert resolve_threads("inference", 2) == 2
     with pytest.raises(ValueError, match="at least 1"):
         resolve_threads("learning", 0)
 
@@ -110,7 +110,7 @@ def test_the_old_variable_reaches_a_worker_whose_spec_has_none(tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, 2), (1, 1)])
+@pytest.mark.parametrize(("setting", "expected"), [(None, 1), (2, 2)])
 def test_the_inference_module_forwards_on_the_setting(setting: int | None, expected: int) -> None:
     async def main() -> object:
         service = InferenceService(InferenceConfig(device="cpu", torch_threads=setting))

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         le=1000,
         description="Longest wait to fill a batch, in ms (default: measured).",
     )
+    inference_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Forward passes at once, each on NEURONS_TORCH_THREADS threads (default: "
+        "one per core up to 2 on the CPU, 1 on CUDA).",
+    )
     inference_cache_size: int = Field(
         default=10000, ge=0, description="Embeddings kept (LRU by model digest and text; 0: off)."
     )

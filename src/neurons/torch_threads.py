@@ -13,7 +13,8 @@ per call; busy: other jobs sharing the cores, idle: load 0.6)::
 
 On busy cores a second OpenMP thread spins and waits for its slice, and the tiny models lose
 everything to that wait; idle, it helps the transformer and the embedder a little. Training
-keeps 1 (a small loss idle, a large win busy); inference takes 2 (see the constant).
+keeps 1 (a small loss idle, a large win busy); inference 1 per pass, passes side by side
+(see the constant).
 
 Why per thread: with torch's OpenMP backend ``torch.set_num_threads`` sets the calling
 thread's team size (and the default for threads started afterwards), not every thread's. So
@@ -31,11 +32,12 @@ __all__ = ["MEASURED_DEFAULTS", "USES", "Use", "resolve_threads", "use_torch_thr
 
 Use = Literal["learning", "fine-tuning", "inference"]
 USES: tuple[Use, ...] = ("learning", "fine-tuning", "inference")
-# Inference takes 2: measured again on the idle machine (load 0.6), MiniLM embeds 1 text in
-# 9.7 ms on 2 threads against 12.5 on 1, 32 texts in 59 against 94, and the endpoint's
-# throughput fell to 0.47x raw on 1 thread. Training keeps 1: its loss on an idle machine
-# is small (transformer step 85 vs 66 ms) and its win on a busy one is large (1093 vs 158).
-MEASURED_DEFAULTS: dict[Use, int] = {"learning": 1, "fine-tuning": 1, "inference": 2}
+# Inference takes 1 per forward pass, and runs one pass per core (InferenceConfig.workers):
+# served under 16 clients, two single-threaded passes gave 0.84-0.89x raw where one pass on
+# two threads gave 0.72-0.79x (alone, two threads embed 32 texts in 59 ms against 94).
+# Training keeps 1: its loss on an idle machine is small (transformer step 85 vs 66 ms) and
+# its win on a busy one is large (1093 vs 158).
+MEASURED_DEFAULTS: dict[Use, int] = {"learning": 1, "fine-tuning": 1, "inference": 1}
 
 # The count a learning run's training calls apply (set by the run, read by train_local).
 learning_threads: ContextVar[int | None] = ContextVar("learning_threads", default=None)

@@ -34,7 +34,7 @@ def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
 
     asyncio.run(main())
     assert threading.get_ident() not in threads  # forward passes ran off the event loop
-    assert len(threads) == 1  # always the same worker thread (torch's per-thread state)
+    assert len(threads) == 1  # one worker: always the same thread (torch's per-thread state)
 
 
 def test_a_backlog_runs_as_even_batches_sorted_by_length() -> None:
@@ -98,3 +98,39 @@ def test_stop_fails_pending_callers_cleanly() -> None:
             await batcher.submit(["late"])
 
     asyncio.run(main())
+
+
+def test_two_workers_run_two_passes_at_once_each_on_its_own_thread() -> None:
+    """With ``workers=2`` a second batch starts while the first is still in its pass, in
+    the other worker thread; never a third at once."""
+    both_in = threading.Barrier(2, timeout=5)
+    inside = passes = most = 0
+    lock = threading.Lock()
+    threads: set[int] = set()
+
+    def forward(texts: list[str]) -> list[str]:
+        nonlocal inside, passes, most
+        with lock:
+            inside += 1
+            passes += 1
+            first_two = passes <= 2
+            most = max(most, inside)
+            threads.add(threading.get_ident())
+        if first_two:
+            both_in.wait()  # the first two passes meet here: they overlap
+        with lock:
+            inside -= 1
+        return texts
+
+    async def main() -> None:
+        batcher = MicroBatcher(forward, max_batch=2, max_wait_s=0.0, workers=2)
+        await batcher.start()
+        texts = [[f"{i}a", f"{i}b"] for i in range(8)]
+        assert await asyncio.gather(*(batcher.submit(pair) for pair in texts)) == texts
+        assert batcher.stats()["workers"] == 2
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert most == 2 and len(threads) == 2
+    with pytest.raises(ValueError, match="workers"):
+        MicroBatcher(lambda texts: texts, max_batch=1, max_wait_s=0.0, workers=0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,14 +45,17 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 class Encoder(ABC):
-    """One loaded model. ``encode`` and ``token_counts`` are called from worker threads, one
-    call at a time (the batcher serializes forward passes; torch already uses every core), and
-    must not keep references to their arguments."""
+    """One loaded model. ``encode`` and ``token_counts`` are called from worker threads, several
+    at once (the batcher runs ``workers`` forward passes side by side), and must not keep
+    references to their arguments. A fast tokenizer is one Rust object whose padding and
+    truncation settings each call may change, so concurrent calls fail ("Already borrowed"):
+    every tokenizer call holds :attr:`tokenizing`; the forward passes run free."""
 
     dimensions: int
     device: str
     max_length: int
     digest: str
+    tokenizing: threading.Lock
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> Vectors:
@@ -107,15 +111,24 @@ class SentenceTransformerEncoder(Encoder):
         self.digest = digest
         self.model.max_seq_length = max_length
         self.dimensions = int(model.get_embedding_dimension())
+        self.tokenizing = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        vectors = self.model.encode(
-            list(texts), batch_size=len(texts), show_progress_bar=False, convert_to_numpy=True
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        # What SentenceTransformer.encode does for one batch (its modules, the Normalize
+        # layer included), with the tokenizer under the lock and the forward pass outside it.
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        with self.tokenizing:
+            features = self.model.preprocess(list(texts))
+        features = batch_to_device(features, torch.device(self.device))
+        with torch.inference_mode():
+            vectors = self.model(features)["sentence_embedding"]
+        return np.asarray(vectors.float().cpu().numpy(), dtype=np.float32)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
-        return _count(self.model.tokenizer, texts)
+        with self.tokenizing:
+            return _count(self.model.tokenizer, texts)
 
 
 class MeanPoolingEncoder(Encoder):
@@ -128,17 +141,19 @@ class MeanPoolingEncoder(Encoder):
         self.max_length = max_length
         self.digest = digest
         self.dimensions = int(model.config.hidden_size)
+        self.tokenizing = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         import torch
 
-        batch = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        ).to(self.device)
+        with self.tokenizing:
+            batch = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
         with torch.inference_mode():
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -147,7 +162,8 @@ class MeanPoolingEncoder(Encoder):
         return np.asarray(pooled.float().cpu().numpy(), dtype=np.float32)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
-        return _count(self.tokenizer, texts)
+        with self.tokenizing:
+            return _count(self.tokenizer, texts)
 
 
 def _count(tokenizer: Any, texts: Sequence[str]) -> list[int]:

@@ -31,10 +31,15 @@ NO_INPUT = "No input text provided"  # seed 001's message, word for word
 class Embedded:
     """One ``embed`` call's answer, every list in input order."""
 
-    embeddings: list[list[float]]
+    vectors: list[Vectors]  # float32 rows
     truncated: list[bool]
     cached: list[bool]
     prompt_tokens: int  # tokens of the inputs after truncation (Ollama's prompt_eval_count)
+
+    @property
+    def embeddings(self) -> list[list[float]]:
+        """The vectors as lists of Python floats (JSON's numbers)."""
+        return [vector.tolist() for vector in self.vectors]
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,10 @@ class InferenceService:
         if self._encoder is None:
             self._encoder = await asyncio.to_thread(load_encoder, self.config)
         batcher = MicroBatcher(
-            self._forward, self.config.batch_size, self.config.batch_wait_ms / 1000
+            self._forward,
+            self.config.batch_size,
+            self.config.batch_wait_ms / 1000,
+            workers=self.config.resolved_workers(self._encoder.device),
         )
         await batcher.start()
         self._batcher = batcher
@@ -140,7 +148,7 @@ class InferenceService:
             time.time(), time.perf_counter() - started, error=False, prompt_tokens=tokens
         )
         return Embedded(
-            embeddings=[result.vector.tolist() for result in done],
+            vectors=[result.vector for result in done],
             truncated=[result.truncated(self.max_length) for result in done],
             cached=cached,
             prompt_tokens=tokens,
@@ -165,6 +173,7 @@ class InferenceService:
                 "largest_batch": batching.get("largest_batch", 0),
                 "batch_size": self.config.batch_size,
                 "batch_wait_ms": self.config.batch_wait_ms,
+                "workers": batching.get("workers", 0),
             },
             "metrics": {
                 "inference_count": self.metrics.inference_count,
@@ -174,8 +183,8 @@ class InferenceService:
         }
 
     def _forward(self, texts: list[str]) -> list[_Vector]:
-        # The batcher's one thread runs every pass: its torch thread count is the one that
-        # counts (a no-op after the first pass).
+        # Each of the batcher's threads sets its own torch thread count on its first pass
+        # (a no-op after that).
         self._threads = use_torch_threads("inference", self.config.torch_threads)
         encoder = self.encoder
         counts = encoder.token_counts(texts)

@@ -42,6 +42,8 @@ def inference_config(settings: Settings) -> InferenceConfig:
         data["batch_size"] = settings.inference_batch_size
     if settings.inference_batch_wait_ms is not None:
         data["batch_wait_ms"] = settings.inference_batch_wait_ms
+    if settings.inference_workers is not None:
+        data["workers"] = settings.inference_workers
     return InferenceConfig.from_dict(data)
 
 
