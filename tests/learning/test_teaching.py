@@ -43,6 +43,14 @@ FEW_STEPS = {
     "eval_fraction": 0.0,
     "checkpoint_steps": 1,
 }
+# A teaching job whose fine-tuning would run for minutes: the tests stop it before.
+LONG_JOB: dict[str, Any] = {
+    "teacher": TEACHER,
+    "student": SMOL,
+    "prompts": PROMPTS,
+    "num_predict": 6,
+    "hyperparameters": {**FEW_STEPS, "max_steps": 500, "epochs": 500},
+}
 
 # -- the config -------------------------------------------------------------------------------
 
@@ -168,14 +176,7 @@ def test_a_stored_teaching_job_is_a_learning_run_of_mode_teach(client: TestClien
 @pytest.mark.slow  # the fine-tuning job must reach its worker: a minute or more on 2 cores
 @pytest.mark.timeout(600)
 def test_a_teaching_job_cancelled_while_fine_tuning_cancels_its_job(client: TestClient) -> None:
-    body = {
-        "teacher": TEACHER,
-        "student": SMOL,
-        "prompts": PROMPTS,
-        "num_predict": 6,
-        "hyperparameters": {**FEW_STEPS, "max_steps": 500, "epochs": 500},
-    }
-    created = ok(client.post(TEACH, json=body))
+    created = ok(client.post(TEACH, json=LONG_JOB))
     run = created["run"]
     assert (run["mode"], run["dataset"], run["total_rounds"]) == ("teach", "prompts", 4)
     assert run["config"]["teacher_node"] == run["config"]["student_node"] == "n1"
@@ -205,16 +206,9 @@ def test_a_teaching_job_resumes_on_the_next_control_plane_where_it_was(
     """The first plane stops once the job has its fine-tuning job; the next plane on the same
     state resumes the teaching job at once (its lease given back), without asking the teacher
     again: the same answers, the same fine-tuning job, one ``answering`` phase."""
-    body = {
-        "teacher": TEACHER,
-        "student": SMOL,
-        "prompts": PROMPTS,
-        "num_predict": 6,
-        "hyperparameters": {**FEW_STEPS, "max_steps": 500, "epochs": 500},
-    }
     nodes = [NodeSpec("n1", neuron.url, "embedded")]
     with TestClient(create_control_plane(settings_for(tmp_path), nodes)) as first:
-        run_id = ok(first.post(TEACH, json=body))["run_id"]
+        run_id = ok(first.post(TEACH, json=LONG_JOB))["run_id"]
         before = until_run(first, run_id, lambda r: "fine_tuning_job" in r["result"], 120)
     assert before["status"] == "running" and before["attempts"] == 1  # left for the next plane
     with TestClient(create_control_plane(settings_for(tmp_path), nodes)) as second:
