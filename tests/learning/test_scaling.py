@@ -103,6 +103,7 @@ def test_an_added_node_starts_from_the_best_nodes_weights() -> None:
     for mine, theirs in zip(node.get_parameters(), best.get_parameters(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert node.validation is best.validation
+    assert node.knowledge_level == best.knowledge_level  # it knows what the best knows
 
 
 def test_without_auto_scale_nothing_scales_and_no_gain_is_no_stall() -> None:

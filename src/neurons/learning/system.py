@@ -400,6 +400,7 @@ class DistributedLearningSystem:
         node = LearningNode(config, best.validation)
         if best.learning_events:
             node.set_parameters(best.get_parameters(), self.pool)
+            node.knowledge_level = node.evaluate()  # what it knows already: the best's level
         size = max(1, len(self.pool) // self._originals)
         rng = np.random.default_rng([self.config.seed, number])
         picked = np.sort(rng.choice(len(self.pool), size=size, replace=False))
