@@ -24,7 +24,8 @@ def test_up_mock_serves_the_official_client(tmp_path: Path) -> None:
     config = tmp_path / "neurons.yaml"
     config.write_text(
         f"system:\n  port: {port}\n  node_port: {node_port}\n  home: home\n"
-        "persistence:\n  auto_save_interval: 3600\nmodel:\n  default: demo:7b\n  type: x\n"
+        "  thread_count: 4\n"
+        "persistence:\n  auto_save_interval: 3600\nmodel:\n  default: demo:7b\n"
     )
     # A real Ollama address that answers nothing: mock mode must not even try to join it.
     env = {**os.environ, "OLLAMA_BASE_URL": f"http://127.0.0.1:{free_port()}"}
@@ -66,7 +67,7 @@ def test_up_mock_serves_the_official_client(tmp_path: Path) -> None:
     output = (tmp_path / "up.log").read_text()
     assert code == 0, output
     assert f"config: {config} (5 settings)" in output
-    assert "config: ignored model.type" in output
+    assert "config: ignored system.thread_count" in output
     assert output.count(MOCK_BANNER) == 3, output  # at start, and twice around the ready box
     assert "loading" not in output  # nothing to load
     assert "model demo:7b (simulated)" in output
