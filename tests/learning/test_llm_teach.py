@@ -1,12 +1,13 @@
 """LLM nodes teach each other: the pure parts (training data from the teacher's answers,
-agreement scoring) and, marked slow, the whole exchange between two real embedded neurons:
-a few-shot pirate teacher on one, SmolLM2-135M fine-tuned on its answers on the other."""
+agreement scoring) and greedy answers from a real neuron. The whole exchange between two
+real embedded neurons (a few-shot pirate teacher on one, SmolLM2-135M fine-tuned on its
+answers on the other) runs as a teaching job in ``test_teaching.py``, with this file's
+LoRA settings (:data:`LEARN`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,6 @@ from neurons.finetune.service import FineTuningService
 from neurons.learning.llm_teach import (
     HELD_OUT_PROMPTS,
     TEACHER_EXAMPLES,
-    TeachResult,
     agreement,
     answers,
     chat_jsonl,
@@ -31,7 +31,6 @@ from neurons.learning.llm_teach import (
 from neurons.network.manager import NetworkManager
 from neurons.neuron.process import NeuronProcess
 from neurons.store import open_store
-from tests.conftest import start_neuron
 
 SMOL = "smollm2:135m"
 
@@ -158,62 +157,3 @@ LEARN = {
 async def names(url: str) -> set[str]:
     async with NodeClient(url) as node:
         return {m["name"] for m in await node.tags()}
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1500)
-def test_a_teacher_node_teaches_a_student_node(neuron: NeuronProcess, tmp_path: Path) -> None:
-    """The student (plain SmolLM2 on neuron B) learns the teacher's style (a pirate built
-    from SmolLM2 with a system prompt and few-shot turns on neuron A) from its answers to 48
-    prompts: on 10 prompts neither saw, its answers agree with the teacher's far more after
-    fine-tuning than before; the tuned model is on B only."""
-    student_neuron = start_neuron(tmp_path / "student-home")
-    settings = Settings(
-        home=tmp_path / "control",
-        health_interval_s=0.5,
-        ollama_base_url="",
-        fine_tuning_lease_s=2.0,
-    )
-    store = open_store(settings.resolved_database_url)
-    store.nodes.upsert("teacher", neuron.url, "embedded")
-    store.nodes.upsert("student", student_neuron.url, "embedded")
-
-    async def main() -> tuple[TeachResult, set[str], set[str]]:
-        network = NetworkManager(store, settings)
-        service = FineTuningService(store, settings, network)
-        try:
-            await network.monitor.check_all()
-            async with NodeClient(neuron.url) as node:
-                async for _ in node.create(teacher_body(TEACHER, SMOL)):
-                    pass
-            result = await teach_llm(
-                service,
-                teacher=TEACHER,
-                teacher_node="teacher",
-                student=SMOL,
-                student_node="student",
-                tuned=TUNED,
-                hyperparameters=LEARN,
-                timeout=1200,
-            )
-            return result, await names(neuron.url), await names(student_neuron.url)
-        finally:
-            await service.aclose()
-            await network.aclose()
-
-    started = time.monotonic()
-    try:
-        result, on_teacher, on_student = asyncio.run(main())
-    finally:
-        store.close()
-        student_neuron.stop()
-    print(json.dumps({**result.to_dict(), "wall_s": round(time.monotonic() - started)}, indent=1))
-
-    assert result.train_count == 48 and result.held_out_count == 10
-    assert result.job_metrics["deployed_to"] == ["student"]
-    assert TUNED in on_student and TUNED not in on_teacher
-    assert TEACHER in on_teacher and TEACHER not in on_student
-    # The teacher's style is what is taught: it shows on the held-out prompts.
-    assert sum(same_opening(a, "Arr, matey!") for a in result.teacher_answers) >= 9
-    assert result.before.opening <= 0.1 and result.after.opening >= 0.8, result
-    assert result.after.f1 >= result.before.f1 + 0.25, result

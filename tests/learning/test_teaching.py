@@ -22,11 +22,17 @@ from neurons.api.app import NodeSpec, create_control_plane
 from neurons.cli.main import app as cli_app
 from neurons.config import Settings
 from neurons.errors import InvalidModelNameError, InvalidRequestError
-from neurons.learning.llm_teach import HELD_OUT_PROMPTS, teacher_body, training_prompts
+from neurons.learning.llm_teach import (
+    HELD_OUT_PROMPTS,
+    same_opening,
+    teacher_body,
+    training_prompts,
+)
 from neurons.learning.teaching import TeachConfig
 from neurons.neuron.process import NeuronProcess
 from neurons.store import open_store
 from tests.api.envelope import error, ok
+from tests.conftest import start_neuron
 
 SMOL = "smollm2:135m"
 TEACHER = "teach-pirate:latest"
@@ -332,20 +338,40 @@ def test_cli_teach_runs_the_job_here_and_prints_the_agreement(
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_a_teaching_job_teaches_the_pirate_style_over_rest(
-    client: TestClient, neuron: NeuronProcess
+    neuron: NeuronProcess, teacher: str, tmp_path: Path
 ) -> None:
-    """The whole exchange of ``test_llm_teach``'s slow test, as a job started over REST: 48
-    packaged prompts, 10 held out, the same LoRA settings; the report shows the style
-    learned."""
+    """LLM nodes teach each other, as a job started over REST: the pirate teacher on one
+    neuron answers the 48 packaged prompts; plain SmolLM2 on another neuron is fine-tuned on
+    those answers; on the 10 held-out prompts neither saw, the student agrees with the
+    teacher far more after than before, and the tuned model is on the student's node only."""
     from tests.learning.test_llm_teach import LEARN
 
-    body = {"teacher": TEACHER, "student": SMOL, "tuned": "taught-pirate:latest"}
-    run_id = ok(client.post(TEACH, json={**body, "hyperparameters": LEARN}))["run_id"]
-    final = until_run(client, run_id, lambda r: r["status"] != "running", 2300)
+    student_neuron = start_neuron(tmp_path / "student-home")
+    nodes = [
+        NodeSpec("teacher", neuron.url, "embedded"),
+        NodeSpec("student", student_neuron.url, "embedded"),
+    ]
+    body: dict[str, Any] = {"teacher": TEACHER, "student": SMOL, "tuned": "taught-pirate:latest"}
+    body |= {"teacher_node": "teacher", "student_node": "student", "hyperparameters": LEARN}
+    try:
+        with TestClient(create_control_plane(settings_for(tmp_path), nodes)) as client:
+            run_id = ok(client.post(TEACH, json=body))["run_id"]
+            final = until_run(client, run_id, lambda r: r["status"] != "running", 2300)
+        on_teacher, on_student = tags(neuron.url), tags(student_neuron.url)
+    finally:
+        student_neuron.stop()
     result = final["result"]
     print(json.dumps({k: result[k] for k in ("before", "after", "gain")}, indent=1))
     assert final["status"] == "completed", final
     assert_report(result, held_out=10)
     assert result["train_count"] == 48
+    assert "taught-pirate:latest" in on_student and "taught-pirate:latest" not in on_teacher
+    assert TEACHER in on_teacher and TEACHER not in on_student
+    # The teacher's style is what is taught: it shows on the held-out prompts.
+    assert sum(same_opening(a, "Arr, matey!") for a in result["teacher_answers"]) >= 9
     assert result["before"]["opening"] <= 0.1 and result["after"]["opening"] >= 0.8, result
     assert result["gain"] >= 0.25, result
+
+
+def tags(url: str) -> set[str]:
+    return {m["name"] for m in httpx.get(f"{url}/api/tags", timeout=30).json()["models"]}
