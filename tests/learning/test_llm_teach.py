@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
 from neurons.client import NodeClient
-from neurons.config import Settings
 from neurons.errors import ModelNotFoundError
 from neurons.finetune.data import validate_text
-from neurons.finetune.service import FineTuningService
 from neurons.learning.llm_teach import (
     HELD_OUT_PROMPTS,
     TEACHER_EXAMPLES,
@@ -24,13 +21,10 @@ from neurons.learning.llm_teach import (
     answers,
     chat_jsonl,
     same_opening,
-    teach_llm,
     teacher_body,
     training_prompts,
 )
-from neurons.network.manager import NetworkManager
 from neurons.neuron.process import NeuronProcess
-from neurons.store import open_store
 
 SMOL = "smollm2:135m"
 
@@ -88,34 +82,6 @@ def test_teacher_body_and_prompt_sets() -> None:
     assert len(prompts) == 48 and prompts[0] == "What is the capital of France?"
     assert not set(prompts) & set(HELD_OUT_PROMPTS)
     assert len(set(HELD_OUT_PROMPTS)) == 10
-
-
-def test_held_out_prompts_must_not_be_trained_on(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, ollama_base_url="")
-    store = open_store(settings.resolved_database_url)
-
-    async def main() -> None:
-        network = NetworkManager(store, settings)
-        service = FineTuningService(store, settings, network)
-        try:
-            with pytest.raises(ValueError, match="also training prompts"):
-                await teach_llm(
-                    service,
-                    teacher="t",
-                    teacher_node="a",
-                    student=SMOL,
-                    student_node="b",
-                    tuned="s",
-                    train=["What is snow?", "Hi?"],
-                )
-        finally:
-            await service.aclose()
-            await network.aclose()
-
-    try:
-        asyncio.run(main())
-    finally:
-        store.close()
 
 
 def test_answers_are_greedy_and_repeatable_on_a_real_neuron(neuron: NeuronProcess) -> None:

@@ -1,6 +1,8 @@
 """LLM nodes teach each other: a teacher model's answers fine-tune a student on another node.
 
-The teacher is a model on one neuron, the student a model on another. :func:`teach_llm`
+The teacher is a model on one neuron, the student a model on another. A teaching job
+(:mod:`neurons.learning.teaching`: ``neurons learn teach``, ``POST /api/ai/learning/teach``),
+with the parts this module holds,
 
 1. asks the teacher, through the Ollama API of its node, for greedy answers (temperature 0,
    a fixed seed, bounded ``num_predict``) to the training prompts;
@@ -23,16 +25,12 @@ model, without that context, does not show.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from neurons.client import NodeClient
-from neurons.errors import NeuronsError, NodeError, NodeNotFoundError
-from neurons.finetune.presets import Hyperparameters
-from neurons.finetune.service import FineTuningService
 from neurons.optimize.scoring import normalize, token_f1
 
 __all__ = [
@@ -40,12 +38,10 @@ __all__ = [
     "TEACHER_EXAMPLES",
     "TEACHER_SYSTEM",
     "Agreement",
-    "TeachResult",
     "agreement",
     "answers",
     "chat_jsonl",
     "same_opening",
-    "teach_llm",
     "teacher_body",
     "training_prompts",
 ]
@@ -87,44 +83,6 @@ class Agreement:
 
     def to_dict(self) -> dict[str, Any]:
         return {"f1": self.f1, "opening": self.opening, "answers": list(self.answers)}
-
-
-@dataclass(frozen=True)
-class TeachResult:
-    teacher: str
-    teacher_node: str
-    student: str
-    student_node: str
-    tuned: str  # the fine-tuned student, deployed to student_node
-    job_id: str
-    training_file: str  # relative to the fine-tuning data directory
-    train_count: int
-    held_out_count: int
-    teacher_answers: tuple[str, ...]  # on the held-out prompts
-    before: Agreement
-    after: Agreement
-    job_metrics: Mapping[str, Any]
-
-    @property
-    def gain(self) -> float:
-        return self.after.f1 - self.before.f1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "teacher": self.teacher,
-            "teacher_node": self.teacher_node,
-            "student": self.student,
-            "student_node": self.student_node,
-            "tuned": self.tuned,
-            "job_id": self.job_id,
-            "training_file": self.training_file,
-            "train_count": self.train_count,
-            "held_out_count": self.held_out_count,
-            "teacher_answers": list(self.teacher_answers),
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
-            "gain": self.gain,
-        }
 
 
 # -- pure parts -------------------------------------------------------------------------------
@@ -194,13 +152,6 @@ def agreement(answers: Sequence[str], references: Sequence[str]) -> Agreement:
 # -- talking to the nodes ---------------------------------------------------------------------
 
 
-def _node_url(service: FineTuningService, node: str) -> str:
-    view = service.network.monitor.find(node)
-    if view is None:
-        raise NodeNotFoundError(f"no node named '{node}'")
-    return view.url
-
-
 async def answers(
     node: NodeClient,
     model: str,
@@ -217,86 +168,3 @@ async def answers(
         answer = await node.chat(model, [{"role": "user", "content": prompt}], options=options)
         replies.append(str((answer.get("message") or {}).get("content") or "").strip())
     return replies
-
-
-# -- the whole exchange -----------------------------------------------------------------------
-
-
-async def teach_llm(
-    service: FineTuningService,
-    *,
-    teacher: str,
-    teacher_node: str,
-    student: str,
-    student_node: str,
-    tuned: str,
-    train: Sequence[str] | None = None,
-    held_out: Sequence[str] = HELD_OUT_PROMPTS,
-    hyperparameters: Mapping[str, Any] | Hyperparameters | None = None,
-    seed: int = 1,
-    num_predict: int = 32,
-    timeout: float | None = None,
-) -> TeachResult:
-    """Fine-tune ``student`` (on ``student_node``) on ``teacher``'s answers (on
-    ``teacher_node``) into ``tuned``, deployed to ``student_node`` only; the student's
-    agreement with the teacher on ``held_out`` before and after.
-
-    Raises :class:`~neurons.errors.NeuronsError` when a node does not answer or the job does
-    not complete (its error is in the message)."""
-    prompts = list(train) if train is not None else training_prompts()
-    overlap = set(prompts) & set(held_out)
-    if overlap:
-        raise ValueError(f"held-out prompts are also training prompts: {sorted(overlap)}")
-    http = service.network.http
-    teacher_client = NodeClient(_node_url(service, teacher_node), name=teacher_node, client=http)
-    student_client = NodeClient(_node_url(service, student_node), name=student_node, client=http)
-
-    def ask(node: NodeClient, model: str, items: Sequence[str]) -> Awaitable[list[str]]:
-        return answers(node, model, items, seed=seed, num_predict=num_predict)
-
-    taught = await ask(teacher_client, teacher, prompts)
-    reference = await ask(teacher_client, teacher, held_out)
-    before = agreement(await ask(student_client, student, held_out), reference)
-
-    text = chat_jsonl(zip(prompts, taught, strict=True))
-    if not text:
-        raise NodeError(f"{teacher} on {teacher_node} gave no answers to learn from")
-    relative = f"teach/{_safe(teacher)}-to-{_safe(tuned)}.jsonl"
-    path: Path = service.data_dir / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-    created = await service.create(
-        base_model=student,
-        target_model_name=tuned,
-        training_data_path=relative,
-        data_type="conversation",
-        hyperparameters=hyperparameters,
-        target_capabilities=["text_generation", "instruction_following"],
-        nodes=[student_node],
-    )
-    await service.start(created.job_id)
-    record = await service.wait(created.job_id, timeout)
-    if record.status != "completed":
-        raise NeuronsError(f"fine-tuning job {record.job_id} ended {record.status}: {record.error}")
-
-    after = agreement(await ask(student_client, tuned, held_out), reference)
-    return TeachResult(
-        teacher=teacher,
-        teacher_node=teacher_node,
-        student=student,
-        student_node=student_node,
-        tuned=tuned,
-        job_id=record.job_id,
-        training_file=relative,
-        train_count=text.count("\n"),
-        held_out_count=len(held_out),
-        teacher_answers=tuple(reference),
-        before=before,
-        after=after,
-        job_metrics=dict(record.metrics),
-    )
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
