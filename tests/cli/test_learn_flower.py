@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,9 +19,10 @@ from typer.testing import CliRunner
 
 from neurons.cli.main import app
 from neurons.errors import InvalidRequestError
-from neurons.learning.deployment import _descendants, check_address, pid_alive
+from neurons.learning.deployment import check_address, pid_alive, stop_process_tree
 from neurons.learning.runs import RunConfig
 from tests.conftest import free_port
+from tests.learning.test_deployment import flower_left
 
 ROOT = Path(__file__).resolve().parents[2]
 # lr 1e-3 and 5 local steps, as tests/learning/test_deployment.py's loopback run
@@ -63,17 +63,6 @@ def _same(remote: list[dict[str, float]], here: list[dict[str, float]]) -> None:
     for a, b in zip(remote, here, strict=True):
         for key in ("val_accuracy", "test_accuracy"):
             assert abs(a[key] - b[key]) <= 1e-6, (key, remote, here)
-
-
-def _flower_left(pid: int) -> list[int]:
-    """Live processes under ``pid`` whose command line names Flower."""
-    found = []
-    for kid in _descendants(pid):
-        with suppress(OSError):
-            line = Path(f"/proc/{kid}/cmdline").read_bytes().decode(errors="replace")
-            if pid_alive(kid) and ("flwr" in line or "flower" in line):
-                found.append(kid)
-    return found
 
 
 @pytest.mark.parametrize(
@@ -128,7 +117,7 @@ def test_run_deployed_on_loopback_matches_the_in_process_run(env: dict[str, str]
     # `neurons learn status` reads both the same way
     status = _cli(env, "status", deployed["run_id"], "--json")["run"]
     assert _history(status) == _history(deployed)
-    assert _flower_left(os.getpid()) == []
+    assert flower_left(os.getpid()) == []
 
 
 @pytest.fixture
@@ -158,19 +147,7 @@ def superlink(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop ``proc`` and whatever it started (Flower starts its superexecs in new sessions)."""
-    kids = _descendants(proc.pid)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(pid_alive(k) for k in kids):
-        time.sleep(0.1)
-    for kid in filter(pid_alive, kids):
-        with suppress(ProcessLookupError):
-            os.kill(kid, signal.SIGKILL)
+    stop_process_tree(proc, wait_s=15)
 
 
 @pytest.mark.slow
@@ -223,7 +200,7 @@ def test_cancel_stops_a_run_through_flower_and_its_processes(
                 break
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
-        seen = _flower_left(trainer.pid)  # the loopback SuperLink, SuperNodes, their apps
+        seen = flower_left(trainer.pid)  # the loopback SuperLink, SuperNodes, their apps
         assert len(seen) >= 3, seen
         cancelled = CliRunner().invoke(app, ["learn", "cancel", runs[0]["run_id"], "--json"])
         assert cancelled.exit_code == 0, cancelled.output

@@ -164,18 +164,18 @@ def test_deployment_refuses_before_start(tmp_path: Path) -> None:
     deployment.close()  # closing a deployment that never started is harmless
 
 
-def _flower_descendants() -> list[int]:
-    """Live processes under this test process whose command line names Flower."""
+def flower_left(pid: int) -> list[int]:
+    """Live processes under ``pid`` whose command line names Flower."""
     from neurons.learning.deployment import _descendants
 
     found = []
-    for pid in _descendants(os.getpid()):
+    for kid in _descendants(pid):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            cmdline = Path(f"/proc/{kid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if pid_alive(pid) and ("flwr" in cmdline or "flower" in cmdline):
-            found.append(pid)
+        if pid_alive(kid) and ("flwr" in cmdline or "flower" in cmdline):
+            found.append(kid)
     return found
 
 
@@ -214,7 +214,7 @@ def test_loopback_deployment_matches_in_process_run(
         seen.update(deployment.pids)
     assert len(seen) > 4  # the SuperLink, 3 SuperNodes, and the superexecs they started
     assert [pid for pid in seen if pid_alive(pid)] == []
-    assert _flower_descendants() == []
+    assert flower_left(os.getpid()) == []
 
     assert [r["round"] for r in rounds] == [1, 2]
     # lr 1e-3 and 5 local steps learn slowly: 0.13 then 0.325 on digits (chance is 0.1)

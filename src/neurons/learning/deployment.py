@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from subprocess import PIPE, STDOUT, Popen
-from typing import IO
+from typing import IO, Any
 
 from neurons.errors import InvalidRequestError, LearningStateError
 from neurons.learning.federated import FederatedSettings
@@ -48,6 +48,7 @@ __all__ = [
     "run_config_arg",
     "run_superlink",
     "run_supernode",
+    "stop_process_tree",
     "superlink_command",
     "supernode_command",
 ]
@@ -166,6 +167,24 @@ def _descendants(pid: int) -> list[int]:
         kids = children.get(stack.pop(), [])
         found, stack = found + kids, stack + kids
     return found
+
+
+def stop_process_tree(proc: subprocess.Popen[Any], wait_s: float = 10.0) -> None:
+    """SIGTERM ``proc`` (SIGKILL after ``wait_s``), give what it started 5 s to follow, then
+    SIGKILL those left: Flower starts its superexecs in new sessions, out of its group."""
+    kids = _descendants(proc.pid)
+    proc.terminate()  # a no-op once it has exited
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(pid_alive(k) for k in kids):
+        time.sleep(0.1)
+    for kid in filter(pid_alive, kids):
+        with suppress(ProcessLookupError):
+            os.kill(kid, signal.SIGKILL)
 
 
 def pid_alive(pid: int) -> bool:
@@ -377,19 +396,7 @@ class FlowerDeployment:
         """Stop the SuperNodes, then the SuperLink, then whatever they left running."""
         procs, self._procs = self._procs, []
         for _, proc in reversed(procs):
-            kids = _descendants(proc.pid)
-            proc.terminate()  # a no-op once it has exited
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and any(pid_alive(k) for k in kids):
-                time.sleep(0.1)
-            for kid in filter(pid_alive, kids):
-                with suppress(ProcessLookupError):
-                    os.kill(kid, signal.SIGKILL)
+            stop_process_tree(proc)
         for handle in self._files:
             handle.close()
         self._files = []
