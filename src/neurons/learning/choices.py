@@ -20,6 +20,7 @@ __all__ = [
     "NODE_MODES",
     "checked_fields",
     "shape_problems",
+    "value_fits",
 ]
 
 MODEL_TYPES: tuple[str, ...] = ("mlp", "transformer")
@@ -68,11 +69,14 @@ def checked_fields(cls: type, data: Mapping[str, Any], what: str) -> dict[str, A
         raise InvalidRequestError(f"unknown {what} fields: {', '.join(unknown)}")
     for name, value in data.items():
         expected = _SCALARS.get(declared[name])
-        if expected is None:
-            continue
-        fits = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            fits = True
-        if not fits:
+        if expected is not None and not value_fits(value, expected):
             raise InvalidRequestError(f"{name} must be {expected.__name__}, got {value!r}")
     return dict(data)
+
+
+def value_fits(value: Any, expected: type) -> bool:
+    """Whether ``value`` is a fine ``expected`` (a scalar type): a bool is no number, an int
+    is a fine float."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, expected) and (expected is bool or not isinstance(value, bool))

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import yaml
 
 from neurons.errors import InvalidRequestError, LearningKeyError
-from neurons.learning.choices import NODE_MODES
+from neurons.learning.choices import NODE_MODES, value_fits
 
 if TYPE_CHECKING:
     from neurons.learning.runs import RunConfig
@@ -154,17 +154,13 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def check_value(entry: Entry) -> None:
-    """Refuse a value of the wrong type, naming its key: a bool is no number, an int is a
-    fine float (as :func:`~neurons.learning.choices.checked_fields` says)."""
+    """Refuse a value of the wrong type, naming its key (:func:`~neurons.learning.choices.
+    value_fits`: a bool is no number, an int is a fine float)."""
     expected = RUN_FIELDS[entry.field]
-    value = entry.value
-    fits = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        fits = True
-    if value is None:
+    if entry.value is None:
         raise _refuse([entry.key], "has no value")
-    if not fits:
-        raise _refuse([entry.key], f"must be {_WORDS[expected]}, got {value!r}")
+    if not value_fits(entry.value, expected):
+        raise _refuse([entry.key], f"must be {_WORDS[expected]}, got {entry.value!r}")
 
 
 def flatten(sections: Mapping[str, Any], prefix: str = "") -> list[Entry]:
