@@ -148,22 +148,8 @@ def run(
     _choice(mode, MODES, "--mode")
     _choice(partition, PARTITIONS, "--partition")
     _choice(model, MODEL_TYPES, "--model")
-    values = {
-        "dataset": dataset,
-        "nodes": nodes,
-        "mode": mode,
-        "partition": partition,
-        "rounds": rounds,
-        "model": model,
-        "local_steps": local_steps,
-        "learning_rate": learning_rate,
-        "labelled_fraction": labelled_fraction,
-        "seed": seed,
-        "deploy": deploy,
-        "superlink": superlink or "",
-    }
     typed = [  # only the flags typed: the others leave their fields to --set and defaults
-        (flag, field, values[name])
+        (flag, field, ctx.params[name])
         for name, (flag, field) in _FLAGS.items()
         if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
     ]
