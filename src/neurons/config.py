@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     inference_quantization: str = Field(
         default="none", description="none, or int8 (torch dynamic quantization, CPU)."
     )
+    inference_backend: str = Field(
+        default="auto",
+        description="What runs the embedding model's transformer: onnx (onnxruntime, exported "
+        "once to ~/.cache/neurons/onnx), torch, or auto (onnx on the CPU in float32 where it "
+        "can, else torch).",
+    )
     inference_batch_size: int | None = Field(
         default=None, ge=1, le=1024, description="Most inputs per forward pass (default: measured)."
     )

@@ -10,6 +10,9 @@ directory, loaded once, encoding one batch at a time.
   ``AutoModel``, the last hidden state averaged over the attention mask (the seed's unmasked
   mean lets padding leak into a batched vector), then L2-normalized like the above.
 
+Either runs its transformer in torch, or through onnxruntime (``backend``, see
+:mod:`neurons.inference.onnx_backend`): the pooling and normalizing after it are the same code.
+
 Nothing is ever downloaded: ``model_path`` must be a local directory, and the hub libraries
 run with ``HF_HUB_OFFLINE=1`` and ``local_files_only``.
 """
@@ -17,10 +20,12 @@ run with ``HF_HUB_OFFLINE=1`` and ``local_files_only``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,7 @@ import numpy.typing as npt
 
 from neurons.errors import ConfigError, ModelLoadError
 from neurons.inference.config import InferenceConfig
+from neurons.inference.onnx_backend import OnnxTransformer, load_onnx, onnx_missing
 
 __all__ = [
     "Encoder",
@@ -39,6 +45,8 @@ __all__ = [
     "resolve_device",
     "weights_digest",
 ]
+
+logger = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -56,6 +64,7 @@ class Encoder(ABC):
     max_length: int
     digest: str
     tokenizing: threading.Lock
+    backend: str = "torch"  # or "onnx": what runs the transformer
 
     @abstractmethod
     def encode(self, texts: Sequence[str]) -> Vectors:
@@ -104,8 +113,19 @@ def weights_digest(directory: Path) -> str:
 
 
 class SentenceTransformerEncoder(Encoder):
-    def __init__(self, model: Any, device: str, max_length: int, digest: str) -> None:
+    def __init__(
+        self,
+        model: Any,
+        device: str,
+        max_length: int,
+        digest: str,
+        onnx: OnnxTransformer | None = None,
+    ) -> None:
+        """``onnx``: the pipeline's first module (its transformer) as exported, run in its
+        place; the modules after it run as they are."""
         self.model = model
+        self.onnx = onnx
+        self.backend = "torch" if onnx is None else "onnx"
         self.device = device
         self.max_length = max_length
         self.digest = digest
@@ -123,7 +143,15 @@ class SentenceTransformerEncoder(Encoder):
             features = self.model.preprocess(list(texts))
         features = batch_to_device(features, torch.device(self.device))
         with torch.inference_mode():
-            vectors = self.model(features)["sentence_embedding"]
+            if self.onnx is None:
+                vectors = self.model(features)["sentence_embedding"]
+            else:
+                first, *rest = list(self.model)
+                output = getattr(first, "module_output_name", "token_embeddings")
+                features[output] = self.onnx.last_hidden_state(features)
+                for module in rest:
+                    features = module(features)
+                vectors = features["sentence_embedding"]
         return np.asarray(vectors.float().cpu().numpy(), dtype=np.float32)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
@@ -133,9 +161,17 @@ class SentenceTransformerEncoder(Encoder):
 
 class MeanPoolingEncoder(Encoder):
     def __init__(
-        self, model: Any, tokenizer: Any, device: str, max_length: int, digest: str
+        self,
+        model: Any,
+        tokenizer: Any,
+        device: str,
+        max_length: int,
+        digest: str,
+        onnx: OnnxTransformer | None = None,
     ) -> None:
         self.model = model
+        self.onnx = onnx
+        self.backend = "torch" if onnx is None else "onnx"
         self.tokenizer = tokenizer
         self.device = device
         self.max_length = max_length
@@ -155,7 +191,10 @@ class MeanPoolingEncoder(Encoder):
                 return_tensors="pt",
             ).to(self.device)
         with torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
+            if self.onnx is None:
+                hidden = self.model(**batch).last_hidden_state
+            else:
+                hidden = self.onnx.last_hidden_state(batch)
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
@@ -221,6 +260,7 @@ def _local_directory(model_path: str | None) -> Path:
 def _load(config: InferenceConfig, directory: Path, device: str, digest: str) -> Encoder:
     from neurons.inference.quantize import quantize_int8
 
+    backend = _backend(config, device)
     encoder: Encoder
     if config.model_type == "sentence-transformers":
         from sentence_transformers import SentenceTransformer
@@ -230,7 +270,11 @@ def _load(config: InferenceConfig, directory: Path, device: str, digest: str) ->
         _check_length(config.max_length, model.tokenizer, model)
         if config.quantization == "int8":
             quantize_int8(model)
-        encoder = SentenceTransformerEncoder(model, device, config.max_length, digest)
+        onnx = None
+        if backend != "torch":
+            first = _exportable_transformer(model[0])
+            onnx = _onnx(config, backend, first, partial(model.preprocess, _SAMPLE), digest)
+        encoder = SentenceTransformerEncoder(model, device, config.max_length, digest, onnx)
     else:
         from transformers import AutoModel, AutoTokenizer
 
@@ -240,8 +284,72 @@ def _load(config: InferenceConfig, directory: Path, device: str, digest: str) ->
         _check_length(config.max_length, tokenizer, auto)
         if config.quantization == "int8":
             quantize_int8(auto)
-        encoder = MeanPoolingEncoder(auto, tokenizer, device, config.max_length, digest)
+        onnx = None
+        if backend != "torch":
+            sample = partial(tokenizer.__call__, _SAMPLE, padding=True, return_tensors="pt")
+            onnx = _onnx(config, backend, auto, sample, digest)
+        encoder = MeanPoolingEncoder(auto, tokenizer, device, config.max_length, digest, onnx)
     return encoder
+
+
+# Two texts of different lengths: the export's trace must see padding (onnx_backend says why).
+_SAMPLE = ["a", "an example sentence that is longer than the first one"]
+
+
+def _backend(config: InferenceConfig, device: str) -> str:
+    """``config.backend`` where it can run here, ``auto`` left for :func:`_onnx` to settle;
+    an explicit ``onnx`` that cannot run is a ConfigError saying why."""
+    if config.backend == "torch":
+        return "torch"
+    reason = None
+    if device != "cpu":
+        reason = f"it runs on the CPU here, not on {device}"
+    elif config.quantization != "none":
+        reason = f"quantization {config.quantization} is torch's (set backend torch)"
+    elif (missing := onnx_missing()) is not None:
+        reason = f"the {missing} package is not installed (pip install onnxruntime onnx)"
+    if reason is None:
+        return config.backend
+    if config.backend == "onnx":
+        raise ConfigError(f"backend: onnx cannot serve this model: {reason}")
+    return "torch"
+
+
+def _exportable_transformer(first: Any) -> Any | None:
+    """The transformers model inside a sentence-transformers pipeline's first module when that
+    module is the plain text ``Transformer`` (its output the model's last hidden state), else
+    None: a custom first module runs in torch."""
+    if type(first).__name__ != "Transformer":
+        return None
+    text = getattr(first, "modality_config", {"text": None}).get("text")
+    if text is not None and (text.get("method"), text.get("method_output_name")) != (
+        "forward",
+        "last_hidden_state",
+    ):
+        return None
+    return getattr(first, "model", None) or getattr(first, "auto_model", None)
+
+
+def _onnx(
+    config: InferenceConfig,
+    backend: str,
+    model: Any,
+    sample: Callable[[], Mapping[str, Any]],
+    digest: str,
+) -> OnnxTransformer | None:
+    """The exported transformer, or None to run torch (``auto`` only; ``onnx`` raises)."""
+    from neurons.torch_threads import resolve_threads
+
+    try:
+        if model is None:
+            raise ModelLoadError("its pipeline does not start with a plain text Transformer")
+        threads = resolve_threads("inference", config.torch_threads)
+        return load_onnx(model, sample(), digest, config.model_type, threads)
+    except Exception as error:  # the exporter and onnxruntime raise their own kinds
+        if backend == "onnx":
+            raise ModelLoadError(f"backend onnx: cannot export the model: {error}") from error
+        logger.warning("running the embedding model in torch: the ONNX export failed: %s", error)
+        return None
 
 
 def _check_length(max_length: int, tokenizer: Any, model: Any) -> None:

@@ -163,6 +163,7 @@ class InferenceService:
             "dimensions": self._encoder.dimensions if self._encoder is not None else None,
             "device": self._encoder.device if self._encoder is not None else None,
             "quantization": self.quantization,
+            "backend": self._encoder.backend if self._encoder is not None else None,
             "max_length": self.max_length,
             "running": self.running,
             "torch_threads": self._threads,

@@ -33,6 +33,7 @@ def inference_config(settings: Settings) -> InferenceConfig:
         "max_length": settings.model_max_length,
         "device": settings.model_device,
         "quantization": settings.inference_quantization,
+        "backend": settings.inference_backend,
         "name": settings.inference_model_name,
         "cache_size": settings.inference_cache_size,
         "cache_ttl_s": settings.inference_cache_ttl_s,
