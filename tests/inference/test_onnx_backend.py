@@ -52,6 +52,10 @@ def test_the_export_is_written_once_and_reused(
     assert not list(exported.parent.glob(".*.tmp"))  # no half-written file left behind
     assert cosines(first.encode(CORPUS), second.encode(CORPUS)).min() > 0.99999
     assert cosines(second.encode(CORPUS), minilm.encode(CORPUS)).min() > 0.99999
+    exported.write_bytes(exported.read_bytes()[:1000])  # damaged: exported again, not fatal
+    third = load_encoder(InferenceConfig())
+    assert third.backend == "onnx" and exported.stat().st_size > 1000
+    assert cosines(third.encode(CORPUS), minilm.encode(CORPUS)).min() > 0.99999
 
 
 def test_onnx_refuses_int8_by_name() -> None:

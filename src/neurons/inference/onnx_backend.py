@@ -80,12 +80,17 @@ def load_onnx(
     inputs = tuple(name for name in ORT_INPUTS if name in sample)
     name = f"{digest.removeprefix('sha256:')[:32]}-{kind}-{'-'.join(inputs)}"
     path = export_cache_dir() / f"{name}-torch{torch.__version__}.onnx"
-    if not path.is_file():
-        _export(model, sample, inputs, path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: its warnings are about graph details
+    if path.is_file():
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return OnnxTransformer(session, inputs, path)
+        except Exception as error:  # a damaged file (a full disk, an edit): export it again
+            logger.warning("exporting the embedding model again: %s is unreadable: %s", path, error)
+    _export(model, sample, inputs, path)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return OnnxTransformer(session, inputs, path)
 
