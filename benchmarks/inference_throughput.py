@@ -3,9 +3,10 @@
 Side by side: ``SentenceTransformer.encode`` at its best batch size (8/16/32/64 tried), and
 ``POST /api/v1/model/inference`` (body ``{"texts": [...]}``) of a ``neurons serve`` process
 under 16 concurrent clients (aiohttp, the cheaper load generator on a shared 2-core machine),
-each sending 1-8 texts a request: with the cache off
-(``NEURONS_INFERENCE_CACHE_SIZE=0``), and on, with every text already seen (hits) against
-fresh texts (misses). Then int8 against fp32 in process: speed-up and cosine.
+each sending 1-8 texts a request: with the cache off (``NEURONS_INFERENCE_CACHE_SIZE=0``), on
+the default backend and on torch's (``NEURONS_INFERENCE_BACKEND=torch``), and with the cache
+on, every text already seen (hits) against fresh texts (misses). Then int8 against fp32 in
+process, both in torch: speed-up and cosine.
 
     python benchmarks/inference_throughput.py [--texts 768] [--clients 16]
 
@@ -157,6 +158,16 @@ def main() -> None:
         finally:
             off.terminate()
             off.wait(15)
+        # The same with the transformer in torch, as before the ONNX backend.
+        env = {"NEURONS_INFERENCE_CACHE_SIZE": "0", "NEURONS_INFERENCE_BACKEND": "torch"}
+        torch_plane, torch_url = start_plane(Path(root) / "torch", env)
+        try:
+            asyncio.run(load(torch_url, corpus(128, 2), args.clients))  # warm
+            rate, _ = asyncio.run(load(torch_url, texts, args.clients))
+            rows.append(("endpoint, cache off, backend torch", rate, f"{rate / raw:.2f}x raw"))
+        finally:
+            torch_plane.terminate()
+            torch_plane.wait(15)
         on, on_url = start_plane(Path(root) / "on", {})
         try:
             fresh = corpus(args.texts, 3)

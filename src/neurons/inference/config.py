@@ -47,15 +47,16 @@ class InferenceConfig:
     # encode(batch_size=32) in the same run; the same vectors (cosine >= 0.99999).
     backend: str = "auto"
     name: str = "all-minilm"
-    # B and T measured on this 2-core CPU (in-process service, 16 concurrent callers of 1-8
-    # texts each, cache off; two rounds, texts/s as a ratio to raw encode(batch_size=32) run
-    # right after, since other work shared the machine):
-    #   B=16: T=2ms 0.84 / 0.75, T=5ms 1.05 / 1.08   B=32: T=2 0.57 / 0.78, T=5 0.63 / 1.22
-    #   B=64: T=2 0.84 / 0.52, T=5 0.74 / 0.72
-    # B=16 T=5 was the steady one: larger batches gain little per text on two cores and make a
-    # caller wait behind more work; T=5 ms lets a batch fill under load, and a lone caller
-    # pays only 5 ms over a ~20 ms forward pass.
-    batch_size: int = 16
+    # B and T measured on this 2-core CPU (benchmarks/inference_throughput.py: a served plane,
+    # 16 concurrent clients of 1-8 texts each, cache off, texts/s as a ratio to raw
+    # encode at its best batch size in the same run). With the onnx backend, T=5 ms:
+    #   B=8 1.09 / 1.07, B=12 1.04, B=16 1.00 / 0.99 / 0.97, B=32 0.89
+    # and torch, the same runs: B=8 0.86, B=16 0.87 / 0.86, B=32 0.76. Two passes at once
+    # keep both cores busy, so a larger batch buys little per text and sorts a backlog into
+    # fewer, more padded passes. Earlier, torch alone on one worker, T: B=16 T=2ms 0.84 / 0.75,
+    # T=5ms 1.05 / 1.08; T=5 ms lets a batch fill under load, and a lone caller pays only
+    # 5 ms over a ~20 ms forward pass.
+    batch_size: int = 8
     batch_wait_ms: float = 5.0
     cache_size: int = 10000
     cache_ttl_s: float = 3600.0
