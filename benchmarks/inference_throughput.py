@@ -150,24 +150,17 @@ def main() -> None:
     size, raw = raw_best(texts)
     rows: list[tuple[str, float, str]] = [(f"raw encode (best batch_size={size})", raw, "1.00x")]
     with tempfile.TemporaryDirectory() as root:
-        off, off_url = start_plane(Path(root) / "off", {"NEURONS_INFERENCE_CACHE_SIZE": "0"})
-        try:
-            asyncio.run(load(off_url, corpus(128, 2), args.clients))  # warm
-            rate, _ = asyncio.run(load(off_url, texts, args.clients))
-            rows.append(("endpoint, cache off", rate, f"{rate / raw:.2f}x raw"))
-        finally:
-            off.terminate()
-            off.wait(15)
-        # The same with the transformer in torch, as before the ONNX backend.
-        env = {"NEURONS_INFERENCE_CACHE_SIZE": "0", "NEURONS_INFERENCE_BACKEND": "torch"}
-        torch_plane, torch_url = start_plane(Path(root) / "torch", env)
-        try:
-            asyncio.run(load(torch_url, corpus(128, 2), args.clients))  # warm
-            rate, _ = asyncio.run(load(torch_url, texts, args.clients))
-            rows.append(("endpoint, cache off, backend torch", rate, f"{rate / raw:.2f}x raw"))
-        finally:
-            torch_plane.terminate()
-            torch_plane.wait(15)
+        # Cache off, on the default backend and on torch (as before the ONNX backend).
+        for label, backend in (("", "auto"), (", backend torch", "torch")):
+            env = {"NEURONS_INFERENCE_CACHE_SIZE": "0", "NEURONS_INFERENCE_BACKEND": backend}
+            plane, url = start_plane(Path(root) / backend, env)
+            try:
+                asyncio.run(load(url, corpus(128, 2), args.clients))  # warm
+                rate, _ = asyncio.run(load(url, texts, args.clients))
+                rows.append((f"endpoint, cache off{label}", rate, f"{rate / raw:.2f}x raw"))
+            finally:
+                plane.terminate()
+                plane.wait(15)
         on, on_url = start_plane(Path(root) / "on", {})
         try:
             fresh = corpus(args.texts, 3)
