@@ -18,7 +18,7 @@ unknown session, a move its status forbids) are reported as by every job command
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -36,6 +36,15 @@ from rich.table import Table
 
 from neurons.cli.common import INTERRUPTED, JsonFlag, emit, run_with_network
 from neurons.cli.jobs import exit_for, fail, follow_job, refusals_exit
+from neurons.cli.optimize_tables import (
+    best_trial,
+    print_best,
+    score_text,
+    summary,
+    top_trials,
+    trials_table,
+    workers_table,
+)
 from neurons.config import Settings
 from neurons.errors import SessionNotFoundError, SessionStateError
 
@@ -52,7 +61,6 @@ optimize_app = typer.Typer(
 
 SessionArg = Annotated[str, typer.Argument(help="Session id (see `neurons optimize ls`).")]
 T = TypeVar("T")
-TOP = 5
 
 
 def _with_service(call: Callable[[OptimizationService], Awaitable[T]]) -> T:
@@ -81,137 +89,6 @@ def _draw(details: Mapping[str, Any], path: Path) -> Path:
 
 
 # -- formatting ---------------------------------------------------------------------------------
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _score(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.4f}"
-
-
-def _parameters(parameters: Mapping[str, Any]) -> str:
-    return " ".join(f"{name}={_value(value)}" for name, value in parameters.items())
-
-
-def _parameter_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    names: list[str] = []
-    for row in rows:
-        for name in row.get("parameters") or {}:
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def _trials_table(
-    rows: Sequence[Mapping[str, Any]], title: str, *, best: int | None, states: bool
-) -> Table:
-    """One row per trial: its number (``b`` the baseline, ``*`` the best), score, parameters
-    and measurements; ``states`` adds the state and, for pruned trials, why, and the worker
-    that ran it when more than one did."""
-    names = _parameter_names(rows)
-    notes = states and any(row.get("pruned_reason") for row in rows)
-    workers = states and len({row.get("worker") for row in rows}) > 1
-    table = Table(
-        title=title, caption="b: baseline (Ollama's defaults), *: best", box=box.SIMPLE_HEAD
-    )
-    table.add_column("trial", justify="right", no_wrap=True)
-    if states:
-        table.add_column("state")
-    if workers:
-        table.add_column("worker")
-    table.add_column("score", justify="right")
-    for name in names:
-        table.add_column(name, justify="right")
-    for column in ("quality", "total ms", "tok/s", "MiB"):
-        table.add_column(column, justify="right")
-    if notes:
-        table.add_column("note")
-    for row in rows:
-        marks = ("b" if row.get("baseline") else "") + (
-            "*" if best is not None and row["trial"] == best else ""
-        )
-        cells = [f"{row['trial']} {marks}".strip()]
-        if states:
-            cells.append(str(row.get("state", "-")))
-        if workers:
-            cells.append(f"{row.get('worker') or '-'} ({row.get('node') or '-'})")
-        cells.append(_score(row.get("overall_score")))
-        params = row.get("parameters") or {}
-        cells += [_value(params[n]) if n in params else "-" for n in names]
-        metrics = row.get("metrics") or {}
-        if metrics:
-            cells += [
-                f"{metrics['quality']:.3f}",
-                f"{metrics['total_ms']:.0f}",
-                f"{metrics['tokens_per_s']:.1f}",
-                f"{metrics['memory_bytes'] / 2**20:.0f}",
-            ]
-        else:
-            cells += ["-"] * 4
-        if notes:
-            cells.append(str(row.get("pruned_reason") or ""))
-        table.add_row(*cells)
-    return table
-
-
-def _workers_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """Trials by worker: what each counted towards the session, by state, and its nodes."""
-    table = Table(title=f"{len(rows)} workers", box=box.SIMPLE_HEAD)
-    table.add_column("worker")
-    for column in ("finished", "complete", "pruned", "failed", "running"):
-        table.add_column(column, justify="right")
-    table.add_column("nodes")
-    for row in rows:
-        counts = [str(row[c]) for c in ("finished", "complete", "pruned", "failed", "running")]
-        table.add_row(row["worker"], *counts, ", ".join(row["nodes"]) or "-")
-    return table
-
-
-def _best_trial(details: Mapping[str, Any]) -> int | None:
-    best = details.get("best")
-    return int(best["trial"]) if isinstance(best, Mapping) else None
-
-
-def _top(details: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    complete = [
-        t
-        for t in details.get("trials") or []
-        if t.get("state") == "complete" and t.get("overall_score") is not None
-    ]
-    return sorted(complete, key=lambda t: (-float(t["overall_score"]), t["trial"]))[:TOP]
-
-
-def _print_best(console: Console, details: Mapping[str, Any]) -> None:
-    best = details.get("best")
-    if not isinstance(best, Mapping):
-        console.print("no trial completed: no best parameters")
-        return
-    how = (
-        " (the knee of the quality/speed Pareto front)"
-        if details.get("objective") == "balance_quality_speed"
-        else ""
-    )
-    console.print(
-        f"best: trial {best['trial']}, score {_score(best.get('overall_score'))}{how}"
-        + (" (Ollama's defaults)" if best.get("baseline") else "")
-    )
-    console.print(f"best parameters: {_parameters(best.get('parameters') or {})}")
-
-
-def _summary(details: Mapping[str, Any]) -> str:
-    return (
-        f"session {details['session_id']}: {details['model_name']}, {details['objective']} by "
-        f"{details['strategy']}, {details['status']}, {details['current_iteration']}/"
-        f"{details['max_iterations']} trials, {details['elapsed_s']:.1f}s"
-        + (f" on {details['node']}" if details.get("node") else "")
-    )
-
-
-# -- neurons optimize run, start ----------------------------------------------------------------
 
 
 def _read_eval_file(path: Path, model_type: str) -> str:
@@ -347,7 +224,7 @@ async def _run_here(service: OptimizationService, session_id: str, as_json: bool
             bar,
             completed=current["current_iteration"],
             description=f"session {session_id}: {current['status']}",
-            best=_score(best.get("overall_score")),
+            best=score_text(best.get("overall_score")),
             node=current.get("node") or "-",
         )
 
@@ -432,13 +309,13 @@ def _finish(details: dict[str, Any], plot: Path | None, as_json: bool) -> None:
 
 def _report(details: Mapping[str, Any], path: Path) -> None:
     console = Console()
-    console.print(_summary(details))
-    top = _top(details)
+    console.print(summary(details))
+    top = top_trials(details)
     if top:
         count = sum(1 for t in details["trials"] if t.get("state") == "complete")
         title = f"top {len(top)} of {count} completed trials"
-        console.print(_trials_table(top, title, best=_best_trial(details), states=False))
-    _print_best(console, details)
+        console.print(trials_table(top, title, best=best_trial(details), states=False))
+    print_best(console, details)
     if details.get("best"):
         console.print(f"apply with: neurons optimize apply {details['session_id']}")
     console.print(f"convergence plot: {path}")
@@ -451,10 +328,10 @@ def _report_interrupted(details: Mapping[str, Any]) -> None:
         f"interrupted: session {session_id} {details['status']} after "
         f"{details['current_iteration']} of {details['max_iterations']} trials"
     )
-    top = _top(details)
+    top = top_trials(details)
     if top:
-        console.print(_trials_table(top, "best so far", best=_best_trial(details), states=False))
-    _print_best(console, details)
+        console.print(trials_table(top, "best so far", best=best_trial(details), states=False))
+    print_best(console, details)
     console.print(
         f"its finished trials are kept: neurons optimize status {session_id}, "
         f"neurons optimize plot {session_id}"
@@ -472,17 +349,17 @@ def status(session_id: SessionArg, as_json: JsonFlag = False) -> None:
         emit(details)
         return
     console = Console()
-    console.print(_summary(details))
+    console.print(summary(details))
     if details.get("error"):
         console.print(f"error: {details['error']}")
     trials = details.get("trials") or []
     if trials:
         title = f"{len(trials)} trial(s)"
-        console.print(_trials_table(trials, title, best=_best_trial(details), states=True))
+        console.print(trials_table(trials, title, best=best_trial(details), states=True))
     workers = details.get("workers") or []
     if len(workers) > 1:
-        console.print(_workers_table(workers))
-    _print_best(console, details)
+        console.print(workers_table(workers))
+    print_best(console, details)
 
 
 @optimize_app.command("worker")
@@ -551,7 +428,7 @@ def list_sessions(
             s["objective"],
             s["status"],
             f"{s['current_iteration']}/{s['max_iterations']}",
-            _score(best.get("overall_score")),
+            score_text(best.get("overall_score")),
             s.get("node") or "-",
             s["created_at"][5:16].replace("T", " "),
         )
