@@ -178,6 +178,30 @@ def test_optuna_shares_the_neurons_database(url: str) -> None:
         optuna_storage("not a url")
 
 
+def test_processes_opening_a_fresh_database_at_once_all_get_the_storage(tmp_path: Path) -> None:
+    """A session's runner, a worker and a status read may each be first to open Optuna's
+    storage: racing to create its tables fails one of them with IntegrityError or "table
+    alembic_version already exists" (seen in a test run), which optuna_storage retries."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from neurons.optimize.strategies import optuna_storage
+        while time.time() < float(sys.argv[2]):  # start together
+            time.sleep(0.001)
+        optuna_storage(sys.argv[1])
+        """
+    )
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        start = str(time.time() + 3)  # after the imports, in every process
+        racers = [
+            subprocess.Popen([sys.executable, "-c", script, url, start], stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        errors = [racer.communicate(timeout=120)[1].decode() for racer in racers]
+        assert [racer.returncode for racer in racers] == [0] * 4, "\n".join(errors)
+
+
 def test_evolutionary_falls_back_to_nsga2_for_multi_objective(url: str) -> None:
     sampler = make_sampler("evolutionary", SPACE, "balance_quality_speed", seed=0, budget=25)
     assert type(sampler) is NSGAIISampler

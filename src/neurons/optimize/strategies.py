@@ -40,7 +40,7 @@ from optuna.samplers import (
 )
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from neurons.errors import InvalidRequestError, StoreError
 from neurons.optimize.objectives import is_multi_objective
@@ -161,10 +161,13 @@ def optuna_storage(
                         max_retry=max_retry
                     ),
                 )
-            except IntegrityError:
-                # Two processes (a session's runner and a worker) creating Optuna's tables
-                # at once: one stamps alembic_version first; the other finds them made.
-                if attempt == 2:
+            except (IntegrityError, OperationalError) as error:
+                # Two processes (a session's runner, a worker, a status read) creating Optuna's
+                # tables at once: one stamps alembic_version first, and the other fails on the
+                # stamp (IntegrityError) or on a table the first just made ("table
+                # alembic_version already exists"); made by then, they are found next time.
+                raced = isinstance(error, IntegrityError) or "already exists" in str(error)
+                if not raced or attempt == 2:
                     raise
                 time.sleep(0.5)
         raise AssertionError("unreachable")
