@@ -84,15 +84,18 @@ def load_onnx(
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: its warnings are about graph details
+
+    def opened() -> OnnxTransformer:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return OnnxTransformer(session, inputs, path)
+
     if path.is_file():
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            return OnnxTransformer(session, inputs, path)
+            return opened()
         except Exception as error:  # a damaged file (a full disk, an edit): export it again
             logger.warning("exporting the embedding model again: %s is unreadable: %s", path, error)
     _export(model, sample, inputs, path)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return OnnxTransformer(session, inputs, path)
+    return opened()
 
 
 def _last_hidden_state(model: Any, inputs: tuple[str, ...]) -> Any:
